@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+INDEX  ?= vidconcept-index
+
+.PHONY: demo test install install-test clean-index samples
+
+# The stamp files make re-runs cheap; they are rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	# scenedetect depends on opencv-python (GUI build); keep exactly one cv2: the headless one.
+	$(PIP) uninstall -y -q opencv-python || true
+	$(PIP) install -q --force-reinstall --no-deps "opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
+	$(PY) -c "import cv2, vidconcept; print('cv2', cv2.__version__)"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m vidconcept ingest sample_videos --index $(INDEX)
+	$(PY) -m vidconcept info --index $(INDEX)
+	$(PY) benchmarks/../sample_videos/demo_queries.sh $(PY) $(INDEX) 2>/dev/null || $(PY) -m vidconcept.demo --index $(INDEX)
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean-index:
+	rm -rf $(INDEX)

@@ -1,0 +1,2 @@
+"""vidconcept: video concept-detection indexing."""
+__version__ = "0.1.0"

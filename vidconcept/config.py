@@ -1,0 +1,55 @@
+"""One source of truth for defaults: the CLI passes ``None`` for unset options and
+the library resolves them here."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Index folder when neither ``--index`` nor ``VIDCONCEPT_INDEX`` is given.
+DEFAULT_INDEX_DIR = Path("vidconcept-index")
+INDEX_ENV_VAR = "VIDCONCEPT_INDEX"
+
+#: Model bundle used when none is named: ``models/default`` of this checkout.
+PACKAGE_ROOT = Path(__file__).resolve().parent
+DEFAULT_MODEL_DIR = PACKAGE_ROOT.parent / "models" / "default"
+MODEL_ENV_VAR = "VIDCONCEPT_MODEL"
+
+#: File name extensions treated as videos when a folder is ingested.
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".3gp", ".ogv"}
+)
+
+#: Keyframes are stored as JPEG with this longest side (pixels).
+KEYFRAME_MAX_SIDE = 320
+KEYFRAME_JPEG_QUALITY = 88
+
+#: Number of top concepts reported with each shot.
+TOP_CONCEPTS = 5
+
+
+def resolve_index_dir(index: str | os.PathLike | None = None) -> Path:
+    """``index`` if given, else ``$VIDCONCEPT_INDEX``, else ``./vidconcept-index``."""
+    if index is not None:
+        return Path(index)
+    env = os.environ.get(INDEX_ENV_VAR)
+    return Path(env) if env else DEFAULT_INDEX_DIR
+
+
+def resolve_model_dir(model: str | os.PathLike | None = None) -> Path:
+    """``model`` if given, else ``$VIDCONCEPT_MODEL``, else the bundled ``models/default``."""
+    if model is not None:
+        return Path(model)
+    env = os.environ.get(MODEL_ENV_VAR)
+    return Path(env) if env else DEFAULT_MODEL_DIR
+
+
+def resolve_device(device: str | None = None) -> str:
+    """``device`` if given, else ``$TORCH_DEVICE``, else CUDA when present, else CPU."""
+    if device:
+        return device
+    env = os.environ.get("TORCH_DEVICE")
+    if env:
+        return env
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
