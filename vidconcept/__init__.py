@@ -1,2 +1,26 @@
-"""vidconcept: video concept-detection indexing."""
+"""vidconcept: index videos by concept, search shots by concept or by example.
+
+The pipeline is visible in the package layout: ``video`` (decode, shots,
+keyframes) → ``model`` (concept CNN, LR detectors) → ``index`` (SQLite + FAISS)
+→ ``search`` (query language, ranking) → ``cli`` / ``web``.
+
+Example::
+
+    import vidconcept
+    index = vidconcept.Index("vidconcept-index", create=True)
+    index.ingest("sample_videos/")
+    index.search("cat OR dog", top=5)
+"""
+from .api import Index, SearchResult, SearchResults
+from .errors import VidconceptError
+
 __version__ = "0.1.0"
+
+__all__ = ["Index", "SearchResult", "SearchResults", "VidconceptError", "detect_shots", "__version__"]
+
+
+def detect_shots(path, **kwargs):
+    """Shot boundaries of one video (one-call helper; see :func:`vidconcept.video.detect_shots`)."""
+    from .video import detect_shots as _detect
+
+    return _detect(path, **kwargs)

@@ -1,0 +1,55 @@
+"""Shared fixtures: a populated index built without decoding video, and data paths."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidconcept.index.store import ShotData, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SAMPLE_VIDEOS = ROOT / "sample_videos"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (SHARED / "data").exists():
+        skip = pytest.mark.skip(reason="../shared is not present")
+        for item in items:
+            if "shared" in item.keywords:
+                item.add_marker(skip)
+
+
+CONCEPTS = ["cat", "dog", "grass", "night", "person"]
+
+
+def fill_store(store: Store, n_videos: int = 3, shots_per_video: int = 4, seed: int = 0) -> np.ndarray:
+    """Write synthetic videos with random scores and features; return the score matrix."""
+    rng = np.random.default_rng(seed)
+    cids = store.ensure_concepts(CONCEPTS)
+    store.set_meta("feature_dim", 8)
+    all_scores = []
+    for v in range(n_videos):
+        shots = [ShotData(i, i * 25, (i + 1) * 25, i * 1.0, i + 1.0, f"keyframes/v{v}/{i:05d}.jpg")
+                 for i in range(shots_per_video)]
+        scores = rng.random((shots_per_video, len(CONCEPTS))).astype(np.float32)
+        feats = rng.normal(size=(shots_per_video, 8)).astype(np.float32)
+        video = {"path": f"/videos/v{v}.mp4", "content_hash": f"h{v}", "size": 1, "mtime": 1.0,
+                 "duration_s": float(shots_per_video), "fps": 25.0, "frames": 25 * shots_per_video,
+                 "width": 64, "height": 48, "model": "fake"}
+        store.replace_video(video, shots, scores, [cids[c] for c in CONCEPTS], feats)
+        all_scores.append(scores)
+    return np.concatenate(all_scores)
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store.open(tmp_path / "index")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def filled(store) -> tuple[Store, np.ndarray]:
+    return store, fill_store(store)

@@ -1,0 +1,194 @@
+"""The Python API: an :class:`Index` folder with the same verbs as the CLI.
+
+Example::
+
+    import vidconcept
+    index = vidconcept.Index("vidconcept-index")
+    index.ingest(["sample_videos/"])
+    for hit in index.search("cat OR dog", top=5):
+        print(hit.video, hit.start_s, hit.score)
+    index.similar(shot=hit.shot_id)
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .errors import UsageError, VidconceptError
+from .index.store import Store
+from .index.vectors import open_vectors
+from .search.query import parse
+from .search.rank import rank
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """One ranked shot."""
+
+    shot_id: int
+    video: str
+    shot_index: int
+    start_s: float
+    end_s: float
+    score: float
+    keyframe: str | None  # absolute path of the keyframe JPEG
+    concepts: dict[str, float] = field(default_factory=dict)  # the shot's top concepts
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SearchResults(Sequence):
+    """A page of results and how many shots match in all."""
+
+    results: list[SearchResult]
+    total: int
+
+    def __getitem__(self, i):
+        return self.results[i]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "results": [r.to_dict() for r in self.results]}
+
+
+class Index:
+    """An index folder: SQLite database, FAISS vectors and keyframes.
+
+    Args:
+        path: the folder; ``None`` → ``$VIDCONCEPT_INDEX`` or ``./vidconcept-index``.
+        model: model bundle folder used to ingest and to embed query images;
+            ``None`` → ``$VIDCONCEPT_MODEL`` or ``models/default``.
+        device: ``cuda``/``cpu``; ``None`` → CUDA when present.
+        create: create the folder when it does not exist (ingest does; search does not).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, model: str | os.PathLike | None = None,
+                 device: str | None = None, create: bool = False):
+        self.root = config.resolve_index_dir(path)
+        self.model_dir = config.resolve_model_dir(model)
+        self.device = device
+        self.store = Store.open(self.root, create=create)
+        self._model = None
+        self._vectors = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def model(self):
+        if self._model is None:
+            from .model import ConceptModel
+
+            self._model = ConceptModel.load(self.model_dir, device=self.device)
+        return self._model
+
+    # ---- ingest -----------------------------------------------------------
+    def ingest(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, *, detector: str | None = None,
+               threshold: float | None = None, min_shot_s: float | None = None, batch_size: int = 32,
+               progress: bool = False):
+        """Index videos (files or folders); unchanged files are skipped. Returns an ``IngestSummary``."""
+        from .ingest import Ingestor
+
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        ingestor = Ingestor(self.store, lambda: self.model, detector=detector, threshold=threshold,
+                            min_shot_s=min_shot_s, batch_size=batch_size, progress=progress)
+        summary = ingestor.run(paths)
+        self._vectors = None
+        return summary
+
+    # ---- search -----------------------------------------------------------
+    def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0) -> SearchResults:
+        """Shots ranked by a concept query (see :mod:`vidconcept.search.query` for the language)."""
+        _check_page(top, offset)
+        if not 0.0 <= min_score <= 1.0:
+            raise UsageError(f"min score must be between 0 and 1, not {min_score}")
+        hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score)
+        return SearchResults(self._results(hits), total)
+
+    def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
+                top: int = 20) -> SearchResults:
+        """Nearest shots by feature similarity to a shot of the index or to an image."""
+        _check_page(top, 0)
+        if (shot is None) == (image is None):
+            raise UsageError("give exactly one of a shot id or an image")
+        vectors = self.vectors()
+        if vectors is None or vectors.ntotal == 0:
+            return SearchResults([], 0)
+        if shot is not None:
+            query = self.store.feature(int(shot))
+            if query is None:
+                raise UsageError(f"no shot with id {shot} in {self.root}")
+        else:
+            query = self.model.predict([_load_image(image)]).features[0]
+        sims, ids = vectors.search(query[None, :], top + (shot is not None))
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
+        return SearchResults(self._results(hits), len(hits))
+
+    def vectors(self):
+        if self._vectors is None:
+            self._vectors = open_vectors(self.store, None)
+        return self._vectors
+
+    def _results(self, hits: list[tuple[int, float]]) -> list[SearchResult]:
+        rows = self.store.shots([i for i, _ in hits])
+        out = []
+        for shot_id, score in hits:
+            row = rows.get(shot_id)
+            if row is None:
+                continue
+            kf = str(self.root / row["keyframe"]) if row["keyframe"] else None
+            out.append(SearchResult(shot_id, row["video"], row["shot_index"], row["start_s"], row["end_s"],
+                                    round(score, 6), kf, self.store.top_concepts(shot_id, config.TOP_CONCEPTS)))
+        return out
+
+    # ---- info -------------------------------------------------------------
+    def info(self) -> dict:
+        """Counts of videos, shots and concepts, and the model the index was built with."""
+        return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model")}
+
+    def concepts(self, min_score: float = 0.5) -> list[dict]:
+        """Concepts of the index with how many shots score at least ``min_score``."""
+        counts = dict(self.store.db.execute(
+            "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
+        return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0)} for c in self.store.concepts()]
+
+    def videos(self) -> list[dict]:
+        return list(self.store.videos())
+
+
+def _check_page(top: int, offset: int) -> None:
+    if not isinstance(top, int) or top < 1 or top > 10_000:
+        raise UsageError(f"top must be a whole number from 1 to 10000, not {top!r}")
+    if not isinstance(offset, int) or offset < 0:
+        raise UsageError(f"offset must be a whole number >= 0, not {offset!r}")
+
+
+def _load_image(image) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        return image
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise VidconceptError(f"{image}: cannot read image: {exc}") from exc

@@ -1,0 +1,265 @@
+"""Command-line interface: each command opens the index and calls one API method.
+
+Options default to ``None`` and fall through to the library's defaults
+(:mod:`vidconcept.config`), so there is one source of truth. Errors a user can act
+on print one line and exit with the error's status (1 failure, 2 usage, 3 locked);
+``VIDCONCEPT_DEBUG=1`` re-raises them with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__  # noqa: F401
+from .errors import UsageError, VidconceptError
+
+log = logging.getLogger("vidconcept")
+
+
+# ---- output helpers -------------------------------------------------------
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _print_results(results, as_json: bool) -> None:
+    if as_json:
+        _print_json(results.to_dict())
+        return
+    if not results.results:
+        print("no matching shots")
+        return
+    for r in results.results:
+        top = ", ".join(f"{k} {v:.2f}" for k, v in list(r.concepts.items())[:3])
+        print(f"{r.score:6.3f}  shot {r.shot_id:<6} {os.path.basename(r.video)} "
+              f"[{_tc(r.start_s)}-{_tc(r.end_s)}]  {top}")
+    print(f"({len(results.results)} of {results.total} matching shots)")
+
+
+def _tc(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m):02d}:{s:05.2f}"
+
+
+def _index(args, create: bool = False):
+    from .api import Index
+
+    return Index(args.index, model=getattr(args, "model", None), device=getattr(args, "device", None), create=create)
+
+
+# ---- commands -------------------------------------------------------------
+def cmd_ingest(args) -> int:
+    with _index(args, create=True) as index:
+        summary = index.ingest(args.paths, detector=args.detector, threshold=args.threshold,
+                               min_shot_s=args.min_shot, progress=not args.quiet and not args.json)
+    data = summary.to_dict()
+    if args.json:
+        _print_json(data)
+    else:
+        rtf = f"{data['realtime_factor']}x realtime" if data["realtime_factor"] else "-"
+        print(f"indexed {data['videos']} videos ({data['shots']} shots, {data['video_seconds']:.1f} s of video) "
+              f"in {data['wall_s']:.1f} s ({rtf}); {data['unchanged']} unchanged, {len(data['failed'])} failed")
+        for f in data["failed"]:
+            print(f"  failed: {f['path']}: {f['reason']}")
+    return 1 if data["failed"] else 0
+
+
+def cmd_shots(args) -> int:
+    from .video import detect_shots
+
+    result = detect_shots(args.video, detector=args.detector, threshold=args.threshold, min_shot_s=args.min_shot)
+    data = result.to_json()
+    if args.json:
+        _print_json(data)
+    else:
+        for i, s in enumerate(data["shots"]):
+            print(f"{i:4d}  frames {s['start_frame']:>7}-{s['end_frame']:<7} {_tc(s['start_s'])}-{_tc(s['end_s'])}")
+        print(f"{len(data['shots'])} shots, {data['frames']} frames at {data['fps']:.3f} fps")
+    return 0
+
+
+def cmd_search(args) -> int:
+    with _index(args) as index:
+        _print_results(index.search(args.query, top=args.top, min_score=args.min_score, offset=args.offset), args.json)
+    return 0
+
+
+def cmd_similar(args) -> int:
+    if (args.shot is None) == (args.image is None):
+        raise UsageError("give exactly one of --shot ID or --image PATH")
+    with _index(args) as index:
+        _print_results(index.similar(shot=args.shot, image=args.image, top=args.top), args.json)
+    return 0
+
+
+def cmd_concepts(args) -> int:
+    from .api import Index
+    from .config import resolve_index_dir
+
+    root = resolve_index_dir(args.index)
+    if (root / "index.db").exists():
+        with Index(root) as index:
+            rows = index.concepts()
+    else:
+        from .model import ConceptModel
+
+        rows = [{"name": c} for c in ConceptModel.load(args.model, device="cpu").concepts]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(r["name"] + (f"\t{r['shots']}" if "shots" in r else ""))
+    return 0
+
+
+def cmd_info(args) -> int:
+    with _index(args) as index:
+        data = index.info()
+    if args.json:
+        _print_json(data)
+    else:
+        for k, v in data.items():
+            print(f"{k:14} {v}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .model import train
+
+    out = train(backbone=args.backbone, strategy=args.strategy, datasets=args.dataset, out=args.out,
+                **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
+                         "split", "weights"))
+    print(f"model bundle written to {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .model import evaluate
+
+    data = evaluate(args.model, args.dataset, **_given(args, "split", "metric", "device"))
+    if args.json:
+        _print_json(data)
+    else:
+        for name, out in data["outputs"].items():
+            print(f"{name:20} MAP {out['map']:.4f}")
+    return 0
+
+
+def _given(args, *names: str) -> dict:
+    """Only the options the user set: unset ones fall through to the library's defaults."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+# ---- parser ---------------------------------------------------------------
+def _add_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", help="index folder (default: $VIDCONCEPT_INDEX or ./vidconcept-index)")
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model bundle folder (default: $VIDCONCEPT_MODEL or models/default)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda when present)")
+
+
+def _add_shot_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector", help="shot detector name (see vidconcept.video.list_detectors())")
+    p.add_argument("--threshold", type=float, help="detector threshold (default: the detector's own)")
+    p.add_argument("--min-shot", type=float, metavar="SECONDS", help="minimum shot length in seconds")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidconcept", description="Video concept-detection indexing and search.")
+    parser.add_argument("--version", action="version", version=f"vidconcept {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="index video files and folders (idempotent)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    _add_index(p), _add_model(p), _add_shot_options(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("shots", help="detect shot boundaries of one video (no model, no index)")
+    p.add_argument("video")
+    _add_shot_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_shots)
+
+    p = sub.add_parser("search", help="rank shots by a concept query, e.g. 'dog AND grass NOT night'")
+    p.add_argument("query")
+    _add_index(p)
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--min-score", type=float, default=0.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("similar", help="shots that look like a shot of the index or an image")
+    p.add_argument("--shot", type=int)
+    p.add_argument("--image")
+    _add_index(p), _add_model(p)
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("concepts", help="list the concepts (of the index, else of the model)")
+    _add_index(p)
+    p.add_argument("--model", help="model bundle folder when there is no index")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_concepts)
+
+    p = sub.add_parser("info", help="counts of videos, shots and concepts in an index")
+    _add_index(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="fine-tune a concept model (FT1-def, FT2-reN, FT3-exN-D) and write a bundle")
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--strategy", required=True, help="ft1-def, ft2-reN, ft3-ex1-D or ft3-ex2-D")
+    p.add_argument("--dataset", action="append", required=True, metavar="SPEC", help="voc:DIR, folder:DIR or csv:FILE (repeatable)")
+    p.add_argument("--out", required=True, help="bundle folder to write, e.g. models/mine")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr-mult", type=float, help="learning-rate multiplier k of the pretrained layers")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--split", help="data set split (default: train)")
+    p.add_argument("--weights", help="backbone weights: a state_dict FILE, or 'none' for random init")
+    p.add_argument("--device")
+    p.add_argument("--resume", action="store_true", default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="AP / MAP (or TRECVID infAP) of a model bundle on a data set")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", required=True, metavar="SPEC")
+    p.add_argument("--split")
+    p.add_argument("--metric", choices=["ap", "infap"])
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="vidconcept: %(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except VidconceptError as exc:
+        if os.environ.get("VIDCONCEPT_DEBUG"):
+            raise
+        print(f"vidconcept: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vidconcept: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

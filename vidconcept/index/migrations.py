@@ -1,0 +1,119 @@
+"""Schema migrations: the only place the index schema changes.
+
+Each migration is a function registered with :func:`migration`, applied once, in
+order, inside one transaction, and recorded in ``meta.schema_version``. An index
+written by a newer vidconcept (higher version than we know) is refused rather than
+guessed at.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import sqlite_utils
+
+from ..errors import IndexError_
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[tuple[int, str, Migration]] = []
+
+
+def migration(version: int) -> Callable[[Migration], Migration]:
+    """Register ``fn`` as the migration that brings the schema to ``version``."""
+
+    def register(fn: Migration) -> Migration:
+        if any(v == version for v, _, _ in MIGRATIONS):
+            raise ValueError(f"duplicate migration version {version}")
+        MIGRATIONS.append((version, fn.__name__, fn))
+        MIGRATIONS.sort(key=lambda m: m[0])
+        return fn
+
+    return register
+
+
+LATEST = 1
+
+
+@migration(1)
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE videos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,
+            content_hash TEXT,
+            size INTEGER,
+            mtime REAL,
+            duration_s REAL,
+            fps REAL,
+            frames INTEGER,
+            width INTEGER,
+            height INTEGER,
+            status TEXT NOT NULL DEFAULT 'indexed',
+            error TEXT,
+            ingested_at TEXT,
+            model TEXT
+        );
+        CREATE TABLE shots (
+            id INTEGER PRIMARY KEY,
+            video_id INTEGER NOT NULL REFERENCES videos(id),
+            idx INTEGER NOT NULL,
+            start_frame INTEGER NOT NULL,
+            end_frame INTEGER NOT NULL,
+            start_s REAL NOT NULL,
+            end_s REAL NOT NULL,
+            keyframe TEXT,
+            UNIQUE (video_id, idx)
+        );
+        CREATE TABLE concepts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL DEFAULT 'model',
+            created_at TEXT,
+            info TEXT
+        );
+        CREATE TABLE scores (
+            shot_id INTEGER NOT NULL REFERENCES shots(id),
+            concept_id INTEGER NOT NULL REFERENCES concepts(id),
+            score REAL NOT NULL,
+            PRIMARY KEY (shot_id, concept_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX scores_concept_score ON scores (concept_id, score DESC);
+        CREATE TABLE features (
+            shot_id INTEGER PRIMARY KEY REFERENCES shots(id),
+            vector BLOB NOT NULL
+        );
+        """
+    )
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    if "meta" not in db.table_names():
+        return 0
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Apply pending migrations; return the schema version now in force."""
+    current = schema_version(db)
+    if current > LATEST:
+        raise IndexError_(
+            f"index schema version {current} is newer than this vidconcept understands ({LATEST}); upgrade vidconcept"
+        )
+    for version, name, fn in MIGRATIONS:
+        if version <= current:
+            continue
+        log.info("migrating index schema to version %d (%s)", version, name)
+        with db.atomic():
+            fn(db)
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [str(version)],
+            )
+        current = version
+    return current

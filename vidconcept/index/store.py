@@ -1,0 +1,302 @@
+"""The index database: SQLite through sqlite-utils.
+
+Tables (see :mod:`.migrations`): ``videos``, ``shots``, ``concepts``, ``scores``
+(``(concept_id, score)`` indexed, so ranking by one concept is an index scan) and
+``features`` (per-shot float16 vectors, the source of truth the FAISS file is
+rebuilt from). Every video is written in one transaction, so a crash never leaves
+half a video behind.
+
+Example::
+
+    store = Store.open("vidconcept-index")
+    store.counts()  # {'videos': 3, 'shots': 41, ...}
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlite_utils
+
+from ..errors import IndexError_
+from . import migrations
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "index.db"
+#: Scores below this are not stored; a missing score reads as 0. A softmax over
+#: 1000 ImageNet classes puts almost all mass in a few classes, so this keeps the
+#: table ~50x smaller at no cost to ranking.
+SCORE_FLOOR = 1e-3
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass
+class ShotData:
+    """One shot as ingest hands it to the store."""
+
+    idx: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    keyframe: str | None  # path relative to the index folder
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """SQLite side of an index folder."""
+
+    def __init__(self, db: sqlite_utils.Database, root: Path):
+        self.db, self.root = db, root
+
+    @classmethod
+    def open(cls, root: str | Path, *, create: bool = True, readonly: bool = False) -> "Store":
+        root = Path(root)
+        path = root / DB_NAME
+        if not path.exists() and not create:
+            raise IndexError_(f"{root}: no index here (run `vidconcept ingest PATH --index {root}` first)")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                conn = sqlite3.connect(str(path), check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db = sqlite_utils.Database(conn)
+            if not readonly:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                migrations.migrate(db)
+            elif migrations.schema_version(db) != migrations.LATEST:
+                raise IndexError_(f"{root}: index schema is out of date; open it once without --readonly")
+        except (OSError, sqlite3.Error) as exc:
+            raise IndexError_(f"{root}: cannot open index database: {exc}") from exc
+        return cls(db, root)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- meta -------------------------------------------------------------
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value) -> None:
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, json.dumps(value)],
+        )
+
+    # ---- concepts ---------------------------------------------------------
+    def ensure_concepts(self, names: Sequence[str], source: str = "model") -> dict[str, int]:
+        """Insert the concepts not yet known (idempotent); return name → id for ``names``."""
+        self.db["concepts"].insert_all(
+            ({"name": n, "source": source, "created_at": now_iso()} for n in names),
+            ignore=True,
+        )
+        return {n: i for n, i in self.concept_ids().items() if n in set(names)}
+
+    def concept_ids(self) -> dict[str, int]:
+        return {name: cid for cid, name in self.db.execute("SELECT id, name FROM concepts ORDER BY id")}
+
+    def concepts(self) -> list[dict]:
+        return list(self.db.query("SELECT id, name, source, created_at, info FROM concepts ORDER BY id"))
+
+    # ---- videos -----------------------------------------------------------
+    def video_by_path(self, path: str) -> dict | None:
+        rows = list(self.db["videos"].rows_where("path = ?", [path]))
+        return rows[0] if rows else None
+
+    def video(self, video_id: int) -> dict | None:
+        rows = list(self.db["videos"].rows_where("id = ?", [video_id]))
+        return rows[0] if rows else None
+
+    def videos(self, status: str | None = None) -> Iterator[dict]:
+        if status:
+            return self.db["videos"].rows_where("status = ?", [status], order_by="path")
+        return self.db["videos"].rows_where(order_by="path")
+
+    def replace_video(
+        self,
+        video: dict,
+        shots: Sequence[ShotData],
+        scores: np.ndarray,
+        concept_ids: Sequence[int],
+        features: np.ndarray,
+    ) -> tuple[int, list[int]]:
+        """Write one video with its shots, scores and features in a single transaction.
+
+        An earlier version of the same path (a changed file) is replaced; the
+        ``videos`` row keeps its id so external references stay valid.
+        Returns ``(video_id, shot_ids)`` and the ids of the shots it replaced as
+        ``self.last_removed`` (for the vector index).
+        """
+        if len(shots) != len(scores) or len(shots) != len(features):
+            raise ValueError("shots, scores and features must have one row per shot")
+        with self.db.atomic():
+            old = self.video_by_path(video["path"])
+            removed = self._delete_shots(old["id"]) if old else []
+            row = {**video, "status": "indexed", "error": None, "ingested_at": now_iso()}
+            if old:
+                video_id = old["id"]
+                self.db["videos"].update(video_id, row)
+            else:
+                video_id = int(self.db["videos"].insert(row).last_pk)
+            shot_ids = [self._insert_shot(video_id, s) for s in shots]
+            self._insert_scores(shot_ids, scores, concept_ids)
+            self._insert_features(shot_ids, features)
+        self.last_removed = removed
+        return video_id, shot_ids
+
+    def _insert_shot(self, video_id: int, s: ShotData) -> int:
+        cur = self.db.execute(
+            "INSERT INTO shots (video_id, idx, start_frame, end_frame, start_s, end_s, keyframe) VALUES (?,?,?,?,?,?,?)",
+            [video_id, s.idx, s.start_frame, s.end_frame, s.start_s, s.end_s, s.keyframe],
+        )
+        return int(cur.lastrowid)
+
+    def _insert_scores(self, shot_ids: Sequence[int], scores: np.ndarray, concept_ids: Sequence[int]) -> None:
+        if not len(shot_ids):
+            return
+        rows, cols = np.nonzero(scores >= SCORE_FLOOR)
+        cids = np.asarray(concept_ids)
+        sids = np.asarray(shot_ids)
+        self.db.conn.executemany(
+            "INSERT INTO scores (shot_id, concept_id, score) VALUES (?, ?, ?)",
+            zip(sids[rows].tolist(), cids[cols].tolist(), scores[rows, cols].astype(float).tolist()),
+        )
+
+    def _insert_features(self, shot_ids: Sequence[int], features: np.ndarray) -> None:
+        blobs = (np.asarray(f, dtype=np.float16).tobytes() for f in features)
+        self.db.conn.executemany(
+            "INSERT INTO features (shot_id, vector) VALUES (?, ?)", zip(shot_ids, blobs)
+        )
+
+    def _delete_shots(self, video_id: int) -> list[int]:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM shots WHERE video_id = ?", [video_id])]
+        self.db.execute("DELETE FROM scores WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
+        self.db.execute("DELETE FROM features WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
+        self.db.execute("DELETE FROM shots WHERE video_id = ?", [video_id])
+        return ids
+
+    def mark_video(self, path: str, status: str, error: str | None = None, **fields) -> None:
+        """Record a failed or missing file without touching shots already indexed for it."""
+        with self.db.atomic():
+            old = self.video_by_path(path)
+            if old and old["status"] == "indexed" and status == "failed":
+                # Keep the good index of an earlier version; remember the error.
+                self.db["videos"].update(old["id"], {"error": error})
+                return
+            row = {"path": path, "status": status, "error": error, **fields}
+            if old:
+                self.db["videos"].update(old["id"], row)
+            else:
+                self.db["videos"].insert(row)
+
+    def touch_video(self, video_id: int, **fields) -> None:
+        self.db["videos"].update(video_id, fields)
+
+    # ---- shots and scores -------------------------------------------------
+    def shot_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM shots").fetchone()[0]
+
+    def max_shot_id(self) -> int:
+        return self.db.execute("SELECT coalesce(max(id), 0) FROM shots").fetchone()[0]
+
+    def shot_ids(self) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM shots")), dtype=np.int64)
+
+    def concept_column(self, concept_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """All stored ``(shot_ids, scores)`` of one concept."""
+        rows = self.db.execute("SELECT shot_id, score FROM scores WHERE concept_id = ?", [concept_id]).fetchall()
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        arr = np.asarray(rows)
+        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.float32)
+
+    def top_by_concept(self, concept_id: int, limit: int, offset: int = 0, min_score: float = 0.0) -> list[tuple[int, float]]:
+        """Shots ranked by one concept's score: an index scan of ``scores_concept_score``."""
+        return self.db.execute(
+            "SELECT shot_id, score FROM scores WHERE concept_id = ? AND score >= ? ORDER BY score DESC LIMIT ? OFFSET ?",
+            [concept_id, min_score, limit, offset],
+        ).fetchall()
+
+    def count_by_concept(self, concept_id: int, min_score: float) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM scores WHERE concept_id = ? AND score >= ?", [concept_id, min_score]
+        ).fetchone()[0]
+
+    def shots(self, shot_ids: Sequence[int]) -> dict[int, dict]:
+        """Shot rows joined with their video's path, keyed by shot id."""
+        out: dict[int, dict] = {}
+        ids = list(shot_ids)
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.query(
+                "SELECT s.id AS shot_id, s.video_id, v.path AS video, s.idx AS shot_index, s.start_frame, "
+                f"s.end_frame, s.start_s, s.end_s, s.keyframe FROM shots s JOIN videos v ON v.id = s.video_id WHERE s.id IN ({marks})",
+                chunk,
+            ):
+                out[row["shot_id"]] = row
+        return out
+
+    def shot_scores(self, shot_id: int) -> dict[str, float]:
+        rows = self.db.execute(
+            "SELECT c.name, s.score FROM scores s JOIN concepts c ON c.id = s.concept_id WHERE s.shot_id = ? ORDER BY s.score DESC",
+            [shot_id],
+        )
+        return {name: score for name, score in rows}
+
+    def top_concepts(self, shot_id: int, k: int) -> dict[str, float]:
+        rows = self.db.execute(
+            "SELECT c.name, s.score FROM scores s JOIN concepts c ON c.id = s.concept_id "
+            "WHERE s.shot_id = ? ORDER BY s.score DESC LIMIT ?",
+            [shot_id, k],
+        )
+        return {name: round(score, 4) for name, score in rows}
+
+    def feature(self, shot_id: int) -> np.ndarray | None:
+        row = self.db.execute("SELECT vector FROM features WHERE shot_id = ?", [shot_id]).fetchone()
+        return np.frombuffer(row[0], dtype=np.float16).astype(np.float32) if row else None
+
+    def iter_features(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All stored feature vectors as ``(ids, float32 matrix)`` chunks, in id order."""
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT shot_id, vector FROM features WHERE shot_id > ? ORDER BY shot_id LIMIT ?", [last, batch]
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            mat = np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)
+            yield ids, mat
+            last = int(ids[-1])
+
+    def feature_digest(self) -> dict:
+        """Cheap fingerprint of the feature table the FAISS file is checked against."""
+        count, total, top = self.db.execute(
+            "SELECT count(*), coalesce(sum(shot_id), 0), coalesce(max(shot_id), 0) FROM features"
+        ).fetchone()
+        return {"count": count, "sum": total, "max": top}
+
+    def counts(self) -> dict[str, int]:
+        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "videos": q("SELECT count(*) FROM videos WHERE status = 'indexed'"),
+            "failed": q("SELECT count(*) FROM videos WHERE status = 'failed'"),
+            "missing": q("SELECT count(*) FROM videos WHERE status = 'missing'"),
+            "shots": q("SELECT count(*) FROM shots"),
+            "concepts": q("SELECT count(*) FROM concepts"),
+            "video_seconds": round(q("SELECT coalesce(sum(duration_s), 0) FROM videos WHERE status = 'indexed'"), 3),
+        }
