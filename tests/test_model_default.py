@@ -1,0 +1,50 @@
+"""The ImageNet default bundle and the ConceptModel API."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from vidconcept.config import DEFAULT_MODEL_DIR
+from vidconcept.errors import ModelError
+from vidconcept.model import ConceptModel
+
+
+@pytest.fixture(scope="module")
+def default_model() -> ConceptModel:
+    return ConceptModel.load(DEFAULT_MODEL_DIR, device="cpu")
+
+
+def test_coffee_is_espresso(default_model):
+    pred = default_model.predict([skimage.data.coffee()])
+    top = int(pred.scores[0].argmax())
+    assert default_model.concepts[top] == "espresso"
+    assert pred.scores[0, top] == pytest.approx(0.95, abs=0.02)
+
+
+def test_prediction_shapes_and_normalised_features(default_model):
+    images = [skimage.data.coffee(), Image.fromarray(skimage.data.chelsea()), skimage.data.camera()]  # grey too
+    pred = default_model.predict(images, batch_size=2)
+    assert pred.scores.shape == (3, 1000) and pred.scores.dtype == np.float32
+    assert pred.features.shape == (3, default_model.feature_dim) and pred.features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(pred.features, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(pred.scores.sum(1), 1.0, rtol=1e-4)
+
+
+def test_default_bundle_is_tiny_and_unique(default_model):
+    assert not list(DEFAULT_MODEL_DIR.glob("*.safetensors"))
+    assert len(set(default_model.concepts)) == 1000
+    assert {"crane", "crane_bird", "espresso"} <= set(default_model.concepts)
+    assert default_model.data_config["input_size"] == [3, 224, 224]
+
+
+def test_preprocess_follows_data_config(default_model):
+    x = default_model.preprocess([skimage.data.coffee()])
+    assert tuple(x.shape) == (1, 3, 224, 224)
+    assert -1.01 <= float(x.min()) and float(x.max()) <= 1.01  # mean = std = 0.5
+
+
+def test_missing_bundle_raises(tmp_path):
+    with pytest.raises(ModelError, match="config.json"):
+        ConceptModel.load(tmp_path)

