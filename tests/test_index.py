@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CONCEPTS, fill_store
+from vidconcept.api import Index
+from vidconcept.errors import IndexError_, UsageError
+from vidconcept.index import migrations
+from vidconcept.index.store import SCORE_FLOOR, ShotData, Store
+from vidconcept.index.vectors import DIGEST_NAME, FAISS_NAME, open_vectors
+
+
+def test_schema_version_recorded(store):
+    assert migrations.schema_version(store.db) == migrations.LATEST
+    assert {"videos", "shots", "concepts", "scores", "features", "meta"} <= set(store.db.table_names())
+
+
+def test_newer_schema_is_refused(tmp_path):
+    s = Store.open(tmp_path)
+    s.set_meta("schema_version", migrations.LATEST + 1)
+    s.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(migrations.LATEST + 1)])
+    s.db.conn.commit()
+    s.close()
+    with pytest.raises(IndexError_, match="newer"):
+        Store.open(tmp_path)
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(IndexError_, match="no index here"):
+        Index(tmp_path / "nothing")
+
+
+def test_replace_video_is_idempotent(filled):
+    store, _ = filled
+    before = store.counts()
+    fill_store(store)  # same paths again: replaced, not duplicated
+    assert store.counts() == before
+    assert before["videos"] == 3 and before["shots"] == 12
+
+
+def test_scores_below_floor_are_not_stored(store):
+    cids = store.ensure_concepts(["a", "b"])
+    shots = [ShotData(0, 0, 10, 0.0, 0.4, None)]
+    store.replace_video({"path": "/v.mp4"}, shots, np.array([[0.9, SCORE_FLOOR / 2]], np.float32),
+                        [cids["a"], cids["b"]], np.ones((1, 4), np.float32))
+    assert store.db.execute("SELECT count(*) FROM scores").fetchone()[0] == 1
+
+
+def test_failed_file_keeps_earlier_index(filled):
+    store, _ = filled
+    store.mark_video("/videos/v0.mp4", "failed", "truncated")
+    row = store.video_by_path("/videos/v0.mp4")
+    assert row["status"] == "indexed" and row["error"] == "truncated"
+    assert store.counts()["shots"] == 12
+
+
+def test_vectors_rebuilt_when_stale_or_corrupt(filled):
+    store, _ = filled
+    vi = open_vectors(store, None)
+    assert vi.ntotal == 12
+    path = store.root / FAISS_NAME
+    assert path.exists() and json.loads((store.root / DIGEST_NAME).read_text())["count"] == 12
+    path.write_bytes(b"garbage")
+    assert open_vectors(store, None).ntotal == 12
+    fill_store(store, n_videos=4)  # a new video: the saved file is stale
+    assert open_vectors(store, None).ntotal == 16
+    path.unlink()
+    assert open_vectors(store, None).ntotal == 16
+
+
+def test_index_api_search_and_similar(filled):
+    store, scores = filled
+    index = Index(store.root)
+    res = index.search("cat", top=3)
+    assert len(res) == 3 and res.total == 12
+    assert res[0].score == pytest.approx(scores[:, 0].max(), rel=1e-5)
+    assert res[0].video.startswith("/videos/") and set(res[0].concepts) <= set(CONCEPTS)
+    sim = index.similar(shot=res[0].shot_id, top=4)
+    assert len(sim) == 4 and res[0].shot_id not in [r.shot_id for r in sim]
+    assert sim[0].score >= sim[-1].score
+    feats = store.feature(res[0].shot_id)
+    nearest = index.similar(image=None, shot=sim[0].shot_id, top=1)
+    assert len(nearest) == 1 and feats is not None
+    assert index.info()["shots"] == 12
+    with pytest.raises(UsageError):
+        index.similar(shot=99999)
+    with pytest.raises(UsageError):
+        index.search("cat", top=0)
+    index.close()
