@@ -103,15 +103,21 @@ class Index:
     # ---- ingest -----------------------------------------------------------
     def ingest(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, *, detector: str | None = None,
                threshold: float | None = None, min_shot_s: float | None = None, batch_size: int = 32,
-               progress: bool = False):
-        """Index videos (files or folders); unchanged files are skipped. Returns an ``IngestSummary``."""
+               progress: bool = False, wait: float = 0.0):
+        """Index videos (files or folders); unchanged files are skipped. Returns an ``IngestSummary``.
+
+        Holds the index's write lock meanwhile: waits up to ``wait`` seconds for
+        another ingest to finish, then raises :class:`~vidconcept.errors.IndexLockedError`.
+        """
+        from .index.lock import write_lock
         from .ingest import Ingestor
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         ingestor = Ingestor(self.store, lambda: self.model, detector=detector, threshold=threshold,
                             min_shot_s=min_shot_s, batch_size=batch_size, progress=progress)
-        summary = ingestor.run(paths)
+        with write_lock(self.root, wait):
+            summary = ingestor.run(paths)
         self._vectors = None
         return summary
 

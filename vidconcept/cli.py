@@ -54,7 +54,8 @@ def _index(args, create: bool = False):
 def cmd_ingest(args) -> int:
     with _index(args, create=True) as index:
         summary = index.ingest(args.paths, detector=args.detector, threshold=args.threshold,
-                               min_shot_s=args.min_shot, progress=not args.quiet and not args.json)
+                               min_shot_s=args.min_shot, progress=not args.quiet and not args.json,
+                               **_given(args, "wait"))
     data = summary.to_dict()
     if args.json:
         _print_json(data)
@@ -83,7 +84,7 @@ def cmd_shots(args) -> int:
 
 def cmd_search(args) -> int:
     with _index(args) as index:
-        _print_results(index.search(args.query, top=args.top, min_score=args.min_score, offset=args.offset), args.json)
+        _print_results(index.search(args.query, **_given(args, "top", "min_score", "offset")), args.json)
     return 0
 
 
@@ -91,7 +92,7 @@ def cmd_similar(args) -> int:
     if (args.shot is None) == (args.image is None):
         raise UsageError("give exactly one of --shot ID or --image PATH")
     with _index(args) as index:
-        _print_results(index.similar(shot=args.shot, image=args.image, top=args.top), args.json)
+        _print_results(index.similar(shot=args.shot, image=args.image, **_given(args, "top")), args.json)
     return 0
 
 
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index(p), _add_model(p), _add_shot_options(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="wait this long for another ingest's lock (default: exit with status 3 at once)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("shots", help="detect shot boundaries of one video (no model, no index)")
@@ -191,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="rank shots by a concept query, e.g. 'dog AND grass NOT night'")
     p.add_argument("query")
     _add_index(p)
-    p.add_argument("--top", type=int, default=20)
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--min-score", type=float, default=0.0)
+    p.add_argument("--top", type=int, help="results per page (default 20)")
+    p.add_argument("--offset", type=int, help="skip this many results (paging)")
+    p.add_argument("--min-score", type=float, help="only shots scoring at least this (0..1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shot", type=int)
     p.add_argument("--image")
     _add_index(p), _add_model(p)
-    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--top", type=int, help="number of results (default 20)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_similar)
 
