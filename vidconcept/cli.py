@@ -149,6 +149,25 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .web.app import serve
+
+    serve(index=args.index, model=args.model, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .api import Index
+    from .export import export
+
+    if (args.target is None) == (args.query is None):
+        raise UsageError("give a video (path or id) or --query QUERY, not both")
+    with Index(args.index) as index:
+        export(index, target=args.target, query=args.query, fmt=args.format, out=args.output,
+               **_given(args, "concepts", "min_score", "run_id"))
+    return 0
+
+
 def _given(args, *names: str) -> dict:
     """Only the options the user set: unset ones fall through to the library's defaults."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
@@ -235,6 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--resume", action="store_true", default=None)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("serve", help="local web UI and REST API over an index")
+    _add_index(p)
+    p.add_argument("--model", help="model bundle used for image queries (default: models/default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="shot lists as csv, json, edl (CMX 3600), html contact sheet or trecvid run")
+    p.add_argument("target", nargs="?", metavar="VIDEO_OR_ID", help="a video path or id of the index")
+    p.add_argument("--query", help="export the shots this concept query returns")
+    p.add_argument("--format", required=True, choices=["csv", "json", "edl", "html", "trecvid"])
+    p.add_argument("--concepts", nargs="+", metavar="NAME", help="concept scores to include (default: top concepts)")
+    p.add_argument("--min-score", type=float)
+    p.add_argument("--run-id", help="run id of a trecvid run file")
+    p.add_argument("-o", "--output", help="file to write (default: standard output)")
+    _add_index(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="AP / MAP (or TRECVID infAP) of a model bundle on a data set")
     p.add_argument("--model", required=True)
