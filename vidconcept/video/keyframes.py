@@ -1,0 +1,135 @@
+"""Keyframe choice in a single pass, with bounded memory, and keyframe storage.
+
+A shot's end (hence its middle) is only known at the next cut, and decoding
+must not seek back. :class:`CandidateBuffer` therefore keeps a *decimated*
+sample of the current shot: every ``stride``-th frame, downscaled to at most
+``keyframe_side`` pixels; when the buffer fills, the stride doubles and every
+other sample is dropped. Memory is ``capacity`` small images whatever the
+shot's length, and the samples stay evenly spread over the shot.
+
+At the shot's end :func:`pick_keyframe` takes the few samples nearest the
+middle, discards black ones and returns the sharpest by the variance of the
+Laplacian (Pech-Pacheco et al., *Diatom autofocusing in brightfield
+microscopy*, ICPR 2000), so a keyframe is never black or motion-blurred when a
+better frame lies close to the middle. A shot with only black samples still
+gets its middle sample.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidconcept.config import KEYFRAME_JPEG_QUALITY, KEYFRAME_MAX_SIDE
+from vidconcept.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+#: Samples kept per shot; 16 images of 512x288 RGB are about 7 MB.
+CAPACITY = 16
+#: Samples nearest the middle among which the sharpest non-black one wins.
+NEAR_MIDDLE = 5
+#: Mean luma (0-255 RGB average) under which a sample counts as black/blank.
+BLANK_MEAN = 20.0
+#: Luma standard deviation under which a sample counts as blank (a flat colour).
+BLANK_STD = 6.0
+
+
+@dataclass
+class Candidate:
+    """One downscaled RGB sample of the current shot."""
+
+    index: int
+    image: np.ndarray
+
+
+@dataclass
+class CandidateBuffer:
+    """Evenly spread samples of the current shot in O(capacity) memory."""
+
+    capacity: int = CAPACITY
+    stride: int = 1
+    items: list[Candidate] = field(default_factory=list)
+
+    def wants(self, index: int) -> bool:
+        """Whether frame ``index`` should be sampled (cheap; call before converting)."""
+        return index % self.stride == 0
+
+    def add(self, index: int, image: np.ndarray) -> None:
+        self.items.append(Candidate(index, image))
+        if len(self.items) > self.capacity:
+            self.stride *= 2
+            self.items = [c for c in self.items if c.index % self.stride == 0]
+
+    def split(self, end: int) -> list[Candidate]:
+        """Remove and return the samples before frame ``end``; restart sampling."""
+        done = [c for c in self.items if c.index < end]
+        self.items = [c for c in self.items if c.index >= end]
+        self.stride = 1
+        return done
+
+
+def sharpness(gray: np.ndarray) -> float:
+    """Variance of the Laplacian: high for in-focus detail, low for blur and flat frames."""
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+
+
+def is_blank(gray: np.ndarray) -> bool:
+    """Black or a flat colour: nothing a concept model could recognise."""
+    mean, std = cv2.meanStdDev(gray)
+    return bool(mean[0, 0] < BLANK_MEAN or std[0, 0] < BLANK_STD)
+
+
+def pick_keyframe(candidates: list[Candidate], start: int, end: int) -> np.ndarray | None:
+    """The sharpest non-blank of the samples nearest the shot's middle (see module doc)."""
+    if not candidates:
+        return None
+    middle = (start + end - 1) / 2
+    near = sorted(candidates, key=lambda c: abs(c.index - middle))[:NEAR_MIDDLE]
+    grays = [cv2.cvtColor(c.image, cv2.COLOR_RGB2GRAY) for c in near]
+    usable = [i for i, gray in enumerate(grays) if not is_blank(gray)]
+    if not usable:
+        return near[0].image
+    best = max(usable, key=lambda i: sharpness(grays[i]))
+    return near[best].image
+
+
+def save_keyframe(image: np.ndarray, path: Path, max_side: int = KEYFRAME_MAX_SIDE) -> None:
+    """Write an RGB uint8 image as JPEG, longest side <= ``max_side``, atomically.
+
+    The file appears complete or not at all (write to a temporary file in the
+    same folder, then rename), so a crash never leaves a truncated keyframe that
+    a later idempotent re-ingest would take for a finished one.
+    """
+    path = Path(path)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise VideoError(f"{path}: keyframe must be an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
+    ok, data = cv2.imencode(".jpg", _fit(image, max_side)[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, KEYFRAME_JPEG_QUALITY])
+    if not ok:
+        raise VideoError(f"{path}: could not encode the keyframe as JPEG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, data.tobytes())
+
+
+def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as tmp:
+        tmp.write(data)
+    try:
+        os.replace(tmp.name, path)
+    except OSError:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise

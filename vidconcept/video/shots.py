@@ -1,0 +1,206 @@
+"""Video -> shots (+ one keyframe per shot) in a single decode pass.
+
+:class:`ShotScanner` drives one :class:`~vidconcept.video.decode.FrameReader`
+and one registered detector (see :mod:`vidconcept.video.detectors`) and yields
+each shot as soon as the detector has reported the boundary that ends it,
+together with its keyframe chosen from a bounded sample of the shot (see
+:mod:`vidconcept.video.keyframes`). Nothing is decoded twice and nothing seeks.
+
+Segments in which every frame is black (leading/trailing black, the black
+between a fade-out and a fade-in) are not content shots and are not yielded.
+
+Example::
+
+    scanner = ShotScanner("clip.mp4", progress=bar.update)
+    for shot, keyframe in scanner:
+        save_keyframe(keyframe, out / f"{shot.index:05d}.jpg")
+    print(scanner.info.frames)   # decoded frame count
+
+    detect_shots("clip.mp4").to_json()   # {"fps":..., "frames":..., "shots": [...]}
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from scenedetect import FrameTimecode
+
+from vidconcept.video.decode import Frame, FrameReader, VideoInfo
+from vidconcept.video.detectors import BGR_WIDTH, DetectorSpec, get_detector
+from vidconcept.video.keyframes import CandidateBuffer, pick_keyframe
+from vidconcept.video.transitions import is_black
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+#: How many decoded frames to report to ``progress`` at a time.
+_PROGRESS_EVERY = 25
+#: Frames whose time is remembered; detectors report boundaries at most this far back.
+_TIME_MEMORY = 4096
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A content shot: frames ``[start_frame, end_frame)``, times in seconds from PTS."""
+
+    index: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+
+    def to_dict(self, index: bool = True) -> dict:
+        """JSON-ready dict; ``index=False`` leaves the shot number out."""
+        out = {"start_frame": self.start_frame, "end_frame": self.end_frame,
+               "start_s": round(self.start_s, 6), "end_s": round(self.end_s, 6)}
+        return {"index": self.index, **out} if index else out
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What :func:`detect_shots` returns: the decoded video's info and its shots."""
+
+    info: VideoInfo
+    shots: list[Shot]
+
+    def to_json(self) -> dict:
+        return {"fps": self.info.fps, "frames": self.info.frames,
+                "shots": [s.to_dict(index=False) for s in self.shots]}
+
+
+@dataclass
+class _Mark:
+    """Where a frame lies in time and how many non-black frames preceded it."""
+
+    time_s: float
+    content_before: int
+
+
+@dataclass
+class _ShotBuilder:
+    """Turns boundary frame numbers into :class:`Shot` objects as frames stream by."""
+
+    keyframe_side: int | None
+    marks: dict[int, _Mark] = field(default_factory=dict)
+    order: deque[int] = field(default_factory=deque)
+    candidates: CandidateBuffer = field(default_factory=CandidateBuffer)
+    start: int = 0
+    start_mark: _Mark = field(default_factory=lambda: _Mark(0.0, 0))
+    content: int = 0  # non-black frames so far
+    count: int = 0  # shots yielded
+
+    def add(self, frame: Frame) -> None:
+        self.marks[frame.index] = _Mark(frame.time_s, self.content)
+        self.order.append(frame.index)
+        if len(self.order) > _TIME_MEMORY:
+            del self.marks[self.order.popleft()]
+        self.content += not is_black(frame.small[:, :, 0])
+        if self.keyframe_side and self.candidates.wants(frame.index):
+            self.candidates.add(frame.index, frame.rgb(self.keyframe_side))
+
+    def close(self, end: int, end_mark: _Mark) -> Iterator[tuple[Shot, np.ndarray | None]]:
+        """End the current shot before frame ``end``; yield it unless it is all black."""
+        if end <= self.start:
+            return
+        samples = self.candidates.split(end) if self.keyframe_side else []
+        start, start_mark = self.start, self.start_mark
+        self.start, self.start_mark = end, end_mark
+        if end_mark.content_before == start_mark.content_before:
+            log.debug("dropping black segment [%d, %d)", start, end)
+            return
+        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s)
+        self.count += 1
+        yield shot, (pick_keyframe(samples, start, end) if self.keyframe_side else None)
+
+    def close_at(self, end: int) -> Iterator[tuple[Shot, np.ndarray | None]]:
+        mark = self.marks.get(end)
+        if mark is None:  # older than remembered: cannot happen with registered detectors
+            log.warning("boundary at frame %d reported too late; ignored", end)
+            return
+        yield from self.close(end, mark)
+
+
+class ShotScanner:
+    """One decode pass: detects shots and picks one keyframe per shot in the same pass
+    (no second decode, no seeking back).
+
+    Args:
+        path: Video file.
+        detector: Registered detector name (:func:`list_detectors`); default ``"vidconcept"``.
+        threshold: Detector sensitivity (meaning depends on the detector); ``None``: its default.
+        min_shot_s: Minimum shot length in seconds; ``None``: the detector's default.
+        keyframes: Whether to pick keyframes (``False`` yields ``None`` instead and is faster).
+        keyframe_side: Longest side of the keyframes yielded, in pixels.
+        progress: Called with the number of frames just decoded (e.g. ``tqdm.update``).
+
+    Raises:
+        VideoError: The file cannot be opened or has no decodable video frames.
+        UnknownNameError: ``detector`` is not registered.
+        UsageError: A negative ``threshold`` or ``min_shot_s``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        detector: str | None = None,
+        threshold: float | None = None,
+        min_shot_s: float | None = None,
+        keyframes: bool = True,
+        keyframe_side: int = 512,
+        progress: Progress | None = None,
+    ):
+        self._spec: DetectorSpec = get_detector(detector)
+        self._detector = self._spec.build(threshold=threshold, min_shot_s=min_shot_s)
+        self._keyframe_side = keyframe_side if keyframes else None
+        self._progress = progress
+        self._reader = FrameReader(path)
+        self.info: VideoInfo = self._reader.info
+
+    def __iter__(self) -> Iterator[tuple[Shot, np.ndarray | None]]:
+        builder = _ShotBuilder(self._keyframe_side)
+        pending = 0
+        last = None
+        for frame in self._reader:
+            builder.add(frame)
+            last = self._timecode(frame.index)
+            for cut in self._detector.process_frame(last, self._detector_input(frame)):
+                yield from builder.close_at(cut.frame_num)
+            pending = self._report(pending + 1)
+        self.info = self._reader.info
+        yield from self._finish(builder, last)
+        self._report(pending, force=True)
+
+    def _finish(self, builder: _ShotBuilder, last: FrameTimecode | None) -> Iterator[tuple[Shot, np.ndarray | None]]:
+        if last is not None:
+            for cut in self._detector.post_process(last):
+                yield from builder.close_at(cut.frame_num)
+        end_mark = _Mark(self.info.duration_s, builder.content)
+        yield from builder.close(self.info.frames, end_mark)
+
+    def _timecode(self, index: int) -> FrameTimecode:
+        return FrameTimecode(index, fps=self.info.fps if self.info.fps > 0 else 25.0)
+
+    def _detector_input(self, frame: Frame) -> np.ndarray:
+        return frame.small if self._spec.frame_format == "yuv" else frame.bgr(BGR_WIDTH)
+
+    def _report(self, pending: int, force: bool = False) -> int:
+        if self._progress is not None and pending and (force or pending >= _PROGRESS_EVERY):
+            self._progress(pending)
+            return 0
+        return pending if self._progress is not None else 0
+
+
+def detect_shots(path: str | os.PathLike, **kwargs) -> ScanResult:
+    """Shots of one video without keyframes: :class:`ShotScanner` run to the end.
+
+    Keyword arguments are those of :class:`ShotScanner` (``keyframes`` is forced off).
+    """
+    kwargs["keyframes"] = False
+    scanner = ShotScanner(path, **kwargs)
+    shots = [shot for shot, _ in scanner]
+    return ScanResult(scanner.info, shots)
