@@ -1,0 +1,64 @@
+"""The bundle's model card ``MODEL.md``, generated from ``config.json`` so it never goes stale.
+
+Measured results are added with :func:`record_metrics` (an :func:`vidconcept.evaluate.evaluate`
+report plus the exact command that produced it); the card is then regenerated.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidconcept.model.bundle import CARD_FILE, read_config, write_config
+
+
+def record_metrics(bundle: Path, report: dict, command: str) -> None:
+    """Store an evaluation ``report`` under ``"<dataset> <split>"`` in config.json and refresh MODEL.md."""
+    config = read_config(bundle)
+    key = f"{report['dataset']} {report['split']}"
+    config.metrics[key] = {"metric": report["metric"], "images": report["images"], "command": command,
+                           "outputs": report["outputs"]}
+    write_config(bundle, config)
+    write_model_card(bundle)
+
+
+def _training_section(training: dict | None) -> list[str]:
+    if not training:
+        return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
+    keys = ("backbone", "strategy", "datasets", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
+            "image_size", "cache_stages", "seed", "loss")
+    lines = [f"- {k}: `{training[k]}`" for k in keys if k in training]
+    return lines + ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
+
+
+def _metrics_section(metrics: dict) -> list[str]:
+    if not metrics:
+        return ["No measured metrics yet (see `vidconcept.evaluate.evaluate` and `card.record_metrics`).", ""]
+    lines = []
+    for key, entry in metrics.items():
+        outputs = entry["outputs"]
+        kinds = list(outputs)
+        lines += [f"### {key} ({entry['images']} images, {entry['metric'].upper()})", "", "```",
+                  entry["command"], "```", "",
+                  "| concept | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds),
+                  "| **MAP** | " + " | ".join(f"**{outputs[k]['map']:.4f}**" for k in kinds) + " |"]
+        for concept in outputs[kinds[0]]["ap"]:
+            lines.append(f"| {concept} | " + " | ".join(f"{outputs[k]['ap'].get(concept, float('nan')):.4f}"
+                                                        for k in kinds) + " |")
+        lines.append("")
+    return lines
+
+
+def write_model_card(bundle: Path) -> Path:
+    """(Re)write ``MODEL.md`` from the bundle's config."""
+    config = read_config(bundle)
+    scores = "fused LR detectors (mean of " + ", ".join(config.detectors["layers"]) + ")" if config.detectors \
+        else f"{config.output} of the concept layer"
+    lines = [f"# Model card: {config.name}", "",
+             f"- backbone: `{config.backbone}`, strategy: `{config.strategy}`",
+             f"- {len(config.concepts)} concepts: " + ", ".join(config.concepts[:60]) +
+             (" …" if len(config.concepts) > 60 else ""),
+             f"- scores: {scores}",
+             f"- preprocessing: `{config.data_config}`", "",
+             "## Training", ""] + _training_section(config.training) + ["## Metrics", ""] + _metrics_section(config.metrics)
+    path = Path(bundle) / CARD_FILE
+    path.write_text("\n".join(lines) + "\n")
+    return path

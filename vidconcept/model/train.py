@@ -1,0 +1,309 @@
+"""Fine-tune a backbone for a concept pool, fit LR detectors and write a bundle.
+
+Training follows Pittaras et al. (MMM 2017): a strategy (:mod:`.strategies`) turns an
+ImageNet backbone into a concept network, which is trained with a *masked* multi-label
+binary cross-entropy (unknown labels contribute nothing), pretrained layers at
+``lr * lr_mult``. Then one logistic regression per concept and layer is fitted on the
+training images' layer outputs (:mod:`.detectors`).
+
+*Cached stages* (``cache_stages=K``): on CPUs a full fine-tune is slow, so the first K
+backbone stages can be frozen; their outputs are computed once per image (plain and
+horizontally flipped, fp16, in memory) and each epoch only runs the remaining stages. It
+is fine-tuning of the last layers (the paper's strategies applied to the top of the
+network); the bundle records K. Example::
+
+    from vidconcept.model.train import train
+    bundle = train("tf_efficientnet_lite0", "ft3-ex1-512", ["voc:../shared/data/voc2007"], Path("models/voc"),
+                   epochs=4, cache_stages=13)
+"""
+from __future__ import annotations
+
+import logging
+import random
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from vidconcept.config import resolve_device
+from vidconcept.data import LabelledImages, open_datasets
+from vidconcept.errors import UsageError
+from vidconcept.model.backbones import create_backbone
+from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, save_bundle
+from vidconcept.model.card import write_model_card
+from vidconcept.model.concept_model import eval_transform
+from vidconcept.model.detectors import LayerDetectors, fit_layer
+from vidconcept.model.strategies import ConceptNet, parse_strategy
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+MOMENTUM = 0.9
+WEIGHT_DECAY = 1e-4
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (stored in the bundle's ``training``)."""
+
+    backbone: str
+    strategy: str
+    datasets: list[str]
+    epochs: int = 4
+    lr_mult: float = 0.1
+    batch_size: int = 32
+    lr: float = 0.01
+    image_size: int | None = None
+    seed: int = 0
+    split: str = "train"
+    cache_stages: int = 0
+    workers: int = 0
+    command: str = field(default_factory=lambda: shlex.join(sys.argv))
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over judged entries only (``mask`` = 1); unknowns give no gradient."""
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a generator for shuffling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train_transform(data_config: dict):
+    """Augmentation derived from the data config: random resized crop, flip, normalise."""
+    from torchvision import transforms as T
+
+    size = data_config["input_size"][-1]
+    interpolation = T.InterpolationMode(data_config["interpolation"])
+    return T.Compose([T.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=interpolation),
+                      T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])])
+
+
+class ImageLabels(Dataset):
+    """(image tensor, labels, mask) rows of a :class:`LabelledImages` through ``transform``."""
+
+    def __init__(self, data: LabelledImages, transform):
+        self.data, self.transform = data, transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        image = self.transform(self.data.load_image(i))
+        return image, torch.from_numpy(self.data.labels[i]), torch.from_numpy(self.data.mask[i])
+
+
+def _loader(data: LabelledImages, transform, cfg: TrainConfig, shuffle: bool, generator=None) -> DataLoader:
+    return DataLoader(ImageLabels(data, transform), batch_size=cfg.batch_size, shuffle=shuffle,
+                      num_workers=cfg.workers, generator=generator, drop_last=False)
+
+
+@torch.inference_mode()
+def cache_stage_outputs(net: ConceptNet, loader: DataLoader, stop: int, device: str, flip: bool) -> torch.Tensor:
+    """Outputs of backbone stages ``[:stop]`` for every image (fp16, on CPU)."""
+    from tqdm.auto import tqdm
+
+    net.eval()
+    parts = []
+    for x, _, _ in tqdm(loader, desc="cache stages" + (" (flipped)" if flip else ""), unit="batch"):
+        x = x.flip(-1) if flip else x
+        parts.append(net.backbone.forward_stages(x.to(device), 0, stop).half().cpu())
+    return torch.cat(parts)
+
+
+class Trainer:
+    """One training run: network, optimiser, schedule, data (raw images or cached stages)."""
+
+    def __init__(self, cfg: TrainConfig, data: LabelledImages, out: Path, device: str):
+        self.cfg, self.data, self.out, self.device = cfg, data, out, device
+        self.generator = seed_everything(cfg.seed)
+        backbone = create_backbone(cfg.backbone)
+        self.data_config = dict(backbone.data_config)
+        if cfg.image_size:
+            self.data_config["input_size"] = [3, cfg.image_size, cfg.image_size]
+        self.net = parse_strategy(cfg.strategy).build(backbone, len(data.concepts)).to(device)
+        self._check_cache_depth()
+        self.cache: list[torch.Tensor] = []
+        self.optimizer = torch.optim.SGD(self._parameter_groups(), lr=cfg.lr, momentum=MOMENTUM,
+                                         weight_decay=WEIGHT_DECAY, nesterov=True)
+        steps = cfg.epochs * -(-len(data) // cfg.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=[g["lr"] for g in self.optimizer.param_groups], total_steps=max(steps, 1),
+            pct_start=0.1)
+        self.epoch, self.losses = 0, []
+        self.use_amp = device.startswith("cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def _check_cache_depth(self) -> None:
+        k = self.cfg.cache_stages
+        if not 0 <= k <= self.net.tap:
+            raise UsageError(f"cache_stages must be 0…{self.net.tap} for {self.cfg.backbone} "
+                             f"(the LR detectors need the output of stage {list(self.net.backbone.stages)[self.net.tap]})")
+        for module in list(self.net.backbone.stages.values())[:k]:
+            module.requires_grad_(False)
+
+    def _parameter_groups(self) -> list[dict]:
+        return [g for g in self.net.parameter_groups(self.cfg.lr, self.cfg.lr_mult) if g["params"]]
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint_path(self) -> Path:
+        return self.out / CHECKPOINT_DIR / "last.pt"
+
+    def save_checkpoint(self) -> None:
+        path = self.checkpoint_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "losses": self.losses,
+                 "rng": torch.get_rng_state(), "generator": self.generator.get_state()}
+        torch.save(state, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)  # never leave a half-written checkpoint
+
+    def load_checkpoint(self) -> None:
+        path = self.checkpoint_path()
+        if not path.is_file():
+            log.warning("no checkpoint at %s: starting from epoch 0", path)
+            return
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.losses = state["epoch"], state["losses"]
+        torch.set_rng_state(state["rng"])
+        self.generator.set_state(state["generator"])
+        log.info("resumed from %s after epoch %d", path, self.epoch)
+
+    # ---------------------------------------------------------------- training
+    def prepare_cache(self) -> None:
+        if self.cfg.cache_stages and not self.cache:
+            loader = _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False)
+            self.cache = [cache_stage_outputs(self.net, loader, self.cfg.cache_stages, self.device, flip)
+                          for flip in (False, True)]
+
+    def batches(self):
+        """Training batches: augmented images, or cached stage outputs (random flip variant)."""
+        if not self.cache:
+            yield from _loader(self.data, train_transform(self.data_config), self.cfg, True, self.generator)
+            return
+        labels, mask = torch.from_numpy(self.data.labels), torch.from_numpy(self.data.mask)
+        order = torch.randperm(len(self.data), generator=self.generator)
+        for start in range(0, len(order), self.cfg.batch_size):
+            rows = order[start:start + self.cfg.batch_size]
+            flips = torch.randint(0, 2, (len(rows),), generator=self.generator)
+            x = torch.stack([self.cache[f][r] for f, r in zip(flips.tolist(), rows.tolist())]).float()
+            yield x, labels[rows], mask[rows]
+
+    def train_epoch(self) -> float:
+        from tqdm.auto import tqdm
+
+        self.net.train()
+        for module in list(self.net.backbone.stages.values())[:self.cfg.cache_stages]:
+            module.eval()  # frozen stages keep their batch-norm statistics
+        total, count = 0.0, 0
+        for x, labels, mask in tqdm(self.batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch",
+                                    total=-(-len(self.data) // self.cfg.batch_size)):
+            x, labels, mask = (t.to(self.device, non_blocking=True) for t in (x, labels, mask))
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+                loss = masked_bce(self.net(x, start=self.cfg.cache_stages).float(), labels, mask)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            total, count = total + float(loss.detach()) * len(x), count + len(x)
+        return total / max(count, 1)
+
+    def fit(self) -> None:
+        self.prepare_cache()
+        while self.epoch < self.cfg.epochs:
+            loss = self.train_epoch()
+            self.epoch += 1
+            self.losses.append(round(loss, 6))
+            log.info("epoch %d/%d: masked BCE %.4f", self.epoch, self.cfg.epochs, loss)
+            self.save_checkpoint()
+
+    # ---------------------------------------------------------------- detectors
+    @torch.inference_mode()
+    def layer_outputs(self) -> dict[str, np.ndarray]:
+        """The LR layers' outputs for every training image (no augmentation)."""
+        self.net.eval()
+        k = self.cfg.cache_stages
+        if self.cache:
+            batches = (self.cache[0][s:s + self.cfg.batch_size].float() for s in range(0, len(self.data), self.cfg.batch_size))
+        else:
+            batches = (x for x, _, _ in _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False))
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.net.lr_layers}
+        for x in batches:
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+                out = self.net.outputs(x.to(self.device), start=k)
+            for name in parts:
+                parts[name].append(out[name].float().cpu().numpy())
+        return {name: np.concatenate(p) for name, p in parts.items()}
+
+    def fit_detectors(self) -> list[LayerDetectors]:
+        outputs = self.layer_outputs()
+        return [fit_layer(name, outputs[name], self.data.labels, self.data.mask, self.cfg.seed)
+                for name in self.net.lr_layers]
+
+
+def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: int = 4, lr_mult: float = 0.1,
+          batch_size: int = 32, lr: float = 0.01, image_size: int | None = None, seed: int = 0,
+          device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
+          workers: int = 0, detectors: bool = True) -> Path:
+    """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
+
+    Args:
+        backbone: registry name (:func:`list_backbones`).
+        strategy: ``ft1-def``, ``ft2-reN``, ``ft3-ex1-D`` or ``ft3-ex2-D``.
+        datasets: data set specs; their concept union is the concept pool.
+        out: bundle folder (checkpoints go to ``out/checkpoints`` and are removed at the end).
+        epochs, lr, lr_mult, batch_size: SGD (Nesterov momentum, one-cycle schedule);
+            pretrained layers learn at ``lr * lr_mult``.
+        image_size: square input size; default: the backbone's.
+        seed: seeds shuffling, augmentation and initialisation (deterministic on CPU).
+        device: ``None`` → :func:`config.resolve_device`.
+        resume: continue from the last epoch checkpoint in ``out``.
+        split: split of the data sets to train on.
+        cache_stages: freeze and cache the first K backbone stages (see module docstring).
+        workers: DataLoader worker processes.
+        detectors: fit the LR detectors (and use fused scores) after training.
+
+    Returns:
+        ``out``, a bundle loadable with :meth:`ConceptModel.load`.
+    """
+    if epochs < 1 or batch_size < 1 or lr <= 0 or lr_mult < 0:
+        raise UsageError("epochs and batch_size must be ≥ 1, lr > 0 and lr_mult ≥ 0")
+    cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
+                      cache_stages, workers)
+    out = Path(out)
+    data = open_datasets(cfg.datasets, split)
+    trainer = Trainer(cfg, data, out, resolve_device(device))
+    if resume:
+        trainer.load_checkpoint()
+    trainer.fit()
+    fitted = trainer.fit_detectors() if detectors else None
+    config = BundleConfig(name=out.name, backbone=backbone, concepts=list(data.concepts), data_config=trainer.data_config,
+                          weights={"file": WEIGHTS_FILE}, strategy=trainer.net.spec.name, output="sigmoid",
+                          training={**vars(cfg), "images": len(data), "loss": trainer.losses}, seed=seed)
+    save_bundle(out, config, trainer.net.cpu(), fitted)
+    write_model_card(out)
+    _remove_checkpoints(out)
+    return out
+
+
+def _remove_checkpoints(out: Path) -> None:
+    folder = out / CHECKPOINT_DIR
+    for path in folder.glob("*"):
+        path.unlink()
+    if folder.is_dir():
+        folder.rmdir()
