@@ -62,9 +62,8 @@ def cmd_ingest(args) -> int:
     else:
         rtf = f"{data['realtime_factor']}x realtime" if data["realtime_factor"] else "-"
         print(f"indexed {data['videos']} videos ({data['shots']} shots, {data['video_seconds']:.1f} s of video) "
-              f"in {data['wall_s']:.1f} s ({rtf}); {data['unchanged']} unchanged, {len(data['failed'])} failed")
-        for f in data["failed"]:
-            print(f"  failed: {f['path']}: {f['reason']}")
+              f"in {data['wall_s']:.1f} s ({rtf}); {data['unchanged']} unchanged, {len(data['failed'])} failed"
+              + (" (listed above)" if data["failed"] else ""))
     return 1 if data["failed"] else 0
 
 

@@ -65,7 +65,7 @@ class IngestSummary:
             "shots": sum(f.shots for f in self.files if f.status == "indexed"),
             "video_seconds": round(seconds, 3),
             "wall_s": round(self.wall_s, 3),
-            "realtime_factor": round(seconds / self.wall_s, 2) if self.wall_s > 0 else None,
+            "realtime_factor": round(seconds / self.wall_s, 2) if self.wall_s > 0 and seconds else None,
         }
 
 
@@ -210,10 +210,11 @@ class Ingestor:
     def _index_video(self, path: Path, key: str, digest: str, stat: os.stat_result) -> FileOutcome:
         from .video import ShotScanner, save_keyframe
 
-        model = self.model
         bar = _bar(desc=path.name[:30], unit="frame", leave=False, disable=not self.progress, position=1)
         try:
+            # Open the video before loading the model: a bad file fails fast.
             scanner = ShotScanner(path, keyframes=True, progress=bar.update, **self.scan_options)
+            model = self.model
         except BaseException:
             bar.close()
             raise

@@ -1,0 +1,195 @@
+"""End-to-end: ingest real (generated) videos with the real default model, then search."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import skimage.data
+
+from vidconcept.api import Index
+
+FPS = 25
+
+
+def write_video(path: Path, images: list[np.ndarray], seconds_each: float = 1.2, size=(320, 240)) -> list[int]:
+    """Hard cuts between slowly panning still photos; returns the first frame of each shot."""
+    w, h = size
+    starts, frame_no = [], 0
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for img in images:
+            starts.append(frame_no)
+            n = int(seconds_each * FPS)
+            for k in range(n):
+                x0 = int(k * (img.shape[1] - w) / max(n - 1, 1)) if img.shape[1] > w else 0
+                crop = np.ascontiguousarray(_fit(img, w, h)[:, :, :3]) if img.shape[1] <= w else img[:h, x0 : x0 + w]
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_fit(crop, w, h)), format="rgb24")
+                out.mux(stream.encode(frame))
+                frame_no += 1
+        out.mux(stream.encode())
+    return starts
+
+
+def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    import cv2
+
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return cv2.resize(img[:, :, :3], (w, h), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("videos")
+    write_video(d / "a.mp4", [skimage.data.coffee(), skimage.data.chelsea()])
+    write_video(d / "b.mp4", [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.rocket()])
+    return d
+
+
+@pytest.fixture(scope="module")
+def index(videos, tmp_path_factory):
+    root = tmp_path_factory.mktemp("index")
+    idx = Index(root, create=True)
+    summary = idx.ingest([videos])
+    yield idx, summary
+    idx.close()
+
+
+def test_ingest_summary(index):
+    idx, summary = index
+    data = summary.to_dict()
+    assert data["videos"] == 2 and data["shots"] == 5 and not data["failed"]
+    assert data["video_seconds"] == pytest.approx(6.0, abs=0.2)
+    assert idx.info()["shots"] == 5
+
+
+def test_keyframes_written(index):
+    idx, _ = index
+    rows = list(idx.store.db.query("SELECT keyframe FROM shots"))
+    for r in rows:
+        from PIL import Image
+
+        with Image.open(idx.root / r["keyframe"]) as im:
+            assert max(im.size) == 320
+
+
+def test_search_finds_the_espresso_shots(index):
+    idx, _ = index
+    res = idx.search("espresso", top=3)
+    assert res.total >= 2
+    top2 = {(Path(r.video).name, r.shot_index) for r in res[:2]}
+    assert top2 == {("a.mp4", 0), ("b.mp4", 1)}
+    assert res[0].score > 0.5 and "espresso" in res[0].concepts
+
+
+def test_boolean_search(index):
+    idx, _ = index
+    res = idx.search("(tabby OR tiger_cat OR egyptian_cat) NOT espresso", top=1)
+    assert (Path(res[0].video).name, res[0].shot_index) == ("a.mp4", 1)
+
+
+def test_similar_shot_finds_the_other_espresso(index):
+    idx, _ = index
+    first = idx.search("espresso", top=1)[0]
+    sim = idx.similar(shot=first.shot_id, top=1)
+    assert "espresso" in sim[0].concepts and sim[0].shot_id != first.shot_id
+
+
+def test_similar_image(index):
+    idx, _ = index
+    sim = idx.similar(image=skimage.data.chelsea(), top=1)
+    assert (Path(sim[0].video).name, sim[0].shot_index) == ("a.mp4", 1)
+
+
+def test_reingest_is_idempotent_and_changed_file_reindexed(videos, tmp_path):
+    work = tmp_path / "v"
+    shutil.copytree(videos, work)
+    idx = Index(tmp_path / "idx", create=True)
+    idx.ingest([work])
+    before = list(idx.store.db.query("SELECT id, video_id, idx, start_frame FROM shots ORDER BY id"))
+    again = idx.ingest([work]).to_dict()
+    assert again["videos"] == 0 and again["unchanged"] == 2
+    assert list(idx.store.db.query("SELECT id, video_id, idx, start_frame FROM shots ORDER BY id")) == before
+    write_video(work / "a.mp4", [skimage.data.rocket()])  # the file changes: one shot now
+    changed = idx.ingest([work]).to_dict()
+    assert changed["videos"] == 1 and idx.info()["shots"] == 4
+    assert idx.vectors().ntotal == 4
+    idx.close()
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.mp4", b"", "empty"),
+        ("random.mp4", os.urandom(5000), "cannot open"),
+        ("text.mp4", b"hello, not a video\n" * 20, "cannot open"),
+    ],
+    ids=["zero-bytes", "random-bytes", "text"],
+)
+def test_bad_files_fail_cleanly_and_others_are_ingested(videos, tmp_path, name, content, reason):
+    work = tmp_path / "v"
+    work.mkdir()
+    shutil.copy(videos / "a.mp4", work / "good.mp4")
+    (work / name).write_bytes(content)
+    proc = _cli("ingest", str(work), str(tmp_path / "missing.mp4"), "--index", str(tmp_path / "idx"), "--json", "-q")
+    assert proc.returncode == 1
+    data = json.loads(proc.stdout)
+    assert data["videos"] == 1
+    failed = {Path(f["path"]).name: f["reason"] for f in data["failed"]}
+    assert set(failed) == {name, "missing.mp4"}
+    assert reason in failed[name].lower() or reason == "cannot open" and "video" in failed[name]
+    assert "Traceback" not in proc.stderr
+    assert sum(name in line for line in proc.stderr.splitlines()) == 1
+
+
+def test_truncated_file_does_not_lose_indexed_data(videos, tmp_path):
+    work = tmp_path / "v"
+    work.mkdir()
+    shutil.copy(videos / "b.mp4", work / "b.mp4")
+    idx = Index(tmp_path / "idx", create=True)
+    idx.ingest([work])
+    shots = idx.info()["shots"]
+    data = (work / "b.mp4").read_bytes()
+    (work / "b.mp4").write_bytes(data[: len(data) // 3])
+    idx.ingest([work])
+    assert idx.info()["shots"] >= 1  # partial decode keeps what could be read, or the old index stays
+    assert idx.info()["videos"] == 1
+    idx.close()
+    assert shots == 3
+
+
+def test_unwritable_index_folder_is_a_clear_error(videos, tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/vidconcept-index"  # not writable even for root
+    else:
+        target = str(tmp_path / "ro")
+        os.mkdir(target, 0o500)
+    proc = _cli("ingest", str(videos), "--index", target, "-q")
+    assert proc.returncode != 0 and "cannot" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_search_json_and_unknown_concept(index):
+    idx, _ = index
+    proc = _cli("search", "espresso", "--index", str(idx.root), "--top", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    r = data["results"][0]
+    assert {"video", "shot_id", "shot_index", "start_s", "end_s", "score", "keyframe", "concepts"} <= set(r)
+    proc = _cli("search", "espreso", "--index", str(idx.root))
+    assert proc.returncode == 1 and "did you mean 'espresso'" in proc.stderr
+    proc = _cli("info", "--index", str(idx.root), "--json")
+    assert json.loads(proc.stdout)["videos"] == 2
+    proc = _cli("similar", "--shot", str(r["shot_id"]), "--index", str(idx.root), "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["results"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidconcept", *args], capture_output=True, text=True, timeout=300)
