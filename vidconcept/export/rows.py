@@ -1,0 +1,154 @@
+"""Which shots an export holds, and one flat record per shot for the writers.
+
+Selection (video, query, or the whole index) is kept apart from rendering so the
+web UI can hand :func:`vidconcept.export.render` the shot ids of a result page.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import config
+from ..errors import UsageError, unknown
+from .timecode import FrameRate, Timecode, seconds_to_timecode
+
+log = logging.getLogger(__name__)
+
+#: Page size used to walk all results of a query (the API's maximum ``top``).
+QUERY_PAGE = 10_000
+
+ShotId = int
+
+
+@dataclass
+class ShotRow:
+    """One exported shot; ``end_*`` is exclusive (the first frame after the shot), as EDL out points are."""
+
+    shot_id: ShotId
+    video_id: int
+    video: str
+    shot_index: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    rate: FrameRate
+    start_tc: Timecode
+    end_tc: Timecode
+    keyframe: Path | None
+    score: float | None = None  # the query's score, when the shots come from a search
+    concepts: dict[str, float] = field(default_factory=dict)  # the selected concepts' scores
+    top: dict[str, float] = field(default_factory=dict)  # the shot's top concepts
+
+
+def video_shot_ids(index, target: str | int | os.PathLike) -> list[ShotId]:
+    """Shot ids of one video in shot order; ``target`` is a path or a video id."""
+    video = resolve_video(index.store, target)
+    rows = index.store.db.execute("SELECT id FROM shots WHERE video_id = ? ORDER BY idx", [video["id"]])
+    return [r[0] for r in rows]
+
+
+def all_shot_ids(index) -> list[ShotId]:
+    """Every shot of the index, by video path then shot order."""
+    rows = index.store.db.execute(
+        "SELECT s.id FROM shots s JOIN videos v ON v.id = s.video_id ORDER BY v.path, s.idx")
+    return [r[0] for r in rows]
+
+
+def query_hits(index, query: str, min_score: float = 0.0) -> list[tuple[ShotId, float]]:
+    """All shots a search returns (every page), best first, with their scores."""
+    hits: list[tuple[ShotId, float]] = []
+    while True:
+        page = index.search(query, top=QUERY_PAGE, min_score=min_score, offset=len(hits))
+        hits += [(r.shot_id, r.score) for r in page.results]
+        if not page.results or len(hits) >= page.total:
+            return hits
+
+
+def resolve_video(store, target: str | int | os.PathLike) -> dict:
+    """The ``videos`` row of a video id, a path (resolved), or a basename unique in the index."""
+    text = str(target)
+    if isinstance(target, int) or text.isdigit():
+        video = store.video(int(text))
+        if video is not None:
+            return video
+    video = store.video_by_path(text) or store.video_by_path(str(Path(text).expanduser().resolve()))
+    if video is not None:
+        return video
+    return _video_by_name(store, Path(text).name, text)
+
+
+def _video_by_name(store, name: str, target: str) -> dict:
+    videos = list(store.videos())
+    same = [v for v in videos if Path(v["path"]).name == name]
+    if len(same) == 1:
+        return same[0]
+    if same:
+        choices = ", ".join(f"{v['id']} ({v['path']})" for v in same)
+        raise UsageError(f"{len(same)} videos are named {name!r}: give the full path or one of the ids {choices}")
+    known = [Path(v["path"]).name for v in videos] + [str(v["id"]) for v in videos]
+    err = unknown("video", target, known)
+    raise UsageError(f"{err} (give a path or id of an indexed video; `vidconcept info` counts them)") from err
+
+
+def resolve_concept_names(store, names: Iterable[str]) -> list[str]:
+    """The index's spelling of each name; unknown names raise as in search (with suggestions)."""
+    known = store.concept_ids()
+    lowered = {k.lower(): k for k in known}
+    out = []
+    for name in names:
+        key = name if name in known else lowered.get(name.lower().replace(" ", "_"), lowered.get(name.lower()))
+        if key is None:
+            raise unknown("concept", name, known)
+        out.append(key)
+    return out
+
+
+def build_rows(index, shots: Sequence[ShotId | tuple[ShotId, float]], concepts: Sequence[str] = ()) -> list[ShotRow]:
+    """Flat records of ``shots`` (ids, or ``(id, score)`` from a search), in the given order."""
+    pairs = [s if isinstance(s, tuple) else (s, None) for s in shots]
+    table = index.store.shots([i for i, _ in pairs])
+    rates = _video_rates(index.store, {r["video_id"] for r in table.values()})
+    rows = []
+    for shot_id, score in pairs:
+        record = table.get(shot_id)
+        if record is None:
+            log.warning("shot %s is not in the index any more; skipped", shot_id)
+            continue
+        rows.append(_row(index, record, rates[record["video_id"]], score, concepts))
+    return rows
+
+
+def _row(index, r: dict, rate: FrameRate, score: float | None, concepts: Sequence[str]) -> ShotRow:
+    scores = index.store.shot_scores(r["shot_id"]) if concepts else {}
+    keyframe = (Path(index.root) / r["keyframe"]).resolve() if r["keyframe"] else None
+    return ShotRow(
+        r["shot_id"], r["video_id"], r["video"], r["shot_index"], r["start_frame"], r["end_frame"],
+        r["start_s"], r["end_s"], rate, seconds_to_timecode(r["start_s"], rate),
+        seconds_to_timecode(r["end_s"], rate), keyframe, score,
+        {c: round(scores.get(c, 0.0), 6) for c in concepts},
+        index.store.top_concepts(r["shot_id"], config.TOP_CONCEPTS),
+    )
+
+
+def _video_rates(store, video_ids: Iterable[int]) -> dict[int, FrameRate]:
+    rates = {}
+    for vid in video_ids:
+        video = store.video(vid) or {}
+        rates[vid] = FrameRate.from_fps(video.get("fps"))
+    return rates
+
+
+def passes(row: ShotRow, min_score: float) -> bool:
+    """Whether a shot of a video export clears ``min_score``.
+
+    With concepts selected, any of them must reach it; otherwise the shot's best
+    concept must (so ``--min-score`` alone drops shots the model is unsure about).
+    """
+    if min_score <= 0:
+        return True
+    values = row.concepts.values() if row.concepts else row.top.values()
+    return any(v >= min_score for v in values)
