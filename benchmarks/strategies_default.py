@@ -1,0 +1,61 @@
+"""Train the default concept model (issue 4) and record its metrics in the bundle.
+
+Concept pool: 20 VOC 2007 classes (train) + intel_scenes/train + scene15/train scenes
+(same name = one concept). Evaluated on voc2007 val, scene15 test and intel_scenes test;
+each result is stored with the exact command in the bundle's config.json and MODEL.md.
+
+Usage (from the repository root, logs under runs/)::
+
+    nohup nice -n 19 .venv/bin/python benchmarks/strategies_default.py --out runs/default-ft3 \
+        > runs/default-ft3.log 2>&1 &
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TRAIN = [f"voc:{SHARED / 'voc2007'}", f"folder:{SHARED / 'intel_scenes'}", f"folder:{SHARED / 'scene15'}"]
+EVAL = [(f"voc:{SHARED / 'voc2007'}", "val"), (f"folder:{SHARED / 'scene15'}", "test"),
+        (f"folder:{SHARED / 'intel_scenes'}", "test")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/default-ft3"))
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
+    parser.add_argument("--strategy", default="ft3-ex1-512")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr-mult", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--cache-stages", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--eval-only", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from vidconcept.evaluate import evaluate
+    from vidconcept.model.card import record_metrics
+    from vidconcept.model.train import train
+
+    command = shlex.join([".venv/bin/python", *sys.argv])
+    if not args.eval_only:
+        train(args.backbone, args.strategy, TRAIN, args.out, epochs=args.epochs, lr_mult=args.lr_mult,
+              batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, seed=args.seed,
+              resume=args.resume, cache_stages=args.cache_stages)
+    for spec, split in EVAL:
+        report = evaluate(args.out, spec, split)
+        record_metrics(args.out, report, command)
+        print(json.dumps({"dataset": spec, "split": split,
+                          **{k: v["map"] for k, v in report["outputs"].items()}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

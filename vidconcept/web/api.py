@@ -1,0 +1,91 @@
+"""The REST API under ``/api``: thin routes over :class:`~vidconcept.web.library.Library`.
+
+Routes are plain ``def`` functions on purpose: index and model calls block, and
+FastAPI runs such routes in its thread pool instead of on the event loop.
+"""
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+
+from ..errors import UsageError
+from .deps import Lib
+from .schemas import Concept, ResultPage, Shot, Stats, Video
+
+#: Largest image accepted by ``POST /api/similar``; a phone photo is well under it.
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: Uploaded images are shrunk to this longest side before the model sees them.
+MAX_UPLOAD_SIDE = 1024
+MAX_PAGE = 200
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+Top = Annotated[int, Query(ge=1, le=MAX_PAGE, description="results per page")]
+
+
+@router.get("/concepts", response_model=list[Concept])
+def concepts(lib: Lib, min_score: Annotated[float, Query(ge=0, le=1)] = 0.5) -> list[dict]:
+    """The index's concepts, each with how many shots score at least ``min_score``."""
+    return lib.concepts(min_score)
+
+
+@router.get("/search", response_model=ResultPage)
+def search(lib: Lib, q: Annotated[str, Query(min_length=1, description="concept query, e.g. dog AND grass NOT night")],
+           top: Top = 20, min_score: Annotated[float, Query(ge=0, le=1)] = 0.0,
+           offset: Annotated[int, Query(ge=0)] = 0, video: int | None = None) -> dict:
+    """Shots ranked by a concept query (the CLI's query language), optionally of one video."""
+    return lib.search(q, top=top, min_score=min_score, offset=offset, video=video)
+
+
+@router.get("/similar", response_model=ResultPage)
+def similar_to_shot(lib: Lib, shot: int, top: Top = 20) -> dict:
+    """Shots that look like a shot of the index (nearest feature vectors)."""
+    return lib.similar_shot(shot, top)
+
+
+@router.post("/similar", response_model=ResultPage)
+def similar_to_image(lib: Lib, request: Request, image: Annotated[UploadFile, File(description="JPEG or PNG")],
+                     top: Top = 20) -> dict:
+    """Shots that look like an uploaded image (at most 10 MiB)."""
+    _check_upload_size(request.headers.get("content-length"))
+    data = image.file.read(MAX_UPLOAD_BYTES + 1)
+    _check_upload_size(len(data))
+    return lib.similar_image(_decode_image(data, image.filename), top)
+
+
+@router.get("/shots/{shot_id}", response_model=Shot)
+def shot(lib: Lib, shot_id: int) -> dict:
+    """One shot with its best concept scores."""
+    return lib.shot(shot_id)
+
+
+@router.get("/videos", response_model=list[Video])
+def videos(lib: Lib) -> list[dict]:
+    """The index's videos (ids for the ``video`` filter of ``/api/search``)."""
+    return lib.videos()
+
+
+@router.get("/stats", response_model=Stats)
+def stats(lib: Lib) -> dict:
+    """Counts of videos, shots and concepts, and the model the index was built with."""
+    return lib.stats()
+
+
+def _check_upload_size(size: str | int | None) -> None:
+    if size is not None and int(size) > MAX_UPLOAD_BYTES + 64 * 1024:  # multipart framing is small
+        raise HTTPException(413, f"image is too large: at most {MAX_UPLOAD_BYTES // 2**20} MiB; send a smaller JPEG")
+
+
+def _decode_image(data: bytes, name: str | None) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE))
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"{name or 'upload'}: not an image this server can read (send a JPEG or PNG): {exc}") from exc

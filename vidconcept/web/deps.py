@@ -1,0 +1,16 @@
+"""Dependencies shared by the routers."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .library import Library
+
+
+def get_library(request: Request) -> Library:
+    """The one :class:`Library` the app opened at start-up (``app.state.library``)."""
+    return request.app.state.library
+
+
+Lib = Annotated[Library, Depends(get_library)]

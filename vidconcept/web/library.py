@@ -1,0 +1,163 @@
+"""The web app's view of one index, shared by every request.
+
+Why a wrapper around :class:`~vidconcept.api.Index`: the index's SQLite connection
+and FAISS file are shared by the server's worker threads, so each call holds one
+lock; and a page needs more than the Python API returns (video ids, URLs, a video
+filter, file paths checked against the index), which belongs here, not in the library.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..api import Index, SearchResult, SearchResults
+from ..search.query import parse
+from ..search.rank import rank
+
+#: A video filter ranks every matching shot of the index and keeps those of the
+#: video; this bounds the work for one request on a very large index.
+VIDEO_FILTER_SCAN = 200_000
+
+#: Concept scores listed by ``/api/shots/{id}``: a 1000-class model stores hundreds per shot.
+SHOT_DETAIL_CONCEPTS = 30
+
+ShotId = int
+VideoId = int
+
+
+class NotFound(LookupError):
+    """A shot, video or file id that the index does not know (HTTP 404)."""
+
+
+class Library:
+    """Thread-safe, page-shaped access to an :class:`Index`."""
+
+    def __init__(self, index: Index):
+        self.index = index
+        self.root = index.root.resolve()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _locked(self) -> Iterator[Index]:
+        with self._lock:
+            yield self.index
+
+    def close(self) -> None:
+        with self._locked() as index:
+            index.close()
+
+    def load_model(self) -> None:
+        """Load the concept model now, so the first image query does not wait for it."""
+        with self._locked() as index:
+            index.model  # noqa: B018 (the property loads and caches it)
+
+    # ---- queries ------------------------------------------------------------
+    def search(self, query: str, top: int, min_score: float, offset: int, video: VideoId | None) -> dict:
+        with self._locked() as index:
+            if video is None:
+                found = index.search(query, top=top, min_score=min_score, offset=offset)
+            else:
+                found = self._search_video(index, query, top, min_score, offset, video)
+            return self._page(index, found)
+
+    def similar_shot(self, shot: ShotId, top: int) -> dict:
+        with self._locked() as index:
+            if not index.store.shots([shot]):
+                raise NotFound(f"no shot with id {shot} in this index")
+            return self._page(index, index.similar(shot=shot, top=top))
+
+    def similar_image(self, image: np.ndarray, top: int) -> dict:
+        with self._locked() as index:
+            return self._page(index, index.similar(image=image, top=top))
+
+    def _search_video(self, index: Index, query: str, top: int, min_score: float, offset: int,
+                      video: VideoId) -> SearchResults:
+        """Rank the whole index, keep one video's shots, then cut the page.
+
+        The library's ranking has no shot filter yet; ranking everything costs one
+        numpy pass, which stays interactive far beyond a laptop's index.
+        """
+        if index.store.video(video) is None:
+            raise NotFound(f"no video with id {video} in this index (see /api/videos)")
+        hits, _ = rank(index.store, parse(query), top=VIDEO_FILTER_SCAN, min_score=min_score)
+        rows = index.store.shots([shot for shot, _ in hits])
+        kept = [hit for hit in hits if rows[hit[0]]["video_id"] == video]
+        return SearchResults(index._results(kept[offset:offset + top]), len(kept))
+
+    def _page(self, index: Index, found: SearchResults) -> dict:
+        rows = index.store.shots([r.shot_id for r in found.results])
+        results = [_result(r, rows[r.shot_id]["video_id"]) for r in found.results if r.shot_id in rows]
+        return {"results": results, "total": found.total}
+
+    # ---- records ----------------------------------------------------------
+    def concepts(self, min_score: float) -> list[dict]:
+        with self._locked() as index:
+            return index.concepts(min_score=min_score)
+
+    def videos(self) -> list[dict]:
+        with self._locked() as index:
+            return [_video(v) for v in index.videos()]
+
+    def stats(self) -> dict:
+        with self._locked() as index:
+            return index.info()
+
+    def shot(self, shot: ShotId) -> dict:
+        with self._locked() as index:
+            row = index.store.shots([shot]).get(shot)
+            if row is None:
+                raise NotFound(f"no shot with id {shot} in this index")
+            (found,) = index._results([(shot, 1.0)])
+            scores = index.store.top_concepts(shot, SHOT_DETAIL_CONCEPTS)
+        frames = {"start_frame": row["start_frame"], "end_frame": row["end_frame"]}
+        best = max(scores.values(), default=0.0)  # a shot alone has no query score: its top concept's
+        return _result(found, row["video_id"]) | frames | {"score": best, "scores": scores}
+
+    # ---- files ------------------------------------------------------------
+    def keyframe_file(self, shot: ShotId) -> Path:
+        """The keyframe JPEG of a shot; only paths inside the index folder are served."""
+        with self._locked() as index:
+            row = index.store.shots([shot]).get(shot)
+        if row is None or not row["keyframe"]:
+            raise NotFound(f"no keyframe for shot {shot} in this index")
+        path = (self.root / row["keyframe"]).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            raise NotFound(f"keyframe of shot {shot} is missing from {self.root}; re-run ingest")
+        return path
+
+    def video_file(self, video: VideoId) -> Path:
+        """The file of an indexed video: only videos the index knows, by id, are served."""
+        with self._locked() as index:
+            row = index.store.video(video)
+        if row is None or row.get("status") != "indexed":
+            raise NotFound(f"no indexed video with id {video} (see /api/videos)")
+        path = Path(row["path"])
+        if not path.is_file():
+            raise NotFound(f"{path} was moved or deleted since it was indexed; re-run ingest")
+        return path
+
+
+def keyframe_url(shot: ShotId) -> str:
+    return f"/keyframes/{shot}.jpg"
+
+
+def video_url(video: VideoId) -> str:
+    return f"/videos/{video}"
+
+
+def _result(r: SearchResult, video: VideoId) -> dict:
+    return {
+        "shot_id": r.shot_id, "video_id": video, "video": r.video, "video_name": Path(r.video).name,
+        "shot_index": r.shot_index, "start_s": r.start_s, "end_s": r.end_s, "score": r.score,
+        "keyframe_url": keyframe_url(r.shot_id) if r.keyframe else None, "video_url": video_url(video),
+        "concepts": r.concepts,
+    }
+
+
+def _video(row: dict) -> dict:
+    fields = ("id", "path", "status", "duration_s", "fps", "width", "height")
+    return {k: row.get(k) for k in fields} | {"name": Path(row["path"]).name, "video_url": video_url(row["id"])}

@@ -1,0 +1,64 @@
+"""Response shapes of the REST API: they document ``/docs`` and keep the JSON stable for the page."""
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class Result(BaseModel):
+    """One ranked shot, with the URLs the page needs to show and play it."""
+
+    shot_id: int
+    video_id: int
+    video: str  # absolute path of the video file
+    video_name: str
+    shot_index: int
+    start_s: float
+    end_s: float
+    score: float
+    keyframe_url: str | None
+    video_url: str
+    concepts: dict[str, float]  # the shot's top concepts, best first
+
+
+class ResultPage(BaseModel):
+    """One page of results and how many shots match in all (for paging)."""
+
+    results: list[Result]
+    total: int
+
+
+class Concept(BaseModel):
+    name: str
+    source: str | None = None
+    shots: int  # shots scoring at least the requested min_score (0.5 by default)
+
+
+class Video(BaseModel):
+    id: int
+    name: str
+    path: str
+    status: str | None = None
+    duration_s: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_url: str
+
+
+class Shot(Result):
+    """A shot with its best concept scores (``scores``; ``concepts`` stays the top few)."""
+
+    start_frame: int
+    end_frame: int
+    scores: dict[str, float]
+
+
+class Stats(BaseModel):
+    index: str
+    videos: int
+    failed: int
+    missing: int
+    shots: int
+    concepts: int
+    video_seconds: float
+    model: str | dict | None = None
