@@ -5,8 +5,9 @@ index: ``frame = round(seconds × rate)`` at the video's *nominal* rate. For
 constant-frame-rate files this is the frame index; for variable-frame-rate files
 (phones, screen recordings) it is where an editing suite, which conforms such
 files to a nominal rate, puts the same instant. A rate within 0.5 % of a standard
-broadcast rate snaps to it (PyAV's average rate of a 29.97 file is rarely exactly
-30000/1001); any other rate counts with ``round(rate)`` frames per timecode second.
+broadcast rate snaps to the nearest one (PyAV's average rate of a 29.97 file is rarely exactly
+30000/1001); any other rate (the average of a variable-rate file, say 27.6) has the
+nominal rate ``round(rate)`` (28), so timecode seconds stay wall-clock seconds.
 
 29.97 and 59.94 fps use drop-frame timecode (SMPTE ST 12-1): frame *labels* 0 and 1
 (0–3 at 59.94) are skipped at the start of every minute except every tenth, so
@@ -62,11 +63,11 @@ class FrameRate:
         """The nominal rate of a measured (possibly average, variable) rate; 25 when unknown."""
         if not fps or fps <= 0:
             fps = 25
-        for rate, drop in STANDARD_RATES:
-            if abs(float(fps) - float(rate)) <= SNAP_TOLERANCE * float(rate):
-                return cls(rate, round(rate), drop)
-        exact = Fraction(fps).limit_denominator(1001)
-        return cls(exact, max(1, round(exact)), False)
+        rate, drop = min(STANDARD_RATES, key=lambda r: abs(float(fps) - float(r[0])))
+        if abs(float(fps) - float(rate)) <= SNAP_TOLERANCE * float(rate):
+            return cls(rate, round(rate), drop)
+        whole = max(1, round(float(fps)))
+        return cls(Fraction(whole), whole, False)
 
     @property
     def dropped_per_minute(self) -> int:
