@@ -30,8 +30,11 @@ from vidconcept.errors import VideoError
 
 log = logging.getLogger(__name__)
 
-#: Samples kept per shot; 16 images of 512x288 RGB are about 7 MB.
-CAPACITY = 16
+#: Samples kept per shot; 12 images of 512x288 RGB are about 5 MB.
+CAPACITY = 12
+#: Initial samples per second of video; converting a frame to RGB is the
+#: costliest per-frame step, so the buffer starts sparse.
+SAMPLES_PER_S = 6.0
 #: Samples nearest the middle among which the sharpest non-black one wins.
 NEAR_MIDDLE = 5
 #: Mean luma (0-255 RGB average) under which a sample counts as black/blank.
@@ -50,27 +53,46 @@ class Candidate:
 
 @dataclass
 class CandidateBuffer:
-    """Evenly spread samples of the current shot in O(capacity) memory."""
+    """Evenly spread samples of the current shot in O(capacity) memory.
 
+    Args:
+        base_stride: Sampling stride at the start of each shot (frames).
+        capacity: Samples kept before the stride doubles.
+    """
+
+    base_stride: int = 1
     capacity: int = CAPACITY
-    stride: int = 1
     items: list[Candidate] = field(default_factory=list)
+    stride: int = 0
+    latest: int = -1  # index of the newest sample
 
-    def wants(self, index: int) -> bool:
-        """Whether frame ``index`` should be sampled (cheap; call before converting)."""
-        return index % self.stride == 0
+    def __post_init__(self) -> None:
+        self.stride = self.stride or self.base_stride
+
+    @classmethod
+    def for_fps(cls, fps: float) -> CandidateBuffer:
+        return cls(base_stride=max(1, round(fps / SAMPLES_PER_S)))
+
+    def wants(self, index: int, shot_start: int) -> bool:
+        """Whether frame ``index`` should be sampled (cheap; call before converting).
+
+        Every ``stride``-th frame, and any frame while the current shot has no
+        sample yet, so even a shot shorter than the stride gets a keyframe.
+        """
+        return index % self.stride == 0 or self.latest < shot_start
 
     def add(self, index: int, image: np.ndarray) -> None:
         self.items.append(Candidate(index, image))
+        self.latest = index
         if len(self.items) > self.capacity:
             self.stride *= 2
-            self.items = [c for c in self.items if c.index % self.stride == 0]
+            self.items = [c for c in self.items if c.index % self.stride == 0 or c.index == index]
 
     def split(self, end: int) -> list[Candidate]:
         """Remove and return the samples before frame ``end``; restart sampling."""
         done = [c for c in self.items if c.index < end]
         self.items = [c for c in self.items if c.index >= end]
-        self.stride = 1
+        self.stride = self.base_stride
         return done
 
 

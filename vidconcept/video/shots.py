@@ -98,8 +98,9 @@ class _ShotBuilder:
         self.order.append(frame.index)
         if len(self.order) > _TIME_MEMORY:
             del self.marks[self.order.popleft()]
-        self.content += not is_black(frame.small[:, :, 0])
-        if self.keyframe_side and self.candidates.wants(frame.index):
+        black = is_black(frame.small[:, :, 0])
+        self.content += not black
+        if self.keyframe_side and not black and self.candidates.wants(frame.index, self.start):
             self.candidates.add(frame.index, frame.rgb(self.keyframe_side))
 
     def close(self, end: int, end_mark: _Mark) -> Iterator[tuple[Shot, np.ndarray | None]]:
@@ -162,7 +163,7 @@ class ShotScanner:
         self.info: VideoInfo = self._reader.info
 
     def __iter__(self) -> Iterator[tuple[Shot, np.ndarray | None]]:
-        builder = _ShotBuilder(self._keyframe_side)
+        builder = _ShotBuilder(self._keyframe_side, candidates=CandidateBuffer.for_fps(self.info.fps))
         pending = 0
         last = None
         for frame in self._reader:

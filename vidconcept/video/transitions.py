@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 BLACK_MEAN = 24.0
 #: ... provided the luma spread is also this small (a dark scene is not black).
 BLACK_STD = 10.0
+#: Largest residual/spread ratio for the middle of a dissolve (see ``_nonlinearity``).
+LINEARITY = 0.4
 #: Histogram bins for Y, U, V; the histogram is normalised to sum 1 per channel.
 _HIST_BINS = (32, 16, 16)
 
@@ -159,13 +161,18 @@ class TransitionDetector(SceneDetector):
         neighbours = [buf[i].diff for i in (-3 - p, -2 - p, -p, 1 - p)]
         if cand.diff < self.ratio * (sum(neighbours) / len(neighbours)):
             return []
-        if not self._persists(before, cand, buf[-1]):
+        earlier = [buf[i] for i in range(-2 - p, -6 - p, -1) if -i <= len(buf)]
+        if not all(self._persists(e, cand, buf[-1]) for e in earlier):
             return []
         return [(cand.index, "cut")]
 
     @staticmethod
     def _persists(before: _FrameStats, cand: _FrameStats, later: _FrameStats) -> bool:
-        """The change is still there a few frames on (unlike a flash)."""
+        """The change from ``before`` is still there a few frames on.
+
+        Checked against each of the few frames before the candidate, so the
+        end of a flash (whose previous frame is the bright one) is rejected too.
+        """
         pix = pixel_distance(before.small, later.small) >= 0.5 * cand.diff
         hist = hist_distance(before.hist, later.hist) >= 0.5 * hist_distance(before.hist, cand.hist)
         return pix and hist
@@ -188,7 +195,21 @@ class TransitionDetector(SceneDetector):
         after = hist_distance(window[3 * k].hist, window[4 * k].hist)
         if max(before, after) > 0.5 * change:
             return []  # the content keeps changing: motion, not a transition
+        if self._nonlinearity(window[k].small, mid.small, window[3 * k].small) > LINEARITY:
+            return []  # the middle is not a blend of both sides: motion, not a mix
         return [(mid.index, "gradual")]
+
+    @staticmethod
+    def _nonlinearity(a: np.ndarray, mid: np.ndarray, b: np.ndarray) -> float:
+        """How far ``mid`` is from the average of ``a`` and ``b``, relative to ``|a - b|``.
+
+        A dissolve mixes the two shots linearly, so its middle frame is close to
+        the mean of frames on either side (ratio near 0); camera or object motion
+        moves edges instead, leaving the ratio near 0.5 or above.
+        """
+        spread = float(cv2.absdiff(a, b).mean())
+        residual = float(np.abs(2 * mid - a - b).mean()) / 2
+        return residual / spread if spread > 0 else 1.0
 
     def _span_change(self, window: list[_FrameStats], centre: int) -> float:
         k = self._k
