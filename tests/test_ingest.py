@@ -8,50 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import skimage.data
 
+from conftest import write_video
 from vidconcept.api import Index
 
-FPS = 25
-
-
-def write_video(path: Path, images: list[np.ndarray], seconds_each: float = 1.2, size=(320, 240)) -> list[int]:
-    """Hard cuts between slowly panning still photos; returns the first frame of each shot."""
-    w, h = size
-    starts, frame_no = [], 0
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for img in images:
-            starts.append(frame_no)
-            n = int(seconds_each * FPS)
-            for k in range(n):
-                x0 = int(k * (img.shape[1] - w) / max(n - 1, 1)) if img.shape[1] > w else 0
-                crop = np.ascontiguousarray(_fit(img, w, h)[:, :, :3]) if img.shape[1] <= w else img[:h, x0 : x0 + w]
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_fit(crop, w, h)), format="rgb24")
-                out.mux(stream.encode(frame))
-                frame_no += 1
-        out.mux(stream.encode())
-    return starts
-
-
-def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    import cv2
-
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    return cv2.resize(img[:, :, :3], (w, h), interpolation=cv2.INTER_AREA)
-
-
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("videos")
-    write_video(d / "a.mp4", [skimage.data.coffee(), skimage.data.chelsea()])
-    write_video(d / "b.mp4", [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.rocket()])
-    return d
+def videos(photo_videos) -> Path:
+    return photo_videos
 
 
 @pytest.fixture(scope="module")

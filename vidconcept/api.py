@@ -103,7 +103,7 @@ class Index:
     # ---- ingest -----------------------------------------------------------
     def ingest(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, *, detector: str | None = None,
                threshold: float | None = None, min_shot_s: float | None = None, batch_size: int = 32,
-               progress: bool = False, wait: float = 0.0):
+               progress: bool = False, wait: float = 0.0, log_json: str | os.PathLike | None = None):
         """Index videos (files or folders); unchanged files are skipped. Returns an ``IngestSummary``.
 
         Holds the index's write lock meanwhile: waits up to ``wait`` seconds for
@@ -115,11 +115,31 @@ class Index:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         ingestor = Ingestor(self.store, lambda: self.model, detector=detector, threshold=threshold,
-                            min_shot_s=min_shot_s, batch_size=batch_size, progress=progress)
+                            min_shot_s=min_shot_s, batch_size=batch_size, progress=progress,
+                            log_json=Path(log_json) if log_json else None)
         with write_lock(self.root, wait):
             summary = ingestor.run(paths)
         self._vectors = None
         return summary
+
+    def reindex(self, wait: float = 0.0) -> int:
+        """Rebuild the FAISS file from the database; return the number of vectors."""
+        from .index.lock import write_lock
+
+        with write_lock(self.root, wait):
+            vectors = open_vectors(self.store, None, rebuild=True)
+        self._vectors = vectors
+        return vectors.ntotal if vectors is not None else 0
+
+    def prune(self, wait: float = 0.0) -> list[str]:
+        """Drop videos marked ``missing`` (files gone) with their shots and keyframes."""
+        from .index.lock import write_lock
+
+        with write_lock(self.root, wait):
+            paths = self.store.prune_missing()
+            self._vectors = None
+            open_vectors(self.store, None, rebuild=True)
+        return paths
 
     # ---- search -----------------------------------------------------------
     def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0) -> SearchResults:

@@ -55,7 +55,7 @@ def cmd_ingest(args) -> int:
     with _index(args, create=True) as index:
         summary = index.ingest(args.paths, detector=args.detector, threshold=args.threshold,
                                min_shot_s=args.min_shot, progress=not args.quiet and not args.json,
-                               **_given(args, "wait"))
+                               **_given(args, "wait", "log_json"))
     data = summary.to_dict()
     if args.json:
         _print_json(data)
@@ -65,6 +65,22 @@ def cmd_ingest(args) -> int:
               f"in {data['wall_s']:.1f} s ({rtf}); {data['unchanged']} unchanged, {len(data['failed'])} failed"
               + (" (listed above)" if data["failed"] else ""))
     return 1 if data["failed"] else 0
+
+
+def cmd_reindex(args) -> int:
+    with _index(args) as index:
+        n = index.reindex(**_given(args, "wait"))
+    print(f"rebuilt {index.root}/vectors.faiss with {n} shot vectors")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    with _index(args) as index:
+        paths = index.prune(**_given(args, "wait"))
+    for p in paths:
+        print(f"pruned {p}")
+    print(f"{len(paths)} missing videos pruned")
+    return 0
 
 
 def cmd_shots(args) -> int:
@@ -201,7 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("--wait", type=float, metavar="SECONDS",
                    help="wait this long for another ingest's lock (default: exit with status 3 at once)")
+    p.add_argument("--log-json", metavar="FILE", help="append one JSON line per file to FILE (for cron)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("reindex", help="rebuild the FAISS vectors from the database")
+    _add_index(p)
+    p.add_argument("--wait", type=float, metavar="SECONDS")
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("prune", help="drop videos whose files are gone (status missing) from the index")
+    _add_index(p)
+    p.add_argument("--wait", type=float, metavar="SECONDS")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("shots", help="detect shot boundaries of one video (no model, no index)")
     p.add_argument("video")

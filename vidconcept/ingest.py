@@ -10,6 +10,7 @@ file that fails is recorded with its reason while the rest go on.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -23,12 +24,14 @@ import numpy as np
 
 from . import config
 from .errors import UsageError, VidconceptError, VideoError
-from .index.store import ShotData, Store
+from .index.store import ShotData, Store, now_iso
 from .index.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
 HASH_CHUNK = 1 << 20
+#: A file modified less than this many seconds ago is watched that long for growth.
+SETTLE_S = 1.0
 
 
 @dataclass
@@ -36,7 +39,7 @@ class FileOutcome:
     """What happened to one input file."""
 
     path: str
-    status: str  # indexed | unchanged | failed
+    status: str  # indexed | unchanged | failed | skipped (still being written)
     shots: int = 0
     seconds: float = 0.0
     reason: str | None = None
@@ -48,6 +51,7 @@ class IngestSummary:
 
     files: list[FileOutcome] = field(default_factory=list)
     wall_s: float = 0.0
+    missing: int = 0  # indexed videos under the given folders whose files are gone
 
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -61,6 +65,8 @@ class IngestSummary:
         return {
             "videos": self.count("indexed"),
             "unchanged": self.count("unchanged"),
+            "skipped": [{"path": f.path, "reason": f.reason} for f in self.files if f.status == "skipped"],
+            "missing": self.missing,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "shots": sum(f.shots for f in self.files if f.status == "indexed"),
             "video_seconds": round(seconds, 3),
@@ -80,8 +86,9 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[FileO
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
+            # Folders named like videos are kept: they fail with "not a regular file".
             found = sorted(
-                f for f in p.rglob("*") if f.suffix.lower() in config.VIDEO_EXTENSIONS and not f.name.startswith(".")
+                f for f in _walk(p) if f.suffix.lower() in config.VIDEO_EXTENSIONS and not f.name.startswith(".")
             )
             if not found:
                 log.warning("%s: no video files found (extensions: %s)", p, ", ".join(sorted(config.VIDEO_EXTENSIONS)))
@@ -98,6 +105,25 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[FileO
             seen.add(key)
             unique.append(v)
     return unique, problems
+
+
+def _settled(path: Path, stat: os.stat_result) -> bool:
+    """False for a file that is still growing: modified within SETTLE_S and its
+    size or mtime change while we wait that long."""
+    if time.time() - stat.st_mtime >= SETTLE_S:
+        return True
+    time.sleep(SETTLE_S)
+    now = path.stat()
+    return (now.st_size, now.st_mtime) == (stat.st_size, stat.st_mtime)
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every entry below ``folder``; unreadable sub-folders are logged, not fatal."""
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=lambda e: log.error("%s: %s", e.filename, e.strerror)):
+        base = Path(dirpath)
+        dirnames.sort()
+        yield from (base / d for d in dirnames)
+        yield from (base / f for f in filenames)
 
 
 def content_hash(path: Path) -> str:
@@ -127,6 +153,7 @@ class Ingestor:
         min_shot_s: float | None = None,
         batch_size: int = 32,
         progress: bool = True,
+        log_json: Path | None = None,
     ):
         self.store = store
         self._model_loader = model_loader
@@ -134,6 +161,7 @@ class Ingestor:
         self.scan_options = {"detector": detector, "threshold": threshold, "min_shot_s": min_shot_s}
         self.batch_size = batch_size
         self.progress = progress
+        self.log_json = log_json
         self.vectors: VectorIndex | None = None
         self._dirty_vectors = False
 
@@ -161,49 +189,75 @@ class Ingestor:
 
     # ---- run --------------------------------------------------------------
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestSummary:
-        from .index.vectors import open_vectors
+        from .index.vectors import FAISS_NAME, open_vectors
 
         start = time.perf_counter()
         summary = IngestSummary()
         self.vectors = open_vectors(self.store, None)  # heals a stale or corrupt FAISS file
         videos, problems = discover(paths)
-        summary.files.extend(problems)
         for p in problems:
-            log.error("%s: %s", p.path, p.reason)
+            self._report(summary, p)
         bar = _bar(total=len(videos), desc="videos", unit="video", disable=not self.progress, position=0)
         try:
             for path in videos:
-                outcome = self.ingest_file(path)
-                summary.files.append(outcome)
+                self._report(summary, self.ingest_file(path))
                 bar.update(1)
         finally:
             bar.close()
             if self._dirty_vectors and self.vectors is not None:
-                from .index.vectors import FAISS_NAME
-
                 self.vectors.save(self.store.root / FAISS_NAME, self.store.feature_digest())
+        summary.missing = self.mark_missing([Path(p) for p in paths if Path(p).is_dir()])
         summary.wall_s = time.perf_counter() - start
         return summary
+
+    def _report(self, summary: IngestSummary, outcome: FileOutcome) -> None:
+        summary.files.append(outcome)
+        if outcome.status in ("failed", "skipped"):
+            log.error("%s: %s", outcome.path, outcome.reason) if outcome.status == "failed" else log.warning(
+                "%s: skipped: %s", outcome.path, outcome.reason)
+        if self.log_json is not None:
+            line = {"time": now_iso(), **asdict(outcome)}
+            with open(self.log_json, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+
+    def mark_missing(self, folders: list[Path]) -> int:
+        """Mark indexed videos under ``folders`` whose files are gone as ``missing``
+        (their shots stay searchable until ``prune``); return how many."""
+        n = 0
+        for folder in folders:
+            prefix = str(folder.resolve()) + os.sep
+            for row in self.store.videos():
+                if row["path"].startswith(prefix) and row["status"] != "missing" and not os.path.exists(row["path"]):
+                    self.store.db["videos"].update(row["id"], {"status": "missing"})
+                    log.warning("%s: file is gone; marked missing (run `vidconcept prune` to drop it)", row["path"])
+                    n += 1
+        return n
 
     def ingest_file(self, path: Path) -> FileOutcome:
         key = str(path.resolve())
         try:
             stat = path.stat()
             if not path.is_file():
-                raise VideoError(f"{path}: not a regular file")
+                raise VideoError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, not a video file")
             old = self.store.video_by_path(key)
-            if old and old["status"] == "indexed" and old["size"] == stat.st_size and old["mtime"] == stat.st_mtime:
+            if old and old["status"] in ("indexed", "missing") and old["size"] == stat.st_size and old["mtime"] == stat.st_mtime:
+                if old["status"] == "missing":
+                    self.store.touch_video(old["id"], status="indexed")
                 return FileOutcome(str(path), "unchanged", seconds=old["duration_s"] or 0.0)
+            if not _settled(path, stat):
+                return FileOutcome(str(path), "skipped", reason="file is still being written (size changing); next run takes it")
             digest = content_hash(path)
-            if old and old["status"] == "indexed" and old["content_hash"] == digest:
-                self.store.touch_video(old["id"], mtime=stat.st_mtime, size=stat.st_size)
+            if old and old["status"] in ("indexed", "missing") and old["content_hash"] == digest:
+                self.store.touch_video(old["id"], mtime=stat.st_mtime, size=stat.st_size, status="indexed")
                 return FileOutcome(str(path), "unchanged", seconds=old["duration_s"] or 0.0)
-            return self._index_video(path, key, digest, stat)
+            outcome = self._index_video(path, key, digest, stat)
+            return outcome
         except UsageError:
             raise
         except (VidconceptError, OSError) as exc:
             reason = str(exc).removeprefix(f"{path}: ")
-            log.error("%s: %s", path, reason)
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = exc.strerror.lower()
             self.store.mark_video(key, "failed", reason)
             return FileOutcome(str(path), "failed", reason=reason)
 
@@ -246,6 +300,9 @@ class Ingestor:
             bar.close()
         if not shots:
             raise VideoError(f"{path}: no frames could be decoded")
+        now = path.stat()
+        if (now.st_size, now.st_mtime) != (stat.st_size, stat.st_mtime):
+            return FileOutcome(str(path), "skipped", reason="file changed while it was read; next run takes it")
         info = scanner.info
         score_mat = np.concatenate(scores) if scores else np.empty((0, len(model.concepts)), np.float32)
         feat_mat = np.concatenate(features) if features else np.empty((0, model.feature_dim), np.float32)

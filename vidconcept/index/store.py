@@ -203,6 +203,20 @@ class Store:
             else:
                 self.db["videos"].insert(row)
 
+    def prune_missing(self) -> list[str]:
+        """Delete videos whose status is ``missing`` (and their shots, scores,
+        features and keyframe files); return their paths."""
+        rows = list(self.db["videos"].rows_where("status = 'missing'"))
+        keyframes: list[str] = []
+        with self.db.atomic():
+            for row in rows:
+                keyframes += [r[0] for r in self.db.execute("SELECT keyframe FROM shots WHERE video_id = ?", [row["id"]]) if r[0]]
+                self._delete_shots(row["id"])
+                self.db["videos"].delete(row["id"])
+        for rel in keyframes:
+            (self.root / rel).unlink(missing_ok=True)
+        return [r["path"] for r in rows]
+
     def touch_video(self, video_id: int, **fields) -> None:
         self.db["videos"].update(video_id, fields)
 
