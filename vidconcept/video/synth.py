@@ -172,20 +172,24 @@ class _Truth:
 
     def build(self) -> dict:
         c = self.clip
-        self._black(c.lead_black)
+        self._black(c.lead_black, cut=True)
         self.starts.append(self.pos)
         for shot, tr in zip(c.shots, c.transitions, strict=False):
             self.pos += shot.frames
             self._transition(tr)
         self.pos += c.shots[-1].frames
         self.ends.append(self.pos - 1)
-        self._black(c.tail_black)
+        self._black(c.tail_black, cut=True)
+        self.cuts.sort()
         shots = {s.label: [a, b] for s, a, b in zip(c.shots, self.starts, self.ends, strict=True)}
         return {"fps": c.fps, "frames": self.pos, "frame_index": "0-based, first frame of the new shot",
                 "hard_cuts": self.cuts, "gradual_transitions": self.gradual, "black_segments": self.blacks,
                 "content_shots": shots, "concepts": {s.label: s.concepts for s in c.shots}}
 
-    def _black(self, n: int) -> None:
+    def _black(self, n: int, cut: bool = False) -> None:
+        """``n`` black frames; ``cut``: a hard cut from or to black (leading/trailing)."""
+        if n and cut:
+            self.cuts.append(self.pos + (n if self.pos == 0 else 0))
         if n:
             self.blacks.append([self.pos, self.pos + n - 1])
             self.pos += n
