@@ -1,0 +1,363 @@
+// vidconcept's page: plain JS over the REST API, no build step.
+// All state that matters lives in the URL (?q=&min_score=&video=&offset=&similar=&shot=),
+// so a copied address reproduces the results; the page re-renders from the URL on every change.
+"use strict";
+
+const PAGE_SIZE = 24;
+const SUGGESTIONS = 8;
+const $ = (id) => document.getElementById(id);
+const els = {
+  form: $("search-form"), q: $("q"), suggest: $("suggest"), help: $("help"), helpToggle: $("help-toggle"),
+  image: $("image"), minScore: $("min-score"), minScoreOut: $("min-score-out"), video: $("video"),
+  concepts: $("concepts"), stats: $("stats"), status: $("status"), grid: $("grid"),
+  prev: $("prev"), next: $("next"), pageInfo: $("page-info"),
+  player: $("player"), videoEl: $("video-el"), shotTitle: $("shot-title"), shotTime: $("shot-time"),
+  shotConcepts: $("shot-concepts"), replay: $("replay"), playerMore: $("player-more"), closePlayer: $("close-player"),
+};
+let concepts = [];       // [{name, shots}] of the index, for autocomplete
+let videoNames = {};     // video id → file name
+let current = null;      // the shot in the player
+let stopAt = Infinity;   // the player pauses here: the end of the shot
+
+// ---- helpers --------------------------------------------------------------
+function el(tag, { dataset = {}, ...props } = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  Object.assign(node.dataset, dataset);
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function timecode(s) {
+  const m = Math.floor(s / 60);
+  return `${String(m).padStart(2, "0")}:${(s - 60 * m).toFixed(1).padStart(4, "0")}`;
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(errorText(body, response));
+  return body;
+}
+
+function errorText(body, response) {
+  const detail = body && body.detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${d.loc.slice(-1)[0]}: ${d.msg}`).join("; ");
+  return detail || `${response.status} ${response.statusText}`;
+}
+
+function setStatus(text, isError = false) {
+  els.status.textContent = text;
+  els.status.classList.toggle("error", isError);
+  els.status.setAttribute("role", isError ? "alert" : "status");
+}
+
+// ---- URL state ------------------------------------------------------------
+function state() {
+  const p = new URLSearchParams(location.search);
+  return {
+    q: p.get("q") || "", minScore: Number(p.get("min_score") || 0), video: p.get("video") || "",
+    offset: Math.max(0, Number(p.get("offset") || 0)), similar: p.get("similar"), shot: p.get("shot"),
+  };
+}
+
+function navigate(changes, { push = true } = {}) {
+  const p = new URLSearchParams(location.search);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null || value === "" || value === undefined || (key === "offset" && !value)) p.delete(key);
+    else p.set(key, value);
+  }
+  const url = `${location.pathname}${p.toString() ? "?" + p : ""}`;
+  history[push ? "pushState" : "replaceState"](null, "", url);
+  render();
+}
+
+// ---- results --------------------------------------------------------------
+async function render() {
+  const s = state();
+  els.q.value = s.q;
+  els.minScore.value = s.minScore;
+  els.minScoreOut.textContent = s.minScore.toFixed(2);
+  els.video.value = s.video;
+  for (const f of [els.minScore, els.video]) f.disabled = Boolean(s.similar);
+  document.title = s.q ? `${s.q} · vidconcept` : "vidconcept";
+  if (s.similar) await showPage(similarRequest(s), `shots like shot ${s.similar}`, s);
+  else if (s.q) await showPage(searchRequest(s), `“${s.q}”`, s);
+  else showWelcome();
+  if (s.shot && (!current || String(current.shot_id) !== s.shot)) openShot(s.shot);
+}
+
+function searchRequest(s) {
+  const p = new URLSearchParams({ q: s.q, top: PAGE_SIZE, offset: s.offset, min_score: s.minScore });
+  if (s.video) p.set("video", s.video);
+  return () => api(`/api/search?${p}`);
+}
+
+function similarRequest(s) {
+  return () => api(`/api/similar?shot=${encodeURIComponent(s.similar)}&top=${PAGE_SIZE}`);
+}
+
+async function showPage(request, what, s) {
+  setStatus(`Searching ${what}…`);
+  try {
+    const page = await request();
+    showResults(page.results);
+    showPager(page.total, page.results.length, s.similar ? 0 : s.offset, !s.similar);
+    setStatus(page.total ? `${page.total} shot${page.total === 1 ? "" : "s"} match ${what}`
+                         : `No shots match ${what}. Lower the min score, or try another concept.`);
+  } catch (err) {
+    showResults([]);
+    showPager(0, 0, 0, false);
+    setStatus(err.message, true);
+  }
+}
+
+function showWelcome() {
+  showResults([]);
+  showPager(0, 0, 0, false);
+  setStatus("Type a concept query above, pick a concept on the left, or search by image.");
+}
+
+function showResults(results) {
+  els.grid.replaceChildren(...results.map(card));
+}
+
+function card(r) {
+  const img = r.keyframe_url ? el("img", { src: r.keyframe_url, alt: `${r.video_name} shot ${r.shot_index}`, loading: "lazy" })
+                             : el("span", { className: "no-keyframe", textContent: "no keyframe" });
+  const thumb = el("button", { type: "button", className: "thumb", title: "Play this shot" }, img,
+    el("span", { className: "score", textContent: r.score.toFixed(2), title: "score" }),
+    el("span", { className: "tc", textContent: `${timecode(r.start_s)}–${timecode(r.end_s)}` }));
+  thumb.addEventListener("click", () => play(r));
+  const more = el("button", { type: "button", className: "more", textContent: "More like this" });
+  more.addEventListener("click", () => moreLike(r.shot_id));
+  return el("article", { className: "card", dataset: { shot: r.shot_id } }, thumb,
+    el("div", { className: "meta", title: r.video, textContent: `${r.video_name} · shot ${r.shot_index}` }),
+    chips(r.concepts, 3),
+    el("div", { className: "actions" }, more));  // issue 10: thumbs up/down go in .actions
+}
+
+function chips(scores, n) {
+  return el("ul", { className: "chips" }, ...Object.entries(scores).slice(0, n).map(([name, v]) => {
+    const chip = el("li", { title: `add ${name} to the query` }, `${name} `, el("small", { textContent: v.toFixed(2) }));
+    chip.addEventListener("click", () => addConcept(name));
+    return chip;
+  }));
+}
+
+function showPager(total, shown, offset, pageable) {
+  els.prev.disabled = !pageable || offset === 0;
+  els.next.disabled = !pageable || offset + shown >= total;
+  els.pageInfo.textContent = shown ? `${offset + 1}–${offset + shown} of ${total}` : "";
+}
+
+function moreLike(shotId) {
+  navigate({ similar: shotId, offset: null });
+}
+
+function addConcept(name) {
+  const q = state().similar ? "" : state().q.trim();
+  navigate({ q: q ? `${q} ${name}` : name, similar: null, offset: null });
+}
+
+// ---- player ---------------------------------------------------------------
+function play(r) {
+  current = r;
+  els.player.hidden = false;
+  els.shotTitle.textContent = `${r.video_name} · shot ${r.shot_index}`;
+  els.shotTitle.title = r.video;
+  els.shotTime.textContent = `${timecode(r.start_s)} – ${timecode(r.end_s)}  (${(r.end_s - r.start_s).toFixed(1)} s)`;
+  els.shotConcepts.replaceWith(els.shotConcepts = Object.assign(chips(r.concepts, 5), { id: "shot-concepts" }));
+  for (const c of els.grid.querySelectorAll(".card")) c.classList.toggle("playing", c.dataset.shot === String(r.shot_id));
+  if (state().shot !== String(r.shot_id)) history.replaceState(null, "", withParam("shot", r.shot_id));
+  playShot();
+}
+
+function withParam(key, value) {
+  const p = new URLSearchParams(location.search);
+  if (value === null) p.delete(key); else p.set(key, value);
+  return `${location.pathname}${p.toString() ? "?" + p : ""}`;
+}
+
+function playShot() {
+  const v = els.videoEl;
+  const start = () => {
+    stopAt = current.end_s;
+    v.currentTime = current.start_s + 0.01;  // just inside the shot, not on the cut
+    v.play().catch(() => {});                 // autoplay may be refused: the controls still work
+    watchEnd();
+  };
+  if (v.getAttribute("src") !== current.video_url) {
+    v.src = current.video_url;
+    v.addEventListener("loadedmetadata", start, { once: true });
+  } else start();
+}
+
+function watchEnd() {
+  // requestVideoFrameCallback checks every frame; timeupdate (~4 Hz) is the fallback.
+  const v = els.videoEl;
+  if (!v.requestVideoFrameCallback) return;
+  const check = (_now, frame) => {
+    if (frame.mediaTime >= stopAt) stop();
+    else if (!v.paused) v.requestVideoFrameCallback(check);
+  };
+  v.requestVideoFrameCallback(check);
+}
+
+function stop() {
+  const v = els.videoEl;
+  v.pause();
+  if (v.currentTime > stopAt) v.currentTime = Math.max(current.start_s, stopAt - 0.01);
+  stopAt = Infinity;  // a user who presses play again may watch on
+}
+
+async function openShot(id) {
+  try {
+    play(await api(`/api/shots/${encodeURIComponent(id)}`));
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function closePlayer() {
+  els.videoEl.pause();
+  els.player.hidden = true;
+  current = null;
+  for (const c of els.grid.querySelectorAll(".card.playing")) c.classList.remove("playing");
+  history.replaceState(null, "", withParam("shot", null));
+}
+
+// ---- image query ----------------------------------------------------------
+async function searchByImage(file) {
+  const form = new FormData();
+  form.append("image", file);
+  closePlayer();
+  history.pushState(null, "", "/");
+  els.q.value = "";
+  await showPage(() => api(`/api/similar?top=${PAGE_SIZE}`, { method: "POST", body: form }), `shots like ${file.name}`,
+                 { similar: "image", offset: 0 });
+}
+
+// ---- autocomplete ---------------------------------------------------------
+const OPERATORS = new Set(["AND", "OR", "NOT"]);
+
+function wordAtCaret() {
+  const text = els.q.value, end = els.q.selectionStart ?? text.length;
+  let start = end;
+  while (start > 0 && !/[\s()+*"]/.test(text[start - 1])) start--;
+  return { start, end, word: text.slice(start, end) };
+}
+
+function suggest() {
+  const { word } = wordAtCaret();
+  const w = word.toLowerCase();
+  if (!w || OPERATORS.has(word.toUpperCase()) || /^[\d.]+$/.test(w)) return hideSuggest();
+  const prefix = [], inside = [];
+  for (const c of concepts) {
+    const i = c.name.toLowerCase().indexOf(w);
+    if (i === 0) prefix.push(c); else if (i > 0) inside.push(c);
+  }
+  const byShots = (a, b) => b.shots - a.shots;
+  const picks = [...prefix.sort(byShots), ...inside.sort(byShots)].slice(0, SUGGESTIONS);
+  if (!picks.length || (picks.length === 1 && picks[0].name === word)) return hideSuggest();
+  els.suggest.replaceChildren(...picks.map((c, i) => {
+    const li = el("li", { role: "option", id: `sug-${i}`, dataset: { name: c.name } }, c.name,
+      el("small", { textContent: c.shots ? `${c.shots} shots` : "" }));
+    li.addEventListener("mousedown", (e) => { e.preventDefault(); accept(c.name); });
+    return li;
+  }));
+  els.suggest.hidden = false;
+  highlight(0);
+}
+
+function hideSuggest() {
+  els.suggest.hidden = true;
+  els.suggest.replaceChildren();
+}
+
+function highlight(i) {
+  const items = [...els.suggest.children];
+  items.forEach((li, j) => li.setAttribute("aria-selected", String(i === j)));
+  if (items[i]) els.q.setAttribute("aria-activedescendant", items[i].id);
+}
+
+function accept(name) {
+  const { start, end } = wordAtCaret(), text = els.q.value;
+  els.q.value = text.slice(0, start) + name + " " + text.slice(end).trimStart();
+  const caret = start + name.length + 1;
+  els.q.setSelectionRange(caret, caret);
+  hideSuggest();
+}
+
+function onQueryKey(e) {
+  if (els.suggest.hidden) return;
+  const items = [...els.suggest.children];
+  let i = items.findIndex((li) => li.getAttribute("aria-selected") === "true");
+  if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+    i = (i + (e.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
+    highlight(i);
+    e.preventDefault();
+  } else if (e.key === "Tab" && items[i]) {
+    accept(items[i].dataset.name);
+    e.preventDefault();
+  } else if (e.key === "Escape") {
+    hideSuggest();
+  }
+}
+
+// ---- side bar ---------------------------------------------------------------
+async function loadIndexInfo() {
+  const [conceptList, videos, stats] = await Promise.all([api("/api/concepts"), api("/api/videos"), api("/api/stats")]);
+  concepts = conceptList;
+  for (const v of videos) {
+    videoNames[v.id] = v.name;
+    els.video.append(el("option", { value: v.id, textContent: v.name }));
+  }
+  els.video.value = state().video;
+  showConcepts(conceptList.filter((c) => c.shots > 0).sort((a, b) => b.shots - a.shots).slice(0, 40));
+  els.stats.textContent = `${stats.videos} videos · ${stats.shots} shots · ${stats.concepts} concepts`
+    + ` · ${timecode(stats.video_seconds)} of video`;
+}
+
+function showConcepts(list) {
+  if (!list.length) {
+    els.concepts.replaceChildren(el("li", { className: "empty", textContent: "No shot scores 0.5 on any concept yet." }));
+    return;
+  }
+  els.concepts.replaceChildren(...list.map((c) => {
+    const li = el("li", { title: `add ${c.name} to the query` }, el("span", { textContent: c.name }),
+      el("small", { textContent: c.shots }));
+    li.addEventListener("click", () => addConcept(c.name));
+    return li;
+  }));
+}
+
+// ---- wiring -----------------------------------------------------------------
+function wire() {
+  els.form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    hideSuggest();
+    navigate({ q: els.q.value.trim(), similar: null, offset: null, shot: null });
+  });
+  els.q.addEventListener("input", suggest);
+  els.q.addEventListener("keydown", onQueryKey);
+  els.q.addEventListener("blur", () => setTimeout(hideSuggest, 100));
+  els.helpToggle.addEventListener("click", () => {
+    els.help.hidden = !els.help.hidden;
+    els.helpToggle.setAttribute("aria-expanded", String(!els.help.hidden));
+  });
+  els.minScore.addEventListener("input", () => { els.minScoreOut.textContent = Number(els.minScore.value).toFixed(2); });
+  els.minScore.addEventListener("change", () => navigate({ min_score: els.minScore.value === "0" ? null : els.minScore.value, offset: null }));
+  els.video.addEventListener("change", () => navigate({ video: els.video.value, offset: null }));
+  els.prev.addEventListener("click", () => navigate({ offset: Math.max(0, state().offset - PAGE_SIZE) }));
+  els.next.addEventListener("click", () => navigate({ offset: state().offset + PAGE_SIZE }));
+  els.image.addEventListener("change", () => { if (els.image.files[0]) searchByImage(els.image.files[0]); els.image.value = ""; });
+  els.replay.addEventListener("click", () => current && playShot());
+  els.playerMore.addEventListener("click", () => current && moreLike(current.shot_id));
+  els.closePlayer.addEventListener("click", closePlayer);
+  els.videoEl.addEventListener("timeupdate", () => { if (els.videoEl.currentTime >= stopAt) stop(); });
+  window.addEventListener("popstate", render);
+}
+
+wire();
+loadIndexInfo().catch((err) => setStatus(`Cannot read the index: ${err.message}`, true));
+render();
