@@ -1,0 +1,183 @@
+"""The REST API over a synthetic index (no video decoding, no model): FastAPI's test client."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from conftest import CONCEPTS, fill_store
+from vidconcept.api import Index
+from vidconcept.errors import IndexError_
+from vidconcept.index.store import Store
+from vidconcept.web import app as web_app
+from vidconcept.web import create_app
+from vidconcept.web.api import MAX_UPLOAD_BYTES
+
+N_VIDEOS, SHOTS_PER_VIDEO = 3, 4
+
+
+@pytest.fixture
+def index_dir(tmp_path) -> Path:
+    """A synthetic index with real keyframe JPEGs and one real (fake-content) video file."""
+    root = tmp_path / "index"
+    store = Store.open(root)
+    fill_store(store, N_VIDEOS, SHOTS_PER_VIDEO)
+    for row in store.db.query("SELECT keyframe FROM shots"):
+        (root / row["keyframe"]).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 18), (200, 80, 40)).save(root / row["keyframe"])
+    video = tmp_path / "v0.mp4"
+    video.write_bytes(bytes(range(256)) * 40)
+    store.touch_video(1, path=str(video))
+    store.close()
+    return root
+
+
+@pytest.fixture
+def client(index_dir) -> TestClient:
+    with TestClient(create_app(index_dir, load_model=False)) as c:
+        yield c
+
+
+@pytest.fixture
+def scores(tmp_path) -> np.ndarray:
+    """The score matrix ``fill_store`` wrote (it is deterministic for a seed)."""
+    store = Store.open(tmp_path / "scores")
+    try:
+        return fill_store(store, N_VIDEOS, SHOTS_PER_VIDEO)
+    finally:
+        store.close()
+
+
+def test_concepts_count_shots_above_half(client, scores):
+    got = {c["name"]: c["shots"] for c in client.get("/api/concepts").json()}
+    assert got == {name: int((scores[:, i] >= 0.5).sum()) for i, name in enumerate(CONCEPTS)}
+
+
+def test_search_matches_the_library(client, index_dir):
+    page = client.get("/api/search", params={"q": "dog AND NOT night", "top": 5}).json()
+    with Index(index_dir) as index:
+        expected = index.search("dog AND NOT night", top=5)
+    assert [r["shot_id"] for r in page["results"]] == [r.shot_id for r in expected]
+    assert page["total"] == expected.total
+    first = page["results"][0]
+    assert set(first) >= {"shot_id", "video", "start_s", "end_s", "score", "keyframe_url", "video_url", "concepts"}
+    assert first["keyframe_url"] == f"/keyframes/{first['shot_id']}.jpg"
+    assert first["video_url"] == f"/videos/{first['video_id']}"
+
+
+def test_search_pages(client):
+    everything = client.get("/api/search", params={"q": "cat", "top": 12}).json()["results"]
+    second = client.get("/api/search", params={"q": "cat", "top": 5, "offset": 5}).json()["results"]
+    assert [r["shot_id"] for r in second] == [r["shot_id"] for r in everything[5:10]]
+
+
+@pytest.mark.parametrize("video", [1, 2, 3])
+def test_search_filters_by_video(client, video):
+    page = client.get("/api/search", params={"q": "grass OR dog", "video": video, "top": 2}).json()
+    assert page["total"] == SHOTS_PER_VIDEO  # random scores are all > 0
+    assert {r["video_id"] for r in page["results"]} == {video}
+    scores = [r["score"] for r in page["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("params, status, message", [
+    ({"q": "dgo"}, 400, "did you mean 'dog'"),
+    ({"q": "dog AND ("}, 400, ""),
+    ({"q": "dog", "video": 1, "min_score": 0.2, "offset": 0, "top": 1}, 200, ""),
+    ({"q": ""}, 422, ""),
+    ({"q": "dog", "top": 0}, 422, "top"),
+    ({"q": "dog", "min_score": 2}, 422, "min_score"),
+    ({"q": "dog", "offset": -1}, 422, "offset"),
+    ({"q": "dog", "video": 99}, 404, "no video with id 99"),
+], ids=["unknown-concept", "malformed", "all-options", "empty", "top-0", "min-score-2", "offset-neg", "no-video"])
+def test_search_errors_are_client_errors(client, params, status, message):
+    r = client.get("/api/search", params=params)
+    assert r.status_code == status, r.text
+    if status != 200:
+        assert message in str(r.json()["detail"]) and r.json()["detail"]
+
+
+def test_similar_to_a_shot(client):
+    page = client.get("/api/similar", params={"shot": 3, "top": 4}).json()
+    ids = [r["shot_id"] for r in page["results"]]
+    assert len(ids) == 4 and 3 not in ids
+    assert client.get("/api/similar", params={"shot": 999}).status_code == 404
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"not an image", 400),
+    (b"\xff" * (MAX_UPLOAD_BYTES + 100_000), 413),
+], ids=["not-image", "too-large"])
+def test_similar_upload_rejects(client, data, status):
+    r = client.post("/api/similar", files={"image": ("x.jpg", data, "image/jpeg")})
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]
+
+
+def test_shot_detail(client):
+    shot = client.get("/api/shots/6").json()
+    assert (shot["shot_id"], shot["video_id"], shot["shot_index"]) == (6, 2, 1)
+    assert list(shot["scores"]) and list(shot["scores"].values()) == sorted(shot["scores"].values(), reverse=True)
+    assert client.get("/api/shots/999").status_code == 404
+
+
+def test_videos_and_stats(client):
+    videos = client.get("/api/videos").json()
+    assert [v["id"] for v in videos] == [1, 2, 3] and videos[0]["name"] == "v0.mp4"
+    stats = client.get("/api/stats").json()
+    assert (stats["videos"], stats["shots"], stats["concepts"]) == (3, 12, 5)
+
+
+def test_keyframes_served_only_inside_the_index(client, index_dir):
+    r = client.get("/keyframes/1.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert client.get("/keyframes/999.jpg").status_code == 404
+    assert client.get("/keyframes/..%2F..%2Findex.db").status_code in (404, 422)
+    store = Store.open(index_dir)
+    store.db.execute("UPDATE shots SET keyframe = '../../../etc/passwd' WHERE id = 2")
+    store.db.conn.commit()
+    store.close()
+    assert client.get("/keyframes/2.jpg").status_code == 404
+
+
+@pytest.mark.parametrize("header, status, body", [
+    (None, 200, slice(None)),
+    ("bytes=100-199", 206, slice(100, 200)),
+    ("bytes=-10", 206, slice(-10, None)),
+], ids=["whole", "range", "suffix"])
+def test_video_range_requests(client, tmp_path, header, status, body):
+    r = client.get("/videos/1", headers={"range": header} if header else {})
+    assert r.status_code == status
+    assert r.content == (tmp_path / "v0.mp4").read_bytes()[body]
+    assert r.headers["accept-ranges"] == "bytes" and r.headers["content-type"] == "video/mp4"
+
+
+def test_missing_video_file_is_404_with_advice(client):
+    r = client.get("/videos/2")  # fill_store's paths do not exist
+    assert r.status_code == 404 and "re-run ingest" in r.json()["detail"]
+    assert client.get("/videos/99").status_code == 404
+
+
+def test_page_static_files_and_schema(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/search", "/api/similar", "/api/concepts", "/api/shots/{shot_id}", "/api/videos", "/api/stats"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_no_index_is_an_error_to_act_on(tmp_path):
+    with pytest.raises(IndexError_, match="run `vidconcept ingest"):
+        create_app(tmp_path / "nowhere")
+
+
+def test_serve_binds_loopback_by_default(index_dir, monkeypatch):
+    calls = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(kw))
+    web_app.serve(index=index_dir)
+    assert calls == [{"host": "127.0.0.1", "port": 8000, "log_level": "info"}]
