@@ -78,7 +78,10 @@ def base_url(sample_index) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a test dependency")
+    try:
+        from selenium import webdriver
+    except ImportError:
+        _need(False, "selenium is not installed (pip install -e '.[test]')")
     _need(Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(),
           "Debian chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
