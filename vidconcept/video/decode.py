@@ -237,6 +237,11 @@ class FrameReader:
 
     def _finish(self, frames: int, last_time: float) -> None:
         """Replace the container's estimates by what was decoded."""
+        expected = self.info.frames
+        if not self.truncated and expected > frames + 1:
+            self.truncated = True
+            log.warning("%s: decoded %d of the %d frames the container announces; the file may be truncated",
+                        self.path, frames, expected)
         fps = self.info.fps if self.info.fps > 0 else (frames / last_time if last_time > 0 else 25.0)
         duration = last_time + 1.0 / fps if frames else 0.0
         self.info = replace(self.info, fps=fps, frames=frames, duration_s=duration)
