@@ -110,16 +110,17 @@ def _loader(data: LabelledImages, transform, cfg: TrainConfig, shuffle: bool, ge
 
 
 @torch.inference_mode()
-def cache_stage_outputs(net: ConceptNet, loader: DataLoader, stop: int, device: str, flip: bool) -> torch.Tensor:
-    """Outputs of backbone stages ``[:stop]`` for every image (fp16, on CPU)."""
+def cache_stage_outputs(net: ConceptNet, loader: DataLoader, stop: int, device: str) -> list[torch.Tensor]:
+    """Outputs of backbone stages ``[:stop]`` for every image, plain and flipped (fp16, on CPU)."""
     from tqdm.auto import tqdm
 
     net.eval()
-    parts = []
-    for x, _, _ in tqdm(loader, desc="cache stages" + (" (flipped)" if flip else ""), unit="batch"):
-        x = x.flip(-1) if flip else x
-        parts.append(net.backbone.forward_stages(x.to(device), 0, stop).half().cpu())
-    return torch.cat(parts)
+    plain, flipped = [], []
+    for x, _, _ in tqdm(loader, desc="cache stages", unit="batch"):
+        x = x.to(device)
+        plain.append(net.backbone.forward_stages(x, 0, stop).half().cpu())
+        flipped.append(net.backbone.forward_stages(x.flip(-1), 0, stop).half().cpu())
+    return [torch.cat(plain), torch.cat(flipped)]
 
 
 class Trainer:
@@ -187,8 +188,7 @@ class Trainer:
     def prepare_cache(self) -> None:
         if self.cfg.cache_stages and not self.cache:
             loader = _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False)
-            self.cache = [cache_stage_outputs(self.net, loader, self.cfg.cache_stages, self.device, flip)
-                          for flip in (False, True)]
+            self.cache = cache_stage_outputs(self.net, loader, self.cfg.cache_stages, self.device)
 
     def batches(self):
         """Training batches: augmented images, or cached stage outputs (random flip variant)."""
