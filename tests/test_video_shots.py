@@ -217,6 +217,12 @@ def test_one_frame_video_is_one_shot(tmp_path):
     assert result.info.frames == 1 and [(s.start_frame, s.end_frame) for s in result.shots] == [(0, 1)]
 
 
+def test_all_black_video_is_one_shot(tmp_path):
+    path = write_frames(tmp_path / "black.mp4", [np.zeros((48, 64, 3), np.uint8)] * 10)
+    (only, image), = list(ShotScanner(path))
+    assert (only.start_frame, only.end_frame) == (0, 10) and image.shape == (48, 64, 3)
+
+
 def test_save_keyframe_atomic_jpeg(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (400, 800, 3), dtype=np.uint8)
     target = tmp_path / "kf" / "00000.jpg"

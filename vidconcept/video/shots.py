@@ -7,7 +7,8 @@ together with its keyframe chosen from a bounded sample of the shot (see
 :mod:`vidconcept.video.keyframes`). Nothing is decoded twice and nothing seeks.
 
 Segments in which every frame is black (leading/trailing black, the black
-between a fade-out and a fade-in) are not content shots and are not yielded.
+between a fade-out and a fade-in) are not content shots and are not yielded,
+except that a video that is black throughout is one shot.
 
 Example::
 
@@ -92,8 +93,11 @@ class _ShotBuilder:
     start_mark: _Mark = field(default_factory=lambda: _Mark(0.0, 0))
     content: int = 0  # non-black frames so far
     count: int = 0  # shots yielded
+    first_image: np.ndarray | None = None  # keyframe of last resort (an all-black video)
 
     def add(self, frame: Frame) -> None:
+        if frame.index == 0 and self.keyframe_side:
+            self.first_image = frame.rgb(self.keyframe_side)
         self.marks[frame.index] = _Mark(frame.time_s, self.content)
         self.order.append(frame.index)
         if len(self.order) > _TIME_MEMORY:
@@ -182,6 +186,9 @@ class ShotScanner:
                 yield from builder.close_at(cut.frame_num)
         end_mark = _Mark(self.info.duration_s, builder.content)
         yield from builder.close(self.info.frames, end_mark)
+        if builder.count == 0 and self.info.frames:
+            # Nothing but black: still one shot, so the video is indexed and not "undecodable".
+            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s), builder.first_image
 
     def _timecode(self, index: int) -> FrameTimecode:
         return FrameTimecode(index, fps=self.info.fps if self.info.fps > 0 else 25.0)
