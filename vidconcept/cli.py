@@ -175,8 +175,6 @@ def cmd_export(args) -> int:
     from .api import Index
     from .export import export
 
-    if (args.target is None) == (args.query is None):
-        raise UsageError("give a video (path or id) or --query QUERY, not both")
     with Index(args.index) as index:
         export(index, target=args.target, query=args.query, fmt=args.format, out=args.output,
                **_given(args, "concepts", "min_score", "run_id"))

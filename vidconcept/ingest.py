@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -274,7 +275,9 @@ class Ingestor:
             raise
         info = scanner.info
         bar.total = info.frames or None
-        kf_dir = Path("keyframes") / digest[:16]
+        # One folder per (path, content): two copies of a file, or an old and a new
+        # version of one path, never share or overwrite each other's keyframes.
+        kf_dir = Path("keyframes") / f"{hashlib.sha1(key.encode()).hexdigest()[:12]}-{digest[:12]}"
         (self.store.root / kf_dir).mkdir(parents=True, exist_ok=True)
         shots: list[ShotData] = []
         scores, features = [], []
@@ -312,7 +315,10 @@ class Ingestor:
             "width": info.width, "height": info.height, "model": model.name,
         }
         cids = self.store.ensure_concepts(model.concepts)
+        old_dirs = self.store.keyframe_dirs(key)
         _, shot_ids = self.store.replace_video(video, shots, score_mat, [cids[c] for c in model.concepts], feat_mat)
+        for old in old_dirs - {str(kf_dir)}:
+            shutil.rmtree(self.store.root / old, ignore_errors=True)
         self._update_vectors(shot_ids, feat_mat, self.store.last_removed)
         return FileOutcome(str(path), "indexed", shots=len(shots), seconds=info.duration_s)
 

@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -203,6 +204,12 @@ class Store:
             else:
                 self.db["videos"].insert(row)
 
+    def keyframe_dirs(self, path: str) -> set[str]:
+        """Folders (relative to the index) holding the keyframes of a video path."""
+        rows = self.db.execute(
+            "SELECT DISTINCT s.keyframe FROM shots s JOIN videos v ON v.id = s.video_id WHERE v.path = ?", [path])
+        return {str(Path(r[0]).parent) for r in rows if r[0]}
+
     def prune_missing(self) -> list[str]:
         """Delete videos whose status is ``missing`` (and their shots, scores,
         features and keyframe files); return their paths."""
@@ -215,6 +222,9 @@ class Store:
                 self.db["videos"].delete(row["id"])
         for rel in keyframes:
             (self.root / rel).unlink(missing_ok=True)
+        for folder in {(self.root / rel).parent for rel in keyframes}:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
         return [r["path"] for r in rows]
 
     def touch_video(self, video_id: int, **fields) -> None:

@@ -1,0 +1,184 @@
+"""Fault injection for the nightly cron job: crashes, locks, growing and vanished files, exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+
+from conftest import write_video
+from vidconcept.api import Index
+from vidconcept.index.lock import write_lock
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vidconcept", *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def snapshot(root: Path) -> dict:
+    """Everything a clean run determines, independent of row ids."""
+    with Index(root) as idx:
+        db = idx.store.db
+        shots = sorted(
+            (Path(r["path"]).name, r["idx"], r["start_frame"], r["end_frame"])
+            for r in db.query("SELECT v.path, s.idx, s.start_frame, s.end_frame FROM shots s JOIN videos v ON v.id = s.video_id")
+        )
+        scores = {
+            (Path(r["path"]).name, r["idx"], r["name"]): r["score"]
+            for r in db.query(
+                "SELECT v.path, s.idx, c.name, sc.score FROM scores sc JOIN shots s ON s.id = sc.shot_id "
+                "JOIN videos v ON v.id = s.video_id JOIN concepts c ON c.id = sc.concept_id")
+        }
+        dupes = db.execute("SELECT count(*) FROM (SELECT video_id, idx FROM shots GROUP BY 1, 2 HAVING count(*) > 1)").fetchone()[0]
+        return {"videos": idx.info()["videos"], "shots": shots, "scores": scores, "dupes": dupes,
+                "vectors": idx.vectors().ntotal, "features": idx.store.feature_digest()["count"]}
+
+
+@pytest.fixture(scope="module")
+def many_videos(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("many")
+    photos = [skimage.data.coffee(), skimage.data.chelsea(), skimage.data.astronaut(), skimage.data.rocket()]
+    for i in range(4):
+        write_video(d / f"v{i}.mp4", photos[i:] + photos[:i], seconds_each=1.0)
+    return d
+
+
+@pytest.fixture(scope="module")
+def clean(many_videos, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("clean")
+    assert cli("ingest", str(many_videos), "--index", str(root), "-q").returncode == 0
+    return snapshot(root)
+
+
+def test_kill_9_mid_ingest_then_rerun_equals_clean_run(many_videos, clean, tmp_path):
+    root = tmp_path / "idx"
+    proc = subprocess.Popen([sys.executable, "-m", "vidconcept", "ingest", str(many_videos), "--index", str(root), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once the first video is committed, mid-way through the rest
+        try:
+            with sqlite3.connect(f"file:{root / 'index.db'}?mode=ro", uri=True) as con:
+                if con.execute("SELECT count(*) FROM videos").fetchone()[0] >= 1:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert cli("ingest", str(many_videos), "--index", str(root), "-q").returncode == 0
+    after = snapshot(root)
+    assert after["shots"] == clean["shots"] and after["videos"] == clean["videos"] == 4
+    assert after["dupes"] == 0 and after["vectors"] == after["features"] == len(clean["shots"])
+    assert after["scores"].keys() == clean["scores"].keys()
+    np.testing.assert_allclose([after["scores"][k] for k in clean["scores"]], list(clean["scores"].values()), atol=1e-4)
+
+
+def test_second_ingest_exits_3_while_locked_and_waits_with_wait(many_videos, tmp_path):
+    root = tmp_path / "idx"
+    Index(root, create=True).close()
+    with write_lock(root):
+        proc = cli("ingest", str(many_videos / "v0.mp4"), "--index", str(root), "-q")
+        assert proc.returncode == 3 and "locked" in proc.stderr and "--wait" in proc.stderr
+        # Searches keep working while an ingest holds the lock.
+        assert cli("info", "--index", str(root)).returncode == 0
+    release = threading.Timer(1.5, lambda: None)
+    with write_lock(root):
+        waiter = subprocess.Popen([sys.executable, "-m", "vidconcept", "ingest", str(many_videos / "v0.mp4"),
+                                   "--index", str(root), "-q", "--wait", "60"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert waiter.poll() is None  # still waiting for the lock
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    release.cancel()
+
+
+def test_search_during_ingest(many_videos, clean, tmp_path):
+    root = tmp_path / "idx"
+    cli("ingest", str(many_videos / "v0.mp4"), "--index", str(root), "-q")
+    proc = subprocess.Popen([sys.executable, "-m", "vidconcept", "ingest", str(many_videos), "--index", str(root), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ok = 0
+    while proc.poll() is None:
+        with Index(root) as idx:
+            ok += len(idx.search("espresso", top=3)) > 0
+        time.sleep(0.1)
+    assert proc.returncode == 0 and ok > 0
+
+
+def test_corrupt_faiss_rebuilt_and_reindex_command(many_videos, tmp_path):
+    root = tmp_path / "idx"
+    cli("ingest", str(many_videos / "v0.mp4"), "--index", str(root), "-q")
+    (root / "vectors.faiss").write_bytes(os.urandom(100))
+    with Index(root) as idx:
+        first = idx.search("espresso", top=1)[0]
+        assert len(idx.similar(shot=first.shot_id, top=2)) == 2
+    proc = cli("reindex", "--index", str(root))
+    assert proc.returncode == 0 and "4 shot vectors" in proc.stdout
+
+
+def test_vanished_file_marked_missing_then_pruned(many_videos, tmp_path):
+    work = tmp_path / "v"
+    shutil.copytree(many_videos, work)
+    root = tmp_path / "idx"
+    cli("ingest", str(work), "--index", str(root), "-q")
+    kf_dirs = set((root / "keyframes").iterdir())
+    (work / "v1.mp4").unlink()
+    proc = cli("ingest", str(work), "--index", str(root), "-q", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["missing"] == 1
+    with Index(root) as idx:
+        assert idx.info()["missing"] == 1 and idx.info()["shots"] == 16  # not deleted
+    proc = cli("prune", "--index", str(root))
+    assert proc.returncode == 0 and "v1.mp4" in proc.stdout
+    with Index(root) as idx:
+        assert idx.info()["shots"] == 12 and idx.vectors().ntotal == 12
+    assert len(set((root / "keyframes").iterdir())) == len(kf_dirs) - 1
+
+
+def test_growing_file_is_skipped_this_run(many_videos, tmp_path):
+    work = tmp_path / "v"
+    work.mkdir()
+    data = (many_videos / "v0.mp4").read_bytes()
+    target = work / "growing.mp4"
+    target.write_bytes(data[:1000])
+
+    def grow():
+        with open(target, "ab") as fh:
+            for i in range(1000, len(data), 2000):
+                fh.write(data[i : i + 2000])
+                fh.flush()
+                time.sleep(0.01)
+
+    t = threading.Thread(target=grow)
+    t.start()
+    with Index(tmp_path / "idx", create=True) as idx:
+        summary = idx.ingest([work]).to_dict()
+    t.join()
+    assert summary["videos"] == 0 and len(summary["skipped"]) == 1 and "still being written" in summary["skipped"][0]["reason"]
+
+
+def test_log_json_and_exit_codes(many_videos, tmp_path):
+    work = tmp_path / "v"
+    work.mkdir()
+    shutil.copy(many_videos / "v0.mp4", work / "good.mp4")
+    (work / "bad.mp4").write_bytes(b"\x00" * 100)
+    (work / "folder.mp4").mkdir()
+    log = tmp_path / "log.jsonl"
+    proc = cli("ingest", str(work), "--index", str(tmp_path / "idx"), "-q", "--log-json", str(log))
+    assert proc.returncode == 1
+    lines = [json.loads(l) for l in log.read_text().splitlines()]
+    assert {Path(l["path"]).name: l["status"] for l in lines} == {"good.mp4": "indexed", "bad.mp4": "failed", "folder.mp4": "failed"}
+    assert all("time" in l for l in lines)
+    assert "folder.mp4: a folder, not a video file" in proc.stderr
+    assert cli("ingest").returncode == 2  # usage error
+    assert cli("ingest", str(work / "good.mp4"), "--index", str(tmp_path / "idx"), "-q").returncode == 0
