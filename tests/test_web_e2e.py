@@ -135,6 +135,10 @@ def test_browser_query_thumbnails_and_play(browser, base_url, sample_index, tmp_
     assert shot["start_s"] <= t <= shot["end_s"] + 0.1, (t, shot)
     time.sleep(0.5)  # let it play a little, for the screenshot
     _save_screenshot(browser, tmp_path_factory, capsys)
+    end = _wait(browser, lambda d: d.execute_script(
+        "const v = document.getElementById('video-el'); return v.paused ? v.currentTime : null;"),
+        "the player did not stop at the end of the shot")
+    assert shot["start_s"] <= end <= shot["end_s"] + 0.1, (end, shot)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
     assert not errors, errors
 

@@ -90,5 +90,5 @@ def serve(index: str | os.PathLike | None = None, model: str | os.PathLike | Non
 
     app = create_app(index, model)
     host, port = host or DEFAULT_HOST, port or DEFAULT_PORT
-    log.warning("serving %s at http://%s:%d/ (Ctrl+C stops)", app.state.library.root, host, port)
+    log.info("serving %s at http://%s:%d/ (Ctrl+C stops)", app.state.library.root, host, port)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -5,6 +5,7 @@
 
 const PAGE_SIZE = 24;
 const SUGGESTIONS = 8;
+const SHOT_SCORES = 12;   // concept scores listed under the player
 const $ = (id) => document.getElementById(id);
 const els = {
   form: $("search-form"), q: $("q"), suggest: $("suggest"), help: $("help"), helpToggle: $("help-toggle"),
@@ -12,7 +13,7 @@ const els = {
   concepts: $("concepts"), stats: $("stats"), status: $("status"), grid: $("grid"),
   prev: $("prev"), next: $("next"), pageInfo: $("page-info"),
   player: $("player"), videoEl: $("video-el"), shotTitle: $("shot-title"), shotTime: $("shot-time"),
-  shotConcepts: $("shot-concepts"), replay: $("replay"), playerMore: $("player-more"), closePlayer: $("close-player"),
+  shotScores: $("shot-scores"), replay: $("replay"), playerMore: $("player-more"), closePlayer: $("close-player"),
 };
 let concepts = [];       // [{name, shots}] of the index, for autocomplete
 let videoNames = {};     // video id → file name
@@ -25,6 +26,10 @@ function el(tag, { dataset = {}, ...props } = {}, ...children) {
   Object.assign(node.dataset, dataset);
   node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
+}
+
+function score(v) {
+  return v > 0 && v < 0.01 ? "<0.01" : v.toFixed(2);
 }
 
 function timecode(s) {
@@ -125,20 +130,21 @@ function card(r) {
   const img = r.keyframe_url ? el("img", { src: r.keyframe_url, alt: `${r.video_name} shot ${r.shot_index}`, loading: "lazy" })
                              : el("span", { className: "no-keyframe", textContent: "no keyframe" });
   const thumb = el("button", { type: "button", className: "thumb", title: "Play this shot" }, img,
-    el("span", { className: "score", textContent: r.score.toFixed(2), title: "score" }),
+    el("span", { className: "score", textContent: score(r.score), title: `score ${r.score}` }),
     el("span", { className: "tc", textContent: `${timecode(r.start_s)}–${timecode(r.end_s)}` }));
   thumb.addEventListener("click", () => play(r));
   const more = el("button", { type: "button", className: "more", textContent: "More like this" });
   more.addEventListener("click", () => moreLike(r.shot_id));
   return el("article", { className: "card", dataset: { shot: r.shot_id } }, thumb,
-    el("div", { className: "meta", title: r.video, textContent: `${r.video_name} · shot ${r.shot_index}` }),
+    el("div", { className: "meta", title: r.video }, el("span", { textContent: r.video_name }),
+      el("small", { textContent: `shot ${r.shot_index}` })),
     chips(r.concepts, 3),
     el("div", { className: "actions" }, more));  // issue 10: thumbs up/down go in .actions
 }
 
 function chips(scores, n) {
   return el("ul", { className: "chips" }, ...Object.entries(scores).slice(0, n).map(([name, v]) => {
-    const chip = el("li", { title: `add ${name} to the query` }, `${name} `, el("small", { textContent: v.toFixed(2) }));
+    const chip = el("li", { title: `add ${name} to the query` }, `${name} `, el("small", { textContent: score(v) }));
     chip.addEventListener("click", () => addConcept(name));
     return chip;
   }));
@@ -166,10 +172,24 @@ function play(r) {
   els.shotTitle.textContent = `${r.video_name} · shot ${r.shot_index}`;
   els.shotTitle.title = r.video;
   els.shotTime.textContent = `${timecode(r.start_s)} – ${timecode(r.end_s)}  (${(r.end_s - r.start_s).toFixed(1)} s)`;
-  els.shotConcepts.replaceWith(els.shotConcepts = Object.assign(chips(r.concepts, 5), { id: "shot-concepts" }));
   for (const c of els.grid.querySelectorAll(".card")) c.classList.toggle("playing", c.dataset.shot === String(r.shot_id));
   if (state().shot !== String(r.shot_id)) history.replaceState(null, "", withParam("shot", r.shot_id));
   playShot();
+  showScores(r.shot_id);
+}
+
+async function showScores(shotId) {
+  els.shotScores.replaceChildren();
+  const shot = await api(`/api/shots/${shotId}`).catch(() => null);
+  if (!shot || !current || current.shot_id !== shotId) return;  // another shot was opened meanwhile
+  els.shotScores.replaceChildren(...Object.entries(shot.scores).slice(0, SHOT_SCORES).map(([name, v]) => {
+    const bar = el("span", { className: "bar" });
+    bar.style.width = `${Math.round(100 * v)}%`;
+    const row = el("tr", { title: `add ${name} to the query` }, el("td", { textContent: name }),
+      el("td", { className: "bar-cell" }, bar), el("td", { textContent: score(v) }));
+    row.addEventListener("click", () => addConcept(name));
+    return row;
+  }));
 }
 
 function withParam(key, value) {
@@ -256,7 +276,7 @@ function suggest() {
     const i = c.name.toLowerCase().indexOf(w);
     if (i === 0) prefix.push(c); else if (i > 0) inside.push(c);
   }
-  const byShots = (a, b) => b.shots - a.shots;
+  const byShots = (a, b) => b.shots - a.shots || a.name.length - b.name.length || a.name.localeCompare(b.name);
   const picks = [...prefix.sort(byShots), ...inside.sort(byShots)].slice(0, SUGGESTIONS);
   if (!picks.length || (picks.length === 1 && picks[0].name === word)) return hideSuggest();
   els.suggest.replaceChildren(...picks.map((c, i) => {
@@ -331,6 +351,11 @@ function showConcepts(list) {
   }));
 }
 
+function toggleHelp(show) {
+  els.help.hidden = !show;
+  els.helpToggle.setAttribute("aria-expanded", String(show));
+}
+
 // ---- wiring -----------------------------------------------------------------
 function wire() {
   els.form.addEventListener("submit", (e) => {
@@ -341,9 +366,10 @@ function wire() {
   els.q.addEventListener("input", suggest);
   els.q.addEventListener("keydown", onQueryKey);
   els.q.addEventListener("blur", () => setTimeout(hideSuggest, 100));
-  els.helpToggle.addEventListener("click", () => {
-    els.help.hidden = !els.help.hidden;
-    els.helpToggle.setAttribute("aria-expanded", String(!els.help.hidden));
+  els.helpToggle.addEventListener("click", () => toggleHelp(els.help.hidden));
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") toggleHelp(false); });
+  document.addEventListener("click", (e) => {
+    if (!els.help.hidden && !els.help.contains(e.target) && e.target !== els.helpToggle) toggleHelp(false);
   });
   els.minScore.addEventListener("input", () => { els.minScoreOut.textContent = Number(els.minScore.value).toFixed(2); });
   els.minScore.addEventListener("change", () => navigate({ min_score: els.minScore.value === "0" ? null : els.minScore.value, offset: null }));
