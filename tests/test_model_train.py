@@ -95,3 +95,21 @@ def test_bundle_round_trip(bundle, folder_spec, tmp_path):
 def test_cache_too_deep(folder_spec, tmp_path):
     with pytest.raises(UsageError, match="cache_stages"):
         train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "x", cache_stages=18, **FAST)
+
+
+def test_checkpoint_resume_restores_state(folder_spec, tmp_path):
+    from vidconcept.model.train import Trainer, TrainConfig
+
+    cfg = TrainConfig("tf_efficientnet_lite0", "ft3-ex1-64", [folder_spec], epochs=2, batch_size=8, image_size=64,
+                      cache_stages=12)
+    data = open_dataset(folder_spec)
+    first = Trainer(cfg, data, tmp_path, "cpu")
+    first.prepare_cache()
+    first.losses.append(first.train_epoch())
+    first.epoch = 1
+    first.save_checkpoint()
+    second = Trainer(cfg, data, tmp_path, "cpu")
+    second.load_checkpoint()
+    assert second.epoch == 1 and second.losses == first.losses
+    for key, value in first.net.state_dict().items():
+        torch.testing.assert_close(second.net.state_dict()[key], value)
