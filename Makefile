@@ -23,7 +23,7 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m vidconcept ingest sample_videos --index $(INDEX)
 	$(PY) -m vidconcept info --index $(INDEX)
-	$(PY) benchmarks/../sample_videos/demo_queries.sh $(PY) $(INDEX) 2>/dev/null || $(PY) -m vidconcept.demo --index $(INDEX)
+	$(PY) sample_videos/demo.py --index $(INDEX)
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider
