@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -104,7 +104,6 @@ class BackboneInfo:
     builder: Builder
     family: str
     weights_source: str = ""
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
 
 _REGISTRY: dict[str, BackboneInfo] = {}
@@ -305,8 +304,3 @@ def _mobilenet_v3_large(weights: Weights) -> Backbone:
     return Backbone("mobilenet_v3_large", stages, m.classifier[3], m.classifier[3].in_features,
                     torchvision_data_config())
 
-
-def iter_parameters(modules: list[tuple[str, nn.Module]]) -> Iterator[nn.Parameter]:
-    """All parameters of ``modules`` (helper for optimiser parameter groups)."""
-    for _, module in modules:
-        yield from module.parameters()

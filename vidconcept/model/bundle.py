@@ -90,6 +90,8 @@ def build_network(bundle: Path, config: BundleConfig) -> nn.Module:
     from vidconcept.model.strategies import parse_strategy
 
     pretrained = "pretrained" in config.weights
+    if pretrained and config.strategy:
+        raise ModelError(f"{bundle}: a fine-tuned ({config.strategy}) bundle needs a weights file, not pretrained weights")
     backbone = create_backbone(config.backbone, weights="pretrained" if pretrained else "none")
     net: nn.Module = backbone
     if config.strategy:

@@ -19,9 +19,9 @@ import torch
 from PIL import Image
 
 from vidconcept.config import resolve_device, resolve_model_dir
-from vidconcept.errors import ModelError, UsageError
+from vidconcept.errors import UsageError
 from vidconcept.model.backbones import Backbone
-from vidconcept.model.bundle import BundleConfig, build_network, bundle_detectors, read_config
+from vidconcept.model.bundle import BundleConfig, backbone_of, build_network, bundle_detectors, read_config
 from vidconcept.model.detectors import LayerDetectors, fuse
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ class ConceptModel:
         self.device = device
         self.net = net.to(device).eval()
         self.detectors = detectors
-        backbone = net if isinstance(net, Backbone) else net.backbone
-        self.feature_dim = backbone.num_features
+        self.feature_dim = backbone_of(net).num_features
         self._transform = eval_transform(self.data_config)
 
     @classmethod
@@ -147,4 +146,4 @@ class ConceptModel:
         return f"ConceptModel({self.name!r}, backbone={self.config.backbone!r}, concepts={len(self.concepts)}, device={self.device!r})"
 
 
-__all__ = ["ConceptModel", "ModelError", "Prediction"]
+__all__ = ["ConceptModel", "Prediction", "eval_transform", "to_pil"]
