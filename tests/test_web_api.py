@@ -1,6 +1,7 @@
 """The REST API over a synthetic index (no video decoding, no model): FastAPI's test client."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,12 @@ def test_serve_binds_loopback_by_default(index_dir, monkeypatch):
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(kw))
     web_app.serve(index=index_dir)
     assert calls == [{"host": "127.0.0.1", "port": 8000, "log_level": "info"}]
+
+
+def test_image_query_with_the_wrong_model_says_what_to_do(index_dir):
+    """The synthetic index has 8-d features; the default model's are wider: 503 with advice, not 500."""
+    image = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(image, "JPEG")
+    with TestClient(create_app(index_dir, load_model=False)) as client:
+        r = client.post("/api/similar", files={"image": ("a.jpg", image.getvalue(), "image/jpeg")})
+    assert r.status_code == 503 and "--model" in r.json()["detail"]

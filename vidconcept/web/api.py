@@ -9,7 +9,7 @@ import io
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
 from ..errors import UsageError
 from .deps import Lib
@@ -17,6 +17,8 @@ from .schemas import Concept, ResultPage, Shot, Stats, Video
 
 #: Largest image accepted by ``POST /api/similar``; a phone photo is well under it.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: Room for the multipart framing around the image when checking Content-Length.
+MULTIPART_SLACK = 64 * 1024
 #: Uploaded images are shrunk to this longest side before the model sees them.
 MAX_UPLOAD_SIDE = 1024
 MAX_PAGE = 200
@@ -48,12 +50,11 @@ def similar_to_shot(lib: Lib, shot: int, top: Top = 20) -> dict:
 
 
 @router.post("/similar", response_model=ResultPage)
-def similar_to_image(lib: Lib, request: Request, image: Annotated[UploadFile, File(description="JPEG or PNG")],
-                     top: Top = 20) -> dict:
-    """Shots that look like an uploaded image (at most 10 MiB)."""
-    _check_upload_size(request.headers.get("content-length"))
+def similar_to_image(lib: Lib, image: Annotated[UploadFile, File(description="JPEG or PNG")], top: Top = 20) -> dict:
+    """Shots that look like an uploaded image (at most 10 MiB; needs the model the index was built with)."""
     data = image.file.read(MAX_UPLOAD_BYTES + 1)
-    _check_upload_size(len(data))
+    if len(data) > MAX_UPLOAD_BYTES:  # a chunked upload has no Content-Length for the middleware to check
+        raise HTTPException(413, f"image is too large: at most {MAX_UPLOAD_BYTES // 2**20} MiB; send a smaller JPEG")
     return lib.similar_image(_decode_image(data, image.filename), top)
 
 
@@ -73,11 +74,6 @@ def videos(lib: Lib) -> list[dict]:
 def stats(lib: Lib) -> dict:
     """Counts of videos, shots and concepts, and the model the index was built with."""
     return lib.stats()
-
-
-def _check_upload_size(size: str | int | None) -> None:
-    if size is not None and int(size) > MAX_UPLOAD_BYTES + 64 * 1024:  # multipart framing is small
-        raise HTTPException(413, f"image is too large: at most {MAX_UPLOAD_BYTES // 2**20} MiB; send a smaller JPEG")
 
 
 def _decode_image(data: bytes, name: str | None) -> np.ndarray:

@@ -55,7 +55,17 @@ def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.P
     app.mount("/static", StaticFiles(directory=media.STATIC_DIR), name="static")
     app.add_exception_handler(VidconceptError, _library_error)
     app.add_exception_handler(NotFound, _not_found)
+    app.middleware("http")(_limit_upload)
     return app
+
+
+async def _limit_upload(request: Request, call_next):
+    """Refuse an oversized upload from its Content-Length, before the body is read and spooled."""
+    size = request.headers.get("content-length", "")
+    if request.method == "POST" and size.isdigit() and int(size) > api.MAX_UPLOAD_BYTES + api.MULTIPART_SLACK:
+        return JSONResponse({"detail": f"upload is too large: at most {api.MAX_UPLOAD_BYTES // 2**20} MiB",
+                             "error": "TooLarge"}, status_code=413)
+    return await call_next(request)
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..api import Index, SearchResult, SearchResults
+from ..errors import ModelError
 from ..search.query import parse
 from ..search.rank import rank
 
@@ -72,6 +73,7 @@ class Library:
 
     def similar_image(self, image: np.ndarray, top: int) -> dict:
         with self._locked() as index:
+            _check_model_matches(index)
             return self._page(index, index.similar(image=image, top=top))
 
     def _search_video(self, index: Index, query: str, top: int, min_score: float, offset: int,
@@ -139,6 +141,20 @@ class Library:
         if not path.is_file():
             raise NotFound(f"{path} was moved or deleted since it was indexed; re-run ingest")
         return path
+
+
+def _check_model_matches(index: Index) -> None:
+    """Image queries need the model the index was built with: other features cannot be compared.
+
+    FAISS would fail with a bare assertion on a dimension mismatch; say what to do instead.
+    """
+    built_with = index.store.get_meta("model") or {}
+    dim = built_with.get("feature_dim") if isinstance(built_with, dict) else None
+    dim = dim or index.store.get_meta("feature_dim")
+    if dim and index.model.feature_dim != dim:
+        raise ModelError(f"this index was built with {built_with.get('name', 'another model')!r} ({dim}-d features), "
+                         f"but the server loaded {index.model.name!r} ({index.model.feature_dim}-d); "
+                         "restart `vidconcept serve` with --model pointing at the index's model")
 
 
 def keyframe_url(shot: ShotId) -> str:
