@@ -85,8 +85,8 @@ async function render() {
   els.video.value = s.video;
   for (const f of [els.minScore, els.video]) f.disabled = Boolean(s.similar);
   document.title = s.q ? `${s.q} · vidconcept` : "vidconcept";
-  if (s.similar) await showPage(similarRequest(s), `shots like shot ${s.similar}`, s);
-  else if (s.q) await showPage(searchRequest(s), `“${s.q}”`, s);
+  if (s.similar) await showPage(similarRequest(s), `look most like shot ${s.similar}`, s);
+  else if (s.q) await showPage(searchRequest(s), `match “${s.q}”`, s);
   else showWelcome();
   if (s.shot && (!current || String(current.shot_id) !== s.shot)) openShot(s.shot);
 }
@@ -102,13 +102,13 @@ function similarRequest(s) {
 }
 
 async function showPage(request, what, s) {
-  setStatus(`Searching ${what}…`);
+  setStatus("Searching…");
   try {
     const page = await request();
     showResults(page.results);
     showPager(page.total, page.results.length, s.similar ? 0 : s.offset, !s.similar);
-    setStatus(page.total ? `${page.total} shot${page.total === 1 ? "" : "s"} match ${what}`
-                         : `No shots match ${what}. Lower the min score, or try another concept.`);
+    setStatus(page.total ? `${page.total} shot${page.total === 1 ? "" : "s"} ${what}`
+                         : `No shots ${what}. Lower the min score, or try another concept.`);
   } catch (err) {
     showResults([]);
     showPager(0, 0, 0, false);
@@ -253,7 +253,7 @@ async function searchByImage(file) {
   closePlayer();
   history.pushState(null, "", "/");
   els.q.value = "";
-  await showPage(() => api(`/api/similar?top=${PAGE_SIZE}`, { method: "POST", body: form }), `shots like ${file.name}`,
+  await showPage(() => api(`/api/similar?top=${PAGE_SIZE}`, { method: "POST", body: form }), `look most like ${file.name}`,
                  { similar: "image", offset: 0 });
 }
 
