@@ -24,7 +24,7 @@ from .errors import UsageError, VidconceptError
 from .index.store import Store
 from .index.vectors import open_vectors
 from .search.query import parse
-from .search.rank import rank
+from .search.rank import ColumnCache, rank
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class Index:
         self.store = Store.open(self.root, create=create)
         self._model = None
         self._vectors = None
+        self._columns = None
+        self._vectors_version = None
 
     def close(self) -> None:
         self.store.close()
@@ -147,7 +149,9 @@ class Index:
         _check_page(top, offset)
         if not 0.0 <= min_score <= 1.0:
             raise UsageError(f"min score must be between 0 and 1, not {min_score}")
-        hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score)
+        if self._columns is None:
+            self._columns = ColumnCache(self.store)
+        hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score, cache=self._columns)
         return SearchResults(self._results(hits), total)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
@@ -170,8 +174,11 @@ class Index:
         return SearchResults(self._results(hits), len(hits))
 
     def vectors(self):
-        if self._vectors is None:
+        """The FAISS index, reopened when the database has changed since it was loaded."""
+        version = self.store.version()
+        if self._vectors is None or self._vectors_version != version:
             self._vectors = open_vectors(self.store, None)
+            self._vectors_version = version
         return self._vectors
 
     def _results(self, hits: list[tuple[int, float]]) -> list[SearchResult]:

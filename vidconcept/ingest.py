@@ -207,6 +207,7 @@ class Ingestor:
             bar.close()
             if self._dirty_vectors and self.vectors is not None:
                 self.vectors.save(self.store.root / FAISS_NAME, self.store.feature_digest())
+                open_vectors(self.store, None)  # re-chooses the index type once the collection outgrows it
         summary.missing = self.mark_missing([Path(p) for p in paths if Path(p).is_dir()])
         summary.wall_s = time.perf_counter() - start
         return summary

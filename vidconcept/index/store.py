@@ -87,6 +87,11 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the database does: ``PRAGMA data_version`` counts other
+        connections' commits, ``total_changes`` this connection's own writes."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0], self.db.conn.total_changes
+
     # ---- meta -------------------------------------------------------------
     def get_meta(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()

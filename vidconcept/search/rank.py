@@ -1,9 +1,11 @@
 """Ranking: evaluate a query AST over the index's concept scores.
 
 A query of one concept is answered by an index scan of ``scores(concept_id,
-score)``. Any other query loads the columns of the concepts it names into dense
-arrays over shot ids (a missing score reads as 0) and combines them with numpy,
-which stays interactive at a million shots.
+score)``. Any other query combines dense per-concept columns over shot ids (a
+missing score reads as 0) with numpy. Columns are read from SQLite once and kept
+in a :class:`ColumnCache` until the database changes (any connection's commit),
+so a long-running process (the web server) answers boolean queries over a
+million shots in milliseconds.
 """
 from __future__ import annotations
 
@@ -43,24 +45,66 @@ def evaluate(node: Node, columns: dict[str, np.ndarray]) -> np.ndarray:
     raise TypeError(f"not a query node: {node!r}")
 
 
-def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: float = 0.0) -> tuple[list[tuple[int, float]], int]:
+class ColumnCache:
+    """Dense score columns (float32 over shot ids) and the valid shot ids, cached
+    until the database changes."""
+
+    def __init__(self, store: Store, max_columns: int = 256):
+        self.store, self.max_columns = store, max_columns
+        self._version = None
+        self._columns: dict[int, np.ndarray] = {}
+        self._valid: np.ndarray | None = None
+
+    def _check(self) -> None:
+        version = self.store.version()
+        if version != self._version:
+            self._columns.clear()
+            self._valid, self._version = None, version
+
+    def valid(self) -> np.ndarray:
+        self._check()
+        if self._valid is None:
+            self._valid = self.store.shot_ids()
+        return self._valid
+
+    def column(self, concept_id: int) -> np.ndarray:
+        self._check()
+        col = self._columns.get(concept_id)
+        if col is None:
+            valid = self.valid()
+            col = np.zeros(int(valid.max()) + 1 if len(valid) else 1, np.float32)
+            shot_ids, scores = self.store.concept_column(concept_id)
+            col[shot_ids] = scores
+            if len(self._columns) >= self.max_columns:
+                self._columns.pop(next(iter(self._columns)))
+            self._columns[concept_id] = col
+        return col
+
+
+def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: float = 0.0,
+         cache: ColumnCache | None = None) -> tuple[list[tuple[int, float]], int]:
     """Return ``([(shot_id, score), …], total)``: one page of shots scoring above
     ``min_score`` (and above 0), best first, and how many match in all."""
     ids = resolve_concepts(store, node)
     floor = max(min_score, 1e-12)
-    if isinstance(node, Concept):
+    if isinstance(node, Concept) and cache is None:
         cid = ids[node.name]
         return [(int(s), float(v)) for s, v in store.top_by_concept(cid, top, offset, floor)], store.count_by_concept(cid, floor)
-    valid = store.shot_ids()
-    size = int(valid.max()) + 1 if len(valid) else 1
-    columns = {}
-    for name, cid in ids.items():
-        col = np.zeros(size, np.float32)
-        shot_ids, scores = store.concept_column(cid)
-        col[shot_ids] = scores
-        columns[name] = col
+    cache = cache or ColumnCache(store)
+    if isinstance(node, Concept):  # page from the index scan, total from the cached column
+        cid = ids[node.name]
+        hits = store.top_by_concept(cid, top, offset, floor)
+        return [(int(s), float(v)) for s, v in hits], int(np.count_nonzero(cache.column(cid) >= floor))
+    valid = cache.valid()
+    columns = {name: cache.column(cid) for name, cid in ids.items()}
     scores = evaluate(node, columns)[valid] if len(valid) else np.empty(0, np.float32)
-    keep = np.nonzero(scores >= floor)[0]
+    keep = np.flatnonzero(scores >= floor)
+    if offset + top < len(keep) // 4:  # partial selection: only the page's neighbourhood is sorted
+        part = np.argpartition(-scores[keep], offset + top)[: offset + top]
+        keep = keep[part]
+        total = int(np.count_nonzero(scores >= floor))
+    else:
+        total = int(len(keep))
     order = keep[np.lexsort((valid[keep], -scores[keep]))]
     page = order[offset : offset + top]
-    return [(int(valid[i]), float(scores[i])) for i in page], int(len(keep))
+    return [(int(valid[i]), float(scores[i])) for i in page], total
