@@ -96,3 +96,24 @@ def photo_videos(tmp_path_factory) -> Path:
     write_video(d / "a.mp4", [skimage.data.coffee(), skimage.data.chelsea()])
     write_video(d / "b.mp4", [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.rocket()])
     return d
+
+
+def snapshot(root: Path) -> dict:
+    """Everything a clean run determines, independent of row ids (for comparing runs and engines)."""
+    from vidconcept.api import Index
+
+    with Index(root) as idx:
+        db = idx.store.db
+        shots = sorted(
+            (Path(r["path"]).name, r["idx"], r["start_frame"], r["end_frame"])
+            for r in db.query("SELECT v.path, s.idx, s.start_frame, s.end_frame FROM shots s JOIN videos v ON v.id = s.video_id")
+        )
+        scores = {
+            (Path(r["path"]).name, r["idx"], r["name"]): r["score"]
+            for r in db.query(
+                "SELECT v.path, s.idx, c.name, sc.score FROM scores sc JOIN shots s ON s.id = sc.shot_id "
+                "JOIN videos v ON v.id = s.video_id JOIN concepts c ON c.id = sc.concept_id")
+        }
+        dupes = db.execute("SELECT count(*) FROM (SELECT video_id, idx FROM shots GROUP BY 1, 2 HAVING count(*) > 1)").fetchone()[0]
+        return {"videos": idx.info()["videos"], "shots": shots, "scores": scores, "dupes": dupes,
+                "vectors": idx.vectors().ntotal, "features": idx.store.feature_digest()["count"]}

@@ -159,3 +159,17 @@ def test_cli_search_json_and_unknown_concept(index):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vidconcept", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("workers", [2], ids=["process-pool"])
+def test_engines_agree(photo_videos, index, tmp_path, workers):
+    """Contract: the process-pool path gives the same index as the threaded one."""
+    from conftest import snapshot
+
+    idx, _ = index
+    with Index(tmp_path / "idx", create=True) as other:
+        other.ingest([photo_videos], workers=workers)
+    a, b = snapshot(idx.root), snapshot(tmp_path / "idx")
+    assert a["shots"] == b["shots"] and a["videos"] == b["videos"]
+    assert a["scores"].keys() == b["scores"].keys()
+    np.testing.assert_allclose([b["scores"][k] for k in a["scores"]], list(a["scores"].values()), atol=1e-4)

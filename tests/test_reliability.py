@@ -16,32 +16,13 @@ import numpy as np
 import pytest
 import skimage.data
 
-from conftest import write_video
+from conftest import snapshot, write_video
 from vidconcept.api import Index
 from vidconcept.index.lock import write_lock
 
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vidconcept", *args], capture_output=True, text=True, timeout=300, **kw)
-
-
-def snapshot(root: Path) -> dict:
-    """Everything a clean run determines, independent of row ids."""
-    with Index(root) as idx:
-        db = idx.store.db
-        shots = sorted(
-            (Path(r["path"]).name, r["idx"], r["start_frame"], r["end_frame"])
-            for r in db.query("SELECT v.path, s.idx, s.start_frame, s.end_frame FROM shots s JOIN videos v ON v.id = s.video_id")
-        )
-        scores = {
-            (Path(r["path"]).name, r["idx"], r["name"]): r["score"]
-            for r in db.query(
-                "SELECT v.path, s.idx, c.name, sc.score FROM scores sc JOIN shots s ON s.id = sc.shot_id "
-                "JOIN videos v ON v.id = s.video_id JOIN concepts c ON c.id = sc.concept_id")
-        }
-        dupes = db.execute("SELECT count(*) FROM (SELECT video_id, idx FROM shots GROUP BY 1, 2 HAVING count(*) > 1)").fetchone()[0]
-        return {"videos": idx.info()["videos"], "shots": shots, "scores": scores, "dupes": dupes,
-                "vectors": idx.vectors().ntotal, "features": idx.store.feature_digest()["count"]}
 
 
 @pytest.fixture(scope="module")

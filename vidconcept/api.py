@@ -105,9 +105,12 @@ class Index:
     # ---- ingest -----------------------------------------------------------
     def ingest(self, paths: Sequence[str | os.PathLike] | str | os.PathLike, *, detector: str | None = None,
                threshold: float | None = None, min_shot_s: float | None = None, batch_size: int = 32,
-               progress: bool = False, wait: float = 0.0, log_json: str | os.PathLike | None = None):
+               progress: bool = False, wait: float = 0.0, log_json: str | os.PathLike | None = None,
+               engine: str | None = None, workers: int | None = None, engine_options: dict | None = None):
         """Index videos (files or folders); unchanged files are skipped. Returns an ``IngestSummary``.
 
+        ``engine`` is ``local`` (default; ``workers`` decoding processes, default half
+        the cores) or ``ray`` (``engine_options={"address": …}`` joins a cluster).
         Holds the index's write lock meanwhile: waits up to ``wait`` seconds for
         another ingest to finish, then raises :class:`~vidconcept.errors.IndexLockedError`.
         """
@@ -118,7 +121,8 @@ class Index:
             paths = [paths]
         ingestor = Ingestor(self.store, lambda: self.model, detector=detector, threshold=threshold,
                             min_shot_s=min_shot_s, batch_size=batch_size, progress=progress,
-                            log_json=Path(log_json) if log_json else None)
+                            log_json=Path(log_json) if log_json else None, engine=engine, workers=workers,
+                            engine_options=engine_options)
         with write_lock(self.root, wait):
             summary = ingestor.run(paths)
         self._vectors = None

