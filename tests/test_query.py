@@ -110,3 +110,12 @@ def filled_store_module(tmp_path_factory):
     fill_store(s)
     yield s
     s.close()
+
+
+def test_rank_within_one_video(filled):
+    store, scores = filled
+    vid = store.video_by_path("/videos/v1.mp4")["id"]
+    within = store.shot_ids_of(vid)
+    for q in ["dog", "dog OR cat"]:
+        hits, total = rank(store, parse(q), top=10, within=within)
+        assert total == 4 and {s for s, _ in hits} == set(within.tolist())

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .errors import UsageError, VidconceptError
+from .errors import ModelError, UsageError, VidconceptError
 from .index.store import Store
 from .index.vectors import open_vectors
 from .search.query import parse
@@ -148,14 +148,22 @@ class Index:
         return paths
 
     # ---- search -----------------------------------------------------------
-    def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0) -> SearchResults:
-        """Shots ranked by a concept query (see :mod:`vidconcept.search.query` for the language)."""
+    def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0,
+               video: int | None = None) -> SearchResults:
+        """Shots ranked by a concept query (see :mod:`vidconcept.search.query` for the
+        language), optionally only those of one video (by id)."""
         _check_page(top, offset)
         if not 0.0 <= min_score <= 1.0:
             raise UsageError(f"min score must be between 0 and 1, not {min_score}")
         if self._columns is None:
             self._columns = ColumnCache(self.store)
-        hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score, cache=self._columns)
+        within = None
+        if video is not None:
+            if self.store.video(int(video)) is None:
+                raise UsageError(f"no video with id {video} in {self.root} (see `vidconcept info` / GET /api/videos)")
+            within = self.store.shot_ids_of(int(video))
+        hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
+                           cache=self._columns, within=within)
         return SearchResults(self._results(hits), total)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
@@ -172,7 +180,12 @@ class Index:
             if query is None:
                 raise UsageError(f"no shot with id {shot} in {self.root}")
         else:
-            query = self.model.predict([_load_image(image)]).features[0]
+            model = self.model
+            if model.feature_dim != vectors.dim:
+                raise ModelError(
+                    f"model {model.name!r} makes {model.feature_dim}-d features but the index holds {vectors.dim}-d ones: "
+                    "use the model bundle the index was built with (--model DIR)")
+            query = model.predict([_load_image(image)]).features[0]
         sims, ids = vectors.search(query[None, :], top + (shot is not None))
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
         return SearchResults(self._results(hits), len(hits))

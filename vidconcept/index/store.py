@@ -245,6 +245,10 @@ class Store:
     def shot_ids(self) -> np.ndarray:
         return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM shots")), dtype=np.int64)
 
+    def shot_ids_of(self, video_id: int) -> np.ndarray:
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM shots WHERE video_id = ?", [video_id])),
+                           dtype=np.int64)
+
     def concept_column(self, concept_id: int) -> tuple[np.ndarray, np.ndarray]:
         """All stored ``(shot_ids, scores)`` of one concept."""
         rows = self.db.execute("SELECT shot_id, score FROM scores WHERE concept_id = ?", [concept_id]).fetchall()

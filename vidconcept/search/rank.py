@@ -82,11 +82,14 @@ class ColumnCache:
 
 
 def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: float = 0.0,
-         cache: ColumnCache | None = None) -> tuple[list[tuple[int, float]], int]:
+         cache: ColumnCache | None = None, within: np.ndarray | None = None) -> tuple[list[tuple[int, float]], int]:
     """Return ``([(shot_id, score), …], total)``: one page of shots scoring above
-    ``min_score`` (and above 0), best first, and how many match in all."""
+    ``min_score`` (and above 0), best first, and how many match in all.
+    ``within`` restricts the ranking to these shot ids (e.g. one video's)."""
     ids = resolve_concepts(store, node)
     floor = max(min_score, 1e-12)
+    if within is not None:
+        return _rank_dense(node, ids, cache or ColumnCache(store), np.asarray(within, np.int64), top, offset, floor)
     if isinstance(node, Concept) and cache is None:
         cid = ids[node.name]
         return [(int(s), float(v)) for s, v in store.top_by_concept(cid, top, offset, floor)], store.count_by_concept(cid, floor)
@@ -95,8 +98,13 @@ def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: fl
         cid = ids[node.name]
         hits = store.top_by_concept(cid, top, offset, floor)
         return [(int(s), float(v)) for s, v in hits], int(np.count_nonzero(cache.column(cid) >= floor))
-    valid = cache.valid()
+    return _rank_dense(node, ids, cache, cache.valid(), top, offset, floor)
+
+
+def _rank_dense(node: Node, ids: dict[str, int], cache: ColumnCache, valid: np.ndarray, top: int, offset: int,
+                floor: float) -> tuple[list[tuple[int, float]], int]:
     columns = {name: cache.column(cid) for name, cid in ids.items()}
+    valid = valid[valid < min(len(c) for c in columns.values())]  # ids the cache has seen
     scores = evaluate(node, columns)[valid] if len(valid) else np.empty(0, np.float32)
     keep = np.flatnonzero(scores >= floor)
     if offset + top < len(keep) // 4:  # partial selection: only the page's neighbourhood is sorted
