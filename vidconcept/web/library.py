@@ -15,13 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from ..api import Index, SearchResult, SearchResults
-from ..errors import ModelError
-from ..search.query import parse
-from ..search.rank import rank
-
-#: A video filter ranks every matching shot of the index and keeps those of the
-#: video; this bounds the work for one request on a very large index.
-VIDEO_FILTER_SCAN = 200_000
 
 #: Concept scores listed by ``/api/shots/{id}``: a 1000-class model stores hundreds per shot.
 SHOT_DETAIL_CONCEPTS = 30
@@ -59,11 +52,9 @@ class Library:
     # ---- queries ------------------------------------------------------------
     def search(self, query: str, top: int, min_score: float, offset: int, video: VideoId | None) -> dict:
         with self._locked() as index:
-            if video is None:
-                found = index.search(query, top=top, min_score=min_score, offset=offset)
-            else:
-                found = self._search_video(index, query, top, min_score, offset, video)
-            return self._page(index, found)
+            if video is not None and index.store.video(video) is None:
+                raise NotFound(f"no video with id {video} in this index (see /api/videos)")
+            return self._page(index, index.search(query, top=top, min_score=min_score, offset=offset, video=video))
 
     def similar_shot(self, shot: ShotId, top: int) -> dict:
         with self._locked() as index:
@@ -73,22 +64,7 @@ class Library:
 
     def similar_image(self, image: np.ndarray, top: int) -> dict:
         with self._locked() as index:
-            _check_model_matches(index)
             return self._page(index, index.similar(image=image, top=top))
-
-    def _search_video(self, index: Index, query: str, top: int, min_score: float, offset: int,
-                      video: VideoId) -> SearchResults:
-        """Rank the whole index, keep one video's shots, then cut the page.
-
-        The library's ranking has no shot filter yet; ranking everything costs one
-        numpy pass, which stays interactive far beyond a laptop's index.
-        """
-        if index.store.video(video) is None:
-            raise NotFound(f"no video with id {video} in this index (see /api/videos)")
-        hits, _ = rank(index.store, parse(query), top=VIDEO_FILTER_SCAN, min_score=min_score)
-        rows = index.store.shots([shot for shot, _ in hits])
-        kept = [hit for hit in hits if rows[hit[0]]["video_id"] == video]
-        return SearchResults(index._results(kept[offset:offset + top]), len(kept))
 
     def _page(self, index: Index, found: SearchResults) -> dict:
         rows = index.store.shots([r.shot_id for r in found.results])
@@ -141,20 +117,6 @@ class Library:
         if not path.is_file():
             raise NotFound(f"{path} was moved or deleted since it was indexed; re-run ingest")
         return path
-
-
-def _check_model_matches(index: Index) -> None:
-    """Image queries need the model the index was built with: other features cannot be compared.
-
-    FAISS would fail with a bare assertion on a dimension mismatch; say what to do instead.
-    """
-    built_with = index.store.get_meta("model") or {}
-    dim = built_with.get("feature_dim") if isinstance(built_with, dict) else None
-    dim = dim or index.store.get_meta("feature_dim")
-    if dim and index.model.feature_dim != dim:
-        raise ModelError(f"this index was built with {built_with.get('name', 'another model')!r} ({dim}-d features), "
-                         f"but the server loaded {index.model.name!r} ({index.model.feature_dim}-d); "
-                         "restart `vidconcept serve` with --model pointing at the index's model")
 
 
 def keyframe_url(shot: ShotId) -> str:
