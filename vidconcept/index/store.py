@@ -333,3 +333,45 @@ class Store:
             "concepts": q("SELECT count(*) FROM concepts"),
             "video_seconds": round(q("SELECT coalesce(sum(duration_s), 0) FROM videos WHERE status = 'indexed'"), 3),
         }
+
+    # ---- user concepts (issue 10) -----------------------------------------
+    def features_of(self, shot_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, float32 matrix)`` of the given shots that have features, in id order."""
+        rows: list = []
+        ids = sorted({int(i) for i in shot_ids})
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            marks = ",".join("?" * len(chunk))
+            rows += self.db.execute(f"SELECT shot_id, vector FROM features WHERE shot_id IN ({marks})", chunk).fetchall()
+        if not rows:
+            return np.empty(0, np.int64), np.empty((0, self.get_meta("feature_dim", 0) or 0), np.float32)
+        rows.sort()
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+        return np.array([r[0] for r in rows], np.int64), mat.astype(np.float32)
+
+    def write_concept(self, name: str, source: str, created_at: str, info: str, shot_ids: np.ndarray,
+                      scores: np.ndarray) -> int:
+        """Create or update concept ``name`` and replace all its scores, in one transaction; return its id."""
+        with self.db.atomic():
+            self.db.execute(
+                "INSERT INTO concepts (name, source, created_at, info) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET source = excluded.source, info = excluded.info",
+                [name, source, created_at, info])
+            cid = self.db.execute("SELECT id FROM concepts WHERE name = ?", [name]).fetchone()[0]
+            self.replace_concept_scores(cid, shot_ids, scores)
+        return cid
+
+    def replace_concept_scores(self, concept_id: int, shot_ids: np.ndarray, scores: np.ndarray) -> None:
+        """All scores of one concept: old rows deleted, rows >= :data:`SCORE_FLOOR` written."""
+        keep = scores >= SCORE_FLOOR
+        with self.db.atomic():
+            self.db.execute("DELETE FROM scores WHERE concept_id = ?", [concept_id])
+            self.db.conn.executemany(
+                "INSERT INTO scores (shot_id, concept_id, score) VALUES (?, ?, ?)",
+                zip(np.asarray(shot_ids)[keep].tolist(), [concept_id] * int(keep.sum()),
+                    np.asarray(scores, np.float64)[keep].tolist()))
+
+    def delete_concept(self, concept_id: int) -> None:
+        """A concept and its scores."""
+        with self.db.atomic():
+            self.db.execute("DELETE FROM scores WHERE concept_id = ?", [concept_id])
+            self.db.execute("DELETE FROM concepts WHERE id = ?", [concept_id])
