@@ -1,0 +1,367 @@
+"""User concepts: detectors an analyst trains from a handful of labelled shots (issue 10).
+
+The index already stores every shot's pooled backbone features (``features`` table), so a
+new concept needs no video decoding and no network: a logistic-regression detector is
+fitted on the labelled shots' features (and on example images run through the model), and
+every shot is re-scored with one matrix-vector product. The concept and its scores are
+stored like a model concept (``concepts.source = 'user'``), so search, the web UI and the
+exports use it at once. Labels, dates, the detector and the model whose features it was
+trained on are kept in ``concepts.info`` (JSON).
+
+Negatives: when fewer than :data:`NEGATIVES_PER_POSITIVE` × positives (at least
+:data:`MIN_NEGATIVES`) are given, random unlabelled shots of the index are added as
+negatives up to that number. A random shot almost never shows a new, specific concept;
+the few that do are label noise the classifier tolerates, and labelling them later
+(``refine``) corrects it. Classes are balanced by weighting (``class_weight="balanced"``).
+
+Example::
+
+    from vidconcept import Index
+    from vidconcept.concepts import add_concept, refine_concept, suggest
+    index = Index("vidconcept-index")
+    add_concept(index, "forest", positive=[12, 40, 41], negative=[7])
+    index.search("forest AND NOT person")
+    suggest(index, "forest")["next"]          # shots worth labelling next
+    refine_concept(index, "forest", positive=[88], negative=[90, 91])
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ModelError, UsageError, VidconceptError, unknown
+from .index.store import SCORE_FLOOR, Store, now_iso
+from .search.query import _OPERATORS
+
+log = logging.getLogger(__name__)
+
+ShotId = int
+
+SOURCE = "user"
+#: Letters, digits, ``_`` and ``-``: a name the query language reads as one concept token.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Inverse regularisation strength of the detector on L2-normalised features.
+LR_C = 10.0
+MIN_NEGATIVES = 50
+NEGATIVES_PER_POSITIVE = 4
+#: Shots proposed by :func:`suggest` by default (half most uncertain, half top-scored).
+SUGGEST_COUNT = 10
+INFO_VERSION = 1
+
+
+class ConceptExistsError(UsageError):
+    """A new concept's name is already taken (HTTP 409)."""
+
+
+class UnknownShotError(UsageError):
+    """Labels name shots the index does not have."""
+
+
+@dataclass
+class Detector:
+    """``sigmoid(x @ coef + intercept)`` on L2-normalised features."""
+
+    coef: np.ndarray  # [D] float32
+    intercept: float
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef + self.intercept
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-np.clip(self.logits(x), -60, 60)))).astype(np.float32)
+
+    def to_json(self) -> dict:
+        return {"coef": _b64(self.coef, np.float32), "intercept": float(self.intercept)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Detector":
+        return cls(_unb64(data["coef"], np.float32), float(data["intercept"]))
+
+
+@dataclass
+class UserConcept:
+    """A user concept as stored: its row of ``concepts`` with ``info`` decoded."""
+
+    id: int
+    name: str
+    created_at: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def positive(self) -> list[ShotId]:
+        return self.info.get("positive", [])
+
+    @property
+    def negative(self) -> list[ShotId]:
+        return self.info.get("negative", [])
+
+    @property
+    def detector(self) -> Detector:
+        return Detector.from_json(self.info["detector"])
+
+    def to_dict(self) -> dict:
+        """Public view: labels, dates, model, counts (not the detector weights)."""
+        keep = ("positive", "negative", "images", "sampled_negatives", "updated_at", "rounds", "model", "scored",
+                "timing")
+        return {"name": self.name, "source": SOURCE, "created_at": self.created_at,
+                **{k: self.info[k] for k in keep if k in self.info}}
+
+
+# ---- the core: arrays in, arrays out ------------------------------------------------------------
+def fit_detector(positive: np.ndarray, negative: np.ndarray, c: float = LR_C) -> Detector:
+    """Fit a class-balanced logistic regression on positive and negative feature rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not len(positive):
+        raise UsageError("a concept needs at least one positive example")
+    if not len(negative):
+        raise UsageError("a concept needs at least one negative example (label some, or index more shots)")
+    x = np.concatenate([positive, negative]).astype(np.float32)
+    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(x, y)
+    return Detector(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]))
+
+
+def sample_negatives(ids: np.ndarray, labelled: Iterable[ShotId], positives: int, negatives: int,
+                     seed: int = 0) -> np.ndarray:
+    """Random unlabelled ids that top the negatives up to ``max(MIN_NEGATIVES, 4 × positives)``."""
+    want = max(MIN_NEGATIVES, NEGATIVES_PER_POSITIVE * positives) - negatives
+    if want <= 0:
+        return np.empty(0, np.int64)
+    pool = np.setdiff1d(ids, np.fromiter(labelled, np.int64), assume_unique=False)
+    if len(pool) <= want:
+        return pool
+    return np.sort(np.random.default_rng(seed).choice(pool, want, replace=False))
+
+
+def suggest_from_scores(ids: np.ndarray, scores: np.ndarray, labelled: Iterable[ShotId],
+                        count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
+    """Unlabelled shots worth labelling: the most uncertain (score nearest 0.5: uncertainty
+    sampling, Lewis & Gale 1994) and the top-scored (they decide the first results page).
+
+    ``next`` interleaves the two lists (uncertain first), ``count`` shots without repeats.
+    """
+    free = ~np.isin(ids, np.fromiter(labelled, np.int64))
+    ids, scores = ids[free], scores[free]
+    uncertain = ids[np.argsort(np.abs(scores - 0.5), kind="stable")[:count]].tolist()
+    top = ids[np.argsort(-scores, kind="stable")[:count]].tolist()
+    merged = dict.fromkeys(s for pair in zip(uncertain, top) for s in pair)  # ordered, no repeats
+    return {"next": [int(s) for s in list(merged)[:count]], "uncertain": uncertain, "top": top}
+
+
+# ---- names and labels ------------------------------------------------------------------------------
+def check_name(name: str) -> str:
+    """A valid new-concept name, or :class:`UsageError` saying what is allowed."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise UsageError(f"concept name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
+                         "so that queries can name it")
+    if name.upper() in _OPERATORS or re.fullmatch(r"\d+", name):
+        raise UsageError(f"concept name {name!r} would read as a query operator or a weight; choose another")
+    return name
+
+
+def _labels(positive: Sequence[ShotId], negative: Sequence[ShotId]) -> tuple[list[int], list[int]]:
+    try:
+        pos, neg = [int(s) for s in positive], [int(s) for s in negative]
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"shot ids must be whole numbers: {exc}") from exc
+    both = sorted(set(pos) & set(neg))
+    if both:
+        raise UsageError(f"shots {both} are labelled both positive and negative; label each shot once")
+    return sorted(set(pos)), sorted(set(neg))
+
+
+def _check_shots(store: Store, ids: Sequence[ShotId]) -> None:
+    known = store.shots(ids)
+    missing = [i for i in ids if i not in known]
+    if missing:
+        raise UnknownShotError(f"no shots with ids {missing[:10]}{' …' if len(missing) > 10 else ''} in "
+                               f"{store.root} (see `vidconcept search … --json` for shot ids)")
+
+
+# ---- the index side -------------------------------------------------------------------------------
+def get_concept(index, name: str) -> UserConcept:
+    """The user concept ``name``; a model concept or an unknown name raises."""
+    row = _row(index.store, name)
+    if row is None:
+        raise unknown("concept", name, [c["name"] for c in index.store.concepts() if c["source"] == SOURCE])
+    if row["source"] != SOURCE:
+        raise UsageError(f"{row['name']!r} is a concept of the model, not a user concept: only user concepts "
+                         "(made with `vidconcept concept add`) can be refined, suggested for or removed")
+    return UserConcept(row["id"], row["name"], row["created_at"], json.loads(row["info"] or "{}"))
+
+
+def list_concepts(index) -> list[UserConcept]:
+    """Every user concept of the index."""
+    return [get_concept(index, c["name"]) for c in index.store.concepts() if c["source"] == SOURCE]
+
+
+def add_concept(index, name: str, positive: Sequence[ShotId], negative: Sequence[ShotId] = (),
+                images: Sequence = (), wait: float = 0.0) -> UserConcept:
+    """Train a new concept from labelled shots (and example images, as positives) and score every shot.
+
+    Args:
+        index: an open :class:`~vidconcept.api.Index`.
+        name: the new concept; letters, digits, ``_``, ``-``; must not clash (case-insensitively)
+            with any concept of the index.
+        positive, negative: shot ids showing / not showing the concept.
+        images: example image paths or arrays showing the concept, run through the index's model.
+        wait: seconds to wait for another writer's lock.
+    """
+    check_name(name)
+    row = _row(index.store, name)
+    if row is not None:
+        kind = "a user concept" if row["source"] == SOURCE else "a concept of the model"
+        raise ConceptExistsError(f"{row['name']!r} is already {kind} of this index: choose another name"
+                                 + (", or `vidconcept concept refine` it" if row["source"] == SOURCE else ""))
+    pos, neg = _labels(positive, negative)
+    _check_shots(index.store, pos + neg)
+    image_feats = _image_features(index, images)
+    if not pos and not len(image_feats):
+        raise UsageError(f"concept {name!r} needs at least one positive shot or example image")
+    now = now_iso()
+    info = {"version": INFO_VERSION, "positive": pos, "negative": neg, "rounds": 1, "updated_at": now,
+            "images": [str(i) if not isinstance(i, np.ndarray) else "<array>" for i in images],
+            "image_features": [_b64(f) for f in image_feats], "model": index.store.get_meta("model")}
+    return _train_and_store(index, name, info, created_at=now, wait=wait)
+
+
+def refine_concept(index, name: str, positive: Sequence[ShotId] = (), negative: Sequence[ShotId] = (),
+                   wait: float = 0.0) -> UserConcept:
+    """Add labels and retrain. A shot labelled again takes its new label (a thumbs down undoes a thumbs up)."""
+    concept = get_concept(index, name)
+    pos, neg = _labels(positive, negative)
+    if not pos and not neg:
+        raise UsageError("give at least one --positive or --negative shot to refine with")
+    _check_shots(index.store, pos + neg)
+    info = dict(concept.info)
+    info["positive"] = sorted((set(concept.positive) - set(neg)) | set(pos))
+    info["negative"] = sorted((set(concept.negative) - set(pos)) | set(neg))
+    info["rounds"] = info.get("rounds", 1) + 1
+    info["updated_at"] = now_iso()
+    return _train_and_store(index, concept.name, info, created_at=concept.created_at, wait=wait)
+
+
+def remove_concept(index, name: str, wait: float = 0.0) -> None:
+    """Delete a user concept and its scores."""
+    from .index.lock import write_lock
+
+    concept = get_concept(index, name)
+    with write_lock(index.root, wait):
+        index.store.delete_concept(concept.id)
+
+
+def suggest(index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
+    """Shots worth labelling next for ``name`` (see :func:`suggest_from_scores`), from its stored scores."""
+    if not isinstance(count, int) or not 1 <= count <= 1000:
+        raise UsageError(f"count must be a whole number from 1 to 1000, not {count!r}")
+    concept = get_concept(index, name)
+    ids, scores = index.store.concept_column(concept.id)
+    return suggest_from_scores(ids, scores, set(concept.positive) | set(concept.negative), count)
+
+
+def rescore(index, name: str | None = None, wait: float = 0.0) -> list[str]:
+    """Re-score every shot with the stored detectors (after new videos were ingested); no retraining."""
+    from .index.lock import write_lock
+
+    concepts = [get_concept(index, name)] if name else list_concepts(index)
+    with write_lock(index.root, wait):
+        for c in concepts:
+            ids, scores = _score_all(index.store, c.detector)
+            index.store.replace_concept_scores(c.id, ids, scores)
+    return [c.name for c in concepts]
+
+
+# ---- internals -----------------------------------------------------------------------------------
+def _train_and_store(index, name: str, info: dict, created_at: str, wait: float) -> UserConcept:
+    from .index.lock import write_lock
+
+    store = index.store
+    t0 = time.perf_counter()
+    with write_lock(index.root, wait):
+        detector, info = _train(store, name, info)
+        t1 = time.perf_counter()
+        ids, scores = _score_all(store, detector)
+        t2 = time.perf_counter()
+        info |= {"detector": detector.to_json(), "scored": int(len(ids))}
+        info["timing"] = {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}
+        cid = store.write_concept(name, SOURCE, created_at, json.dumps(info), ids, scores)
+        info["timing"]["write_s"] = round(time.perf_counter() - t2, 3)
+    log.info("concept %s: %d+/%d- labels, %d shots scored in %.2f s", name, len(info["positive"]),
+             len(info["negative"]), len(ids), time.perf_counter() - t0)
+    return UserConcept(cid, name, created_at, info)
+
+
+def _train(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
+    pos, neg = list(info["positive"]), list(info["negative"])
+    pos_ids, pos_x = store.features_of(pos)
+    neg_ids, neg_x = store.features_of(neg)
+    gone = sorted(set(pos + neg) - set(pos_ids.tolist()) - set(neg_ids.tolist()))
+    if gone:  # a re-ingested (changed) video gets new shot ids
+        log.warning("concept %s: labelled shots %s are no longer in the index; their labels are dropped", name, gone)
+        info["positive"] = [s for s in pos if s not in gone]
+        info["negative"] = [s for s in neg if s not in gone]
+    images = [_unb64(f) for f in info.get("image_features", [])]
+    if images:
+        if pos_x.shape[1] not in (0, images[0].shape[0]):
+            raise ModelError("example image features do not match the index's features")
+        pos_x = np.concatenate([pos_x.reshape(-1, images[0].shape[0]), np.stack(images)])
+    extra = sample_negatives(store.shot_ids(), set(pos) | set(neg), len(pos_x), len(neg_x),
+                             seed=zlib.crc32(name.encode()))
+    _, extra_x = store.features_of(extra.tolist())
+    info["sampled_negatives"] = int(len(extra_x))
+    negatives = np.concatenate([neg_x, extra_x]) if len(extra_x) else neg_x
+    return fit_detector(pos_x, negatives), info
+
+
+def _score_all(store: Store, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
+    ids, scores = [], []
+    for chunk_ids, x in store.iter_features(batch=20_000):
+        ids.append(chunk_ids)
+        scores.append(detector.predict(x))
+    if not ids:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(ids), np.concatenate(scores)
+
+
+def _image_features(index, images: Sequence) -> list[np.ndarray]:
+    if not len(images):
+        return []
+    from .api import _load_image
+
+    dim = index.store.get_meta("feature_dim")
+    model = index.model
+    if dim and model.feature_dim != dim:
+        raise ModelError(f"the index holds {dim}-d features but model {model.name!r} makes {model.feature_dim}-d "
+                         "ones: pass --model with the model the index was built with")
+    return list(model.predict([_load_image(i) for i in images]).features)
+
+
+def _row(store: Store, name: str) -> dict | None:
+    """The concept whose name matches case-insensitively, as the query language resolves names."""
+    rows = list(store.db.query("SELECT id, name, source, created_at, info FROM concepts WHERE lower(name) = lower(?)",
+                               [name]))
+    exact = [r for r in rows if r["name"] == name]
+    return (exact or rows or [None])[0]
+
+
+def _b64(x: np.ndarray, dtype=np.float16) -> str:
+    """Vectors in JSON: float16 features as the index stores them, float32 detector weights."""
+    return base64.b64encode(np.asarray(x, dtype).tobytes()).decode("ascii")
+
+
+def _unb64(s: str, dtype=np.float16) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype).astype(np.float32)
+
+
+__all__ = ["ConceptExistsError", "Detector", "UnknownShotError", "UserConcept", "VidconceptError", "add_concept",
+           "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept", "remove_concept",
+           "rescore", "sample_negatives", "suggest", "suggest_from_scores"]
