@@ -163,3 +163,71 @@ def test_log_json_and_exit_codes(many_videos, tmp_path):
     assert "folder.mp4: a folder, not a video file" in proc.stderr
     assert cli("ingest").returncode == 2  # usage error
     assert cli("ingest", str(work / "good.mp4"), "--index", str(tmp_path / "idx"), "-q").returncode == 0
+
+
+def _audio_only(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        for _ in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 44100
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def _frames(path: Path, n: int, size: int, codec: str = "libx264") -> None:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(n):
+            img = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+
+
+@pytest.mark.parametrize(
+    "make, expect",
+    [
+        (_audio_only, "failed: no video stream"),
+        (lambda p: _frames(p, 1, 64), "indexed"),
+        (lambda p: _frames(p, 2, 4096, "mpeg4"), "indexed"),
+        (lambda p: p.write_bytes(b""), "failed: empty"),
+        (lambda p: p.write_bytes((Path(__file__).parent.parent / "sample_videos" / "lab_coins_camera.mp4").read_bytes()[:20000]), "any"),
+    ],
+    ids=["audio-only", "one-frame", "huge-resolution", "zero-bytes", "truncated"],
+)
+def test_bad_file_kinds(tmp_path, make, expect):
+    work = tmp_path / "v"
+    work.mkdir()
+    make(work / "x.mp4")
+    os.utime(work / "x.mp4", (time.time() - 10, time.time() - 10))  # settled
+    log = tmp_path / "log.jsonl"
+    proc = cli("ingest", str(work), "--index", str(tmp_path / "idx"), "-q", "--log-json", str(log))
+    assert "Traceback" not in proc.stderr
+    line = json.loads(log.read_text())
+    if expect == "indexed":
+        assert proc.returncode == 0 and line["status"] == "indexed" and line["shots"] == 1
+    elif expect.startswith("failed"):
+        assert proc.returncode == 1 and line["status"] == "failed"
+        assert expect.split(": ")[1] in line["reason"]
+        assert len([l for l in proc.stderr.splitlines() if "x.mp4" in l]) == 1
+    else:
+        assert line["status"] in ("indexed", "failed") and proc.returncode in (0, 1)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(tmp_path, many_videos):
+    work = tmp_path / "v"
+    work.mkdir()
+    shutil.copy(many_videos / "v0.mp4", work / "locked.mp4")
+    (work / "locked.mp4").chmod(0)
+    proc = cli("ingest", str(work), "--index", str(tmp_path / "idx"), "-q")
+    assert proc.returncode == 1 and "permission denied" in proc.stderr.lower()
