@@ -348,6 +348,23 @@ class Store:
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
         return np.array([r[0] for r in rows], np.int64), mat.astype(np.float32)
 
+    def scan_features(self, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All feature vectors as stored, ``(ids, float16 matrix)`` chunks in id order.
+
+        Unlike :meth:`iter_features` nothing is converted: a caller that scores every
+        shot converts each chunk into one reused float32 buffer (no page faults per chunk).
+        """
+        last = 0
+        while True:
+            rows = self.db.execute(
+                "SELECT shot_id, vector FROM features WHERE shot_id > ? ORDER BY shot_id LIMIT ?", [last, batch]
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            yield ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+            last = int(ids[-1])
+
     def write_concept(self, name: str, source: str, created_at: str, info: str, shot_ids: np.ndarray,
                       scores: np.ndarray) -> int:
         """Create or update concept ``name`` and replace all its scores, in one transaction; return its id."""
