@@ -182,6 +182,36 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_concept(args) -> int:
+    """``concept add|refine|remove|suggest|show``: user concepts (see :mod:`vidconcept.concepts`)."""
+    from . import concepts
+
+    with _index(args) as index:
+        if args.action == "add":
+            data = concepts.add_concept(index, args.name, args.positive or [], args.negative or [], args.image or [],
+                                        **_given(args, "wait")).to_dict()
+        elif args.action == "refine":
+            data = concepts.refine_concept(index, args.name, args.positive or [], args.negative or [],
+                                           **_given(args, "wait")).to_dict()
+        elif args.action == "remove":
+            concepts.remove_concept(index, args.name, **_given(args, "wait"))
+            data = {"removed": args.name}
+        elif args.action == "suggest":
+            data = concepts.suggest(index, args.name, **_given(args, "count"))
+        else:
+            data = concepts.get_concept(index, args.name).to_dict()
+    if args.json or args.action == "show":
+        _print_json(data)
+    elif args.action == "suggest":
+        print("label next: " + " ".join(map(str, data["next"])))
+    elif args.action == "remove":
+        print(f"removed concept {args.name}")
+    else:
+        print(f"concept {data['name']}: {len(data['positive'])} positive, {len(data['negative'])} negative "
+              f"(+{data['sampled_negatives']} sampled) labels; {data['scored']} shots scored")
+    return 0
+
+
 def _given(args, *names: str) -> dict:
     """Only the options the user set: unset ones fall through to the library's defaults."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
@@ -309,7 +339,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    _add_concept_group(sub)
     return parser
+
+
+def _add_concept_group(sub) -> None:
+    """``vidconcept concept …``: train, refine, remove and label-suggest user concepts."""
+    group = sub.add_parser("concept", help="user concepts: train a detector from labelled shots (add, refine, "
+                           "remove, suggest, show)").add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {"add": "train a new concept from labelled shots and score every shot",
+             "refine": "add labels and retrain", "remove": "delete a user concept and its scores",
+             "suggest": "shots worth labelling next", "show": "labels, dates and model of a user concept"}
+    for action, text in helps.items():
+        p = group.add_parser(action, help=text)
+        p.add_argument("name", metavar="NAME", help="concept name: letters, digits, _ or -")
+        _add_index(p)
+        if action in ("add", "refine"):
+            p.add_argument("--positive", type=int, nargs="+", metavar="SHOT_ID", help="shots showing the concept")
+            p.add_argument("--negative", type=int, nargs="+", metavar="SHOT_ID", help="shots not showing it")
+        if action == "add":
+            p.add_argument("--image", nargs="+", metavar="PATH", help="example images showing the concept")
+            _add_model(p)
+        if action in ("add", "refine", "remove"):
+            p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer's lock")
+        if action == "suggest":
+            p.add_argument("--count", type=int, help="number of shots (default 10)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_concept)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
