@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ModelError, UsageError, VidconceptError, unknown
+from .errors import ModelError, UsageError, unknown
 from .index.store import SCORE_FLOOR, Store, now_iso
 from .search.query import _OPERATORS
 
@@ -61,6 +61,10 @@ SCAN_BATCH = 8192
 
 class ConceptExistsError(UsageError):
     """A new concept's name is already taken (HTTP 409)."""
+
+
+class ModelConceptError(UsageError):
+    """A model concept named where only a user concept can be changed (HTTP 409)."""
 
 
 class UnknownShotError(UsageError):
@@ -196,7 +200,7 @@ def get_concept(index, name: str) -> UserConcept:
     if row is None:
         raise unknown("concept", name, [c["name"] for c in index.store.concepts() if c["source"] == SOURCE])
     if row["source"] != SOURCE:
-        raise UsageError(f"{row['name']!r} is a concept of the model, not a user concept: only user concepts "
+        raise ModelConceptError(f"{row['name']!r} is a concept of the model, not a user concept: only user concepts "
                          "(made with `vidconcept concept add`) can be refined, suggested for or removed")
     return UserConcept(row["id"], row["name"], row["created_at"], json.loads(row["info"] or "{}"))
 
@@ -370,6 +374,6 @@ def _unb64(s: str, dtype=np.float16) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype).astype(np.float32)
 
 
-__all__ = ["ConceptExistsError", "Detector", "UnknownShotError", "UserConcept", "VidconceptError", "add_concept",
+__all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "UnknownShotError", "UserConcept", "add_concept",
            "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept", "remove_concept",
            "rescore", "sample_negatives", "suggest", "suggest_from_scores"]

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..api import Index
 from ..errors import IndexError_, ModelError, VidconceptError
-from . import api, media
+from . import api, concepts_api, media
 from .library import Library, NotFound
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.P
     app.state.library = library
     app.state.load_model = load_model
     app.include_router(api.router)
+    app.include_router(concepts_api.router)
     app.include_router(media.router)
     app.mount("/static", StaticFiles(directory=media.STATIC_DIR), name="static")
     app.add_exception_handler(VidconceptError, _library_error)

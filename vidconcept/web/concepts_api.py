@@ -1,0 +1,114 @@
+"""User-concept routes (issue 10): thin wrappers over :mod:`vidconcept.concepts`.
+
+``POST /api/concepts`` trains a concept from thumbs up/down on results, ``POST
+/api/concepts/{name}/labels`` retrains with more, ``GET /api/concepts/{name}/suggest``
+proposes shots to label next and ``DELETE /api/concepts/{name}`` removes it. Errors:
+400 bad input (name, shot ids, no positives), 404 unknown concept, 409 a name that is
+taken or a model concept that cannot be changed.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from .. import concepts
+from ..errors import UnknownNameError, UsageError
+from .deps import Lib
+from .schemas import Result
+
+router = APIRouter(prefix="/api/concepts", tags=["user concepts"])
+
+
+class NewConcept(BaseModel):
+    name: str = Field(description="letters, digits, _ or -; must not clash with a concept of the index")
+    positive: list[int] = Field(default_factory=list, description="shot ids showing the concept")
+    negative: list[int] = Field(default_factory=list, description="shot ids not showing it")
+
+
+class Labels(BaseModel):
+    positive: list[int] = Field(default_factory=list)
+    negative: list[int] = Field(default_factory=list)
+
+
+class UserConcept(BaseModel):
+    name: str
+    source: str
+    created_at: str
+    updated_at: str | None = None
+    positive: list[int]
+    negative: list[int]
+    sampled_negatives: int = 0
+    rounds: int = 1
+    scored: int = 0
+    model: dict | None = None
+
+
+class Suggestions(BaseModel):
+    """Shots to label next (``next``, as result cards) and the two lists it interleaves."""
+
+    next: list[Result]
+    uncertain: list[int]
+    top: list[int]
+
+
+@contextmanager
+def _http_errors() -> Iterator[None]:
+    """409 for a taken name or a model concept, 404 for an unknown one; other errors keep the app's mapping."""
+    try:
+        yield
+    except (concepts.ConceptExistsError, concepts.ModelConceptError) as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except UnknownNameError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except UsageError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+@router.post("", status_code=201, response_model=UserConcept)
+def create(lib: Lib, body: NewConcept) -> dict:
+    """Train a new concept from labelled shots and score every shot of the index."""
+    with _http_errors(), lib._locked() as index:
+        return concepts.add_concept(index, body.name, body.positive, body.negative).to_dict()
+
+
+@router.get("/{name}", response_model=UserConcept)
+def show(lib: Lib, name: str) -> dict:
+    """A user concept's labels, dates and model."""
+    with _http_errors(), lib._locked() as index:
+        return concepts.get_concept(index, name).to_dict()
+
+
+@router.post("/{name}/labels", response_model=UserConcept)
+def add_labels(lib: Lib, name: str, body: Labels) -> dict:
+    """Add labels (a shot labelled again takes the new label) and retrain."""
+    with _http_errors(), lib._locked() as index:
+        return concepts.refine_concept(index, name, body.positive, body.negative).to_dict()
+
+
+@router.delete("/{name}")
+def remove(lib: Lib, name: str) -> dict:
+    """Delete a user concept and its scores."""
+    with _http_errors(), lib._locked() as index:
+        concepts.remove_concept(index, name)
+    return {"removed": name}
+
+
+@router.get("/{name}/suggest", response_model=Suggestions)
+def suggest(lib: Lib, name: str, count: Annotated[int, Query(ge=1, le=100)] = concepts.SUGGEST_COUNT) -> dict:
+    """Unlabelled shots worth labelling next: the most uncertain and the top-scored."""
+    with _http_errors(), lib._locked() as index:
+        found = concepts.suggest(index, name, count)
+        scores = dict(zip(*index.store.concept_column(concepts.get_concept(index, name).id)))
+        page = lib._page(index, _results(index, found["next"], scores))
+    return {**found, "next": page["results"]}
+
+
+def _results(index, ids: list[int], scores: dict):
+    from ..api import SearchResults
+
+    hits = [(i, float(scores.get(i, 0.0))) for i in ids]
+    return SearchResults(index._results(hits), len(hits))
