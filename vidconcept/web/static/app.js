@@ -14,6 +14,7 @@ const els = {
   prev: $("prev"), next: $("next"), pageInfo: $("page-info"),
   player: $("player"), videoEl: $("video-el"), shotTitle: $("shot-title"), shotTime: $("shot-time"),
   shotScores: $("shot-scores"), replay: $("replay"), playerMore: $("player-more"), closePlayer: $("close-player"),
+  toolbarExtra: $("toolbar-extra"), feedbackSlot: $("feedback-slot"),
 };
 let concepts = [];       // [{name, shots}] of the index, for autocomplete
 let videoNames = {};     // video id → file name
@@ -89,6 +90,7 @@ async function render() {
   else if (s.q) await showPage(searchRequest(s), `match “${s.q}”`, s);
   else showWelcome();
   if (s.shot && (!current || String(current.shot_id) !== s.shot)) openShot(s.shot);
+  showConceptBar();
 }
 
 function searchRequest(s) {
@@ -139,7 +141,7 @@ function card(r) {
     el("div", { className: "meta", title: r.video }, el("span", { textContent: r.video_name }),
       el("small", { textContent: `shot ${r.shot_index}` })),
     chips(r.concepts, 3),
-    el("div", { className: "actions" }, more));  // issue 10: thumbs up/down go in .actions
+    el("div", { className: "actions" }, more, ...thumbs(r.shot_id)));
 }
 
 function chips(scores, n) {
@@ -176,6 +178,7 @@ function play(r) {
   if (state().shot !== String(r.shot_id)) history.replaceState(null, "", withParam("shot", r.shot_id));
   playShot();
   showScores(r.shot_id);
+  els.feedbackSlot.replaceChildren(el("span", { textContent: "This shot:" }), ...thumbs(r.shot_id));
 }
 
 async function showScores(shotId) {
@@ -328,6 +331,7 @@ function onQueryKey(e) {
 async function loadIndexInfo() {
   const [conceptList, videos, stats] = await Promise.all([api("/api/concepts"), api("/api/videos"), api("/api/stats")]);
   concepts = conceptList;
+  showConceptBar();
   for (const v of videos) {
     videoNames[v.id] = v.name;
     els.video.append(el("option", { value: v.id, textContent: v.name }));
@@ -385,5 +389,119 @@ function wire() {
 }
 
 wire();
+wireConceptBar();
 loadIndexInfo().catch((err) => setStatus(`Cannot read the index: ${err.message}`, true));
 render();
+
+// ---- user concepts (issue 10): thumbs up/down, new concept, retrain, suggest ----------------
+// Thumbs mark shots as showing (true) or not showing (false) a concept; the marks are pending until
+// "New concept" trains one from them, or "Retrain" adds them to the concept the query names.
+const feedback = new Map();  // shot id → true (👍) / false (👎)
+
+function thumbs(shotId) {
+  return [true, false].map((up) => {
+    const b = el("button", { type: "button", className: `thumb-${up ? "up" : "down"}`, textContent: up ? "👍" : "👎",
+      title: up ? "shows the concept" : "does not show the concept", dataset: { shot: shotId, up } });
+    b.setAttribute("aria-pressed", String(feedback.get(shotId) === up));
+    b.addEventListener("click", () => mark(shotId, up));
+    return b;
+  });
+}
+
+function mark(shotId, up) {
+  if (feedback.get(shotId) === up) feedback.delete(shotId); else feedback.set(shotId, up);
+  for (const b of document.querySelectorAll(`[data-shot="${shotId}"][data-up]`)) {
+    b.setAttribute("aria-pressed", String(feedback.get(shotId) === (b.dataset.up === "true")));
+  }
+  showConceptBar();
+}
+
+function labels() {
+  const positive = [], negative = [];
+  for (const [shot, up] of feedback) (up ? positive : negative).push(shot);
+  return { positive, negative };
+}
+
+function activeUserConcept() {
+  const q = state().similar ? "" : state().q.trim().toLowerCase();
+  return concepts.find((c) => c.source === "user" && c.name.toLowerCase() === q) || null;
+}
+
+const bar = {};
+
+function wireConceptBar() {
+  bar.counts = el("span", { className: "label-counts" });
+  bar.name = el("input", { type: "text", placeholder: "concept name", pattern: "[A-Za-z0-9_-]+", maxLength: 64,
+    ariaLabel: "New concept name", hidden: true });
+  bar.create = el("button", { type: "button", textContent: "New concept", title: "Train a concept from the 👍/👎 marks" });
+  bar.retrain = el("button", { type: "button", className: "primary", textContent: "Retrain" });
+  bar.suggest = el("button", { type: "button", textContent: "Suggest", title: "Shots worth labelling next" });
+  bar.remove = el("button", { type: "button", textContent: "Remove", title: "Delete this user concept" });
+  bar.create.addEventListener("click", createConcept);
+  bar.name.addEventListener("keydown", (e) => { if (e.key === "Enter") createConcept(); });
+  bar.retrain.addEventListener("click", retrain);
+  bar.suggest.addEventListener("click", showSuggestions);
+  bar.remove.addEventListener("click", removeConcept);
+  els.toolbarExtra.replaceChildren(bar.counts, bar.name, bar.create, bar.retrain, bar.suggest, bar.remove);
+  showConceptBar();
+}
+
+function showConceptBar() {
+  if (!bar.counts) return;
+  const { positive, negative } = labels(), user = activeUserConcept();
+  bar.counts.textContent = `👍 ${positive.length} · 👎 ${negative.length}`;
+  bar.create.hidden = Boolean(user);
+  bar.create.disabled = !positive.length;
+  for (const b of [bar.retrain, bar.suggest, bar.remove]) b.hidden = !user;
+  bar.retrain.disabled = !positive.length && !negative.length;
+  bar.retrain.title = user ? `Add the marks to ${user.name} and retrain` : "";
+  if (user) bar.name.hidden = true;
+}
+
+async function createConcept() {
+  if (bar.name.hidden) { bar.name.hidden = false; bar.name.focus(); return; }
+  const name = bar.name.value.trim();
+  await conceptCall(`Training ${name}…`, () => api("/api/concepts", {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name, ...labels() }) }),
+    () => { bar.name.value = ""; bar.name.hidden = true; navigate({ q: name, similar: null, offset: null }); });
+}
+
+async function retrain() {
+  const user = activeUserConcept();
+  await conceptCall(`Retraining ${user.name}…`, () => api(`/api/concepts/${encodeURIComponent(user.name)}/labels`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(labels()) }), render);
+}
+
+async function removeConcept() {
+  const user = activeUserConcept();
+  if (!confirm(`Delete the concept ${user.name} and its scores?`)) return;
+  await conceptCall(`Removing ${user.name}…`, () => api(`/api/concepts/${encodeURIComponent(user.name)}`, { method: "DELETE" }),
+    () => navigate({ q: null, offset: null }));
+}
+
+async function conceptCall(busy, request, then) {
+  setStatus(busy);
+  try {
+    await request();
+    feedback.clear();
+    concepts = await api("/api/concepts");
+    showConcepts(concepts.filter((c) => c.shots > 0).sort((a, b) => b.shots - a.shots).slice(0, 40));
+    then();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+  showConceptBar();
+}
+
+async function showSuggestions() {
+  const user = activeUserConcept();
+  try {
+    const found = await api(`/api/concepts/${encodeURIComponent(user.name)}/suggest`);
+    showResults(found.next);
+    showPager(0, 0, 0, false);
+    setStatus(found.next.length ? `Label these ${found.next.length} shots (the most uncertain and the best-scored ` +
+      `not yet labelled) with 👍/👎, then Retrain.` : `Every shot is labelled for ${user.name}.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
