@@ -387,6 +387,13 @@ class Store:
                 zip(np.asarray(shot_ids)[keep].tolist(), [concept_id] * int(keep.sum()),
                     np.asarray(scores, np.float64)[keep].tolist()))
 
+    def find_concept(self, name: str) -> dict | None:
+        """The concept named ``name``, else one whose name matches case-insensitively (as queries resolve)."""
+        rows = list(self.db.query(
+            "SELECT id, name, source, created_at, info FROM concepts WHERE lower(name) = lower(?) "
+            "ORDER BY name = ? DESC, id", [name, name]))
+        return rows[0] if rows else None
+
     def delete_concept(self, concept_id: int) -> None:
         """A concept and its scores."""
         with self.db.atomic():
