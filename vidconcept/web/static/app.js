@@ -388,10 +388,6 @@ function wire() {
   window.addEventListener("popstate", render);
 }
 
-wire();
-wireConceptBar();
-loadIndexInfo().catch((err) => setStatus(`Cannot read the index: ${err.message}`, true));
-render();
 
 // ---- user concepts (issue 10): thumbs up/down, new concept, retrain, suggest ----------------
 // Thumbs mark shots as showing (true) or not showing (false) a concept; the marks are pending until
@@ -431,7 +427,7 @@ const bar = {};
 
 function wireConceptBar() {
   bar.counts = el("span", { className: "label-counts" });
-  bar.name = el("input", { type: "text", placeholder: "concept name", pattern: "[A-Za-z0-9_-]+", maxLength: 64,
+  bar.name = el("input", { type: "text", placeholder: "concept name", pattern: "[A-Za-z0-9_\\-]+", maxLength: 64,
     ariaLabel: "New concept name", hidden: true });
   bar.create = el("button", { type: "button", textContent: "New concept", title: "Train a concept from the 👍/👎 marks" });
   bar.retrain = el("button", { type: "button", className: "primary", textContent: "Retrain" });
@@ -505,3 +501,9 @@ async function showSuggestions() {
     setStatus(err.message, true);
   }
 }
+
+// ---- start ---------------------------------------------------------------------
+wire();
+wireConceptBar();
+loadIndexInfo().catch((err) => setStatus(`Cannot read the index: ${err.message}`, true));
+render();

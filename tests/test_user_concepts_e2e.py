@@ -1,0 +1,66 @@
+"""The page's user-concept controls (issue 10) in headless chromium, over a synthetic index.
+
+Thumbs up/down on result cards, "New concept" from a search, then retrain and suggest.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import fill_store
+from test_web_e2e import ServerThread, _wait, browser  # noqa: F401 (browser is a fixture)
+from vidconcept.index.store import Store
+from vidconcept.web import create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("concepts-web") / "index"
+    store = Store.open(root)
+    fill_store(store, 3, 4)
+    for row in store.db.query("SELECT keyframe FROM shots"):
+        (root / row["keyframe"]).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 18), (40, 120, 200)).save(root / row["keyframe"])
+    store.close()
+    with ServerThread(create_app(Path(root), load_model=False)) as url:
+        yield url
+
+
+def _click(browser, css: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR, css).click()
+
+
+def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(base_url + "/?q=person")
+    cards = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".card"), "no result cards")
+    shots = [c.get_attribute("data-shot") for c in cards]
+    _click(browser, f'.card[data-shot="{shots[0]}"] .thumb-up')
+    _click(browser, f'.card[data-shot="{shots[1]}"] .thumb-up')
+    _click(browser, f'.card[data-shot="{shots[-1]}"] .thumb-down')
+    assert browser.find_element(By.CSS_SELECTOR, ".label-counts").text == "👍 2 · 👎 1"
+    _click(browser, "#toolbar-extra button")  # "New concept" shows the name box
+    name_box = browser.find_element(By.CSS_SELECTOR, "#toolbar-extra input")
+    name_box.send_keys("mine", Keys.ENTER)
+    _wait(browser, lambda d: "q=mine" in d.current_url, "the new concept was not searched")
+    _wait(browser, lambda d: "match" in d.find_element(By.ID, "status").text, "no results for the new concept")
+    first = browser.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot")
+    _click(browser, f'.card[data-shot="{first}"] .thumb-down')
+    retrain = _wait(browser, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "#toolbar-extra button")
+                                        if b.text == "Retrain" and b.is_displayed() and b.is_enabled()], "no Retrain")
+    retrain[0].click()
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "👍 0 · 👎 0", "not retrained")
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot") != first,
+          "the ranking did not update after a thumbs down on the top shot")
+    [b for b in browser.find_elements(By.CSS_SELECTOR, "#toolbar-extra button") if b.text == "Suggest"][0].click()
+    _wait(browser, lambda d: "Label these" in d.find_element(By.ID, "status").text, "no suggestions")
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
