@@ -46,7 +46,7 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     _click(browser, f'.card[data-shot="{shots[0]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[1]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[-1]}"] .thumb-down')
-    assert browser.find_element(By.CSS_SELECTOR, ".label-counts").text == "👍 2 · 👎 1"
+    assert browser.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1"
     _click(browser, "#toolbar-extra button")  # "New concept" shows the name box
     name_box = browser.find_element(By.CSS_SELECTOR, "#toolbar-extra input")
     name_box.send_keys("mine", Keys.ENTER)
@@ -57,7 +57,7 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     retrain = _wait(browser, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "#toolbar-extra button")
                                         if b.text == "Retrain" and b.is_displayed() and b.is_enabled()], "no Retrain")
     retrain[0].click()
-    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "👍 0 · 👎 0", "not retrained")
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 0 · ✗ 0", "not retrained")
     _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot") != first,
           "the ranking did not update after a thumbs down on the top shot")
     [b for b in browser.find_elements(By.CSS_SELECTOR, "#toolbar-extra button") if b.text == "Suggest"][0].click()

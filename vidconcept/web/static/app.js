@@ -390,13 +390,13 @@ function wire() {
 
 
 // ---- user concepts (issue 10): thumbs up/down, new concept, retrain, suggest ----------------
-// Thumbs mark shots as showing (true) or not showing (false) a concept; the marks are pending until
+// Thumbs up ✓ / down ✗ mark shots as showing (true) or not showing (false) a concept; the marks are pending until
 // "New concept" trains one from them, or "Retrain" adds them to the concept the query names.
-const feedback = new Map();  // shot id → true (👍) / false (👎)
+const feedback = new Map();  // shot id → true (✓) / false (✗)
 
 function thumbs(shotId) {
   return [true, false].map((up) => {
-    const b = el("button", { type: "button", className: `thumb-${up ? "up" : "down"}`, textContent: up ? "👍" : "👎",
+    const b = el("button", { type: "button", className: `thumb-${up ? "up" : "down"}`, textContent: up ? "✓" : "✗",
       title: up ? "shows the concept" : "does not show the concept", dataset: { shot: shotId, up } });
     b.setAttribute("aria-pressed", String(feedback.get(shotId) === up));
     b.addEventListener("click", () => mark(shotId, up));
@@ -429,7 +429,7 @@ function wireConceptBar() {
   bar.counts = el("span", { className: "label-counts" });
   bar.name = el("input", { type: "text", placeholder: "concept name", pattern: "[A-Za-z0-9_\\-]+", maxLength: 64,
     ariaLabel: "New concept name", hidden: true });
-  bar.create = el("button", { type: "button", textContent: "New concept", title: "Train a concept from the 👍/👎 marks" });
+  bar.create = el("button", { type: "button", textContent: "New concept", title: "Train a concept from the ✓/✗ marks on the results" });
   bar.retrain = el("button", { type: "button", className: "primary", textContent: "Retrain" });
   bar.suggest = el("button", { type: "button", textContent: "Suggest", title: "Shots worth labelling next" });
   bar.remove = el("button", { type: "button", textContent: "Remove", title: "Delete this user concept" });
@@ -445,7 +445,7 @@ function wireConceptBar() {
 function showConceptBar() {
   if (!bar.counts) return;
   const { positive, negative } = labels(), user = activeUserConcept();
-  bar.counts.textContent = `👍 ${positive.length} · 👎 ${negative.length}`;
+  bar.counts.textContent = `✓ ${positive.length} · ✗ ${negative.length}`;
   bar.create.hidden = Boolean(user);
   bar.create.disabled = !positive.length;
   for (const b of [bar.retrain, bar.suggest, bar.remove]) b.hidden = !user;
@@ -496,7 +496,7 @@ async function showSuggestions() {
     showResults(found.next);
     showPager(0, 0, 0, false);
     setStatus(found.next.length ? `Label these ${found.next.length} shots (the most uncertain and the best-scored ` +
-      `not yet labelled) with 👍/👎, then Retrain.` : `Every shot is labelled for ${user.name}.`);
+      `not yet labelled) with ✓/✗, then Retrain.` : `Every shot is labelled for ${user.name}.`);
   } catch (err) {
     setStatus(err.message, true);
   }
