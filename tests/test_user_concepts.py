@@ -203,7 +203,8 @@ def test_bad_labels_are_refused(planted, positive, negative, match):
     assert "lean" not in index.store.concept_ids()  # nothing half-written
 
 
-@pytest.mark.parametrize("call", [uc.refine_concept, uc.remove_concept, uc.suggest], ids=["refine", "remove", "suggest"])
+@pytest.mark.parametrize("call", [uc.refine_concept, uc.remove_concept, uc.suggest],
+                         ids=["refine", "remove", "suggest"])
 def test_model_and_unknown_concepts_cannot_be_changed(planted, call):
     index, pos, _ = planted
     kwargs = {"positive": pos[:1]} if call is uc.refine_concept else {}

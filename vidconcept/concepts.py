@@ -34,12 +34,16 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ModelError, UsageError, unknown
-from .index.store import SCORE_FLOOR, Store, now_iso
+from .index.store import Store, now_iso
 from .search.query import _OPERATORS
+
+if TYPE_CHECKING:
+    from .api import Index
 
 log = logging.getLogger(__name__)
 
@@ -195,23 +199,24 @@ def _check_shots(store: Store, ids: Sequence[ShotId]) -> None:
 
 
 # ---- the index side -------------------------------------------------------------------------------
-def get_concept(index, name: str) -> UserConcept:
+def get_concept(index: Index, name: str) -> UserConcept:
     """The user concept ``name``; a model concept or an unknown name raises."""
     row = index.store.find_concept(name)
     if row is None:
         raise unknown("concept", name, [c["name"] for c in index.store.concepts() if c["source"] == SOURCE])
     if row["source"] != SOURCE:
-        raise ModelConceptError(f"{row['name']!r} is a concept of the model, not a user concept: only user concepts "
-                         "(made with `vidconcept concept add`) can be refined, suggested for or removed")
+        raise ModelConceptError(f"{row['name']!r} is a concept of the model, not a user concept: only user "
+                                "concepts (made with `vidconcept concept add`) can be refined, suggested for "
+                                "or removed")
     return UserConcept(row["id"], row["name"], row["created_at"], json.loads(row["info"] or "{}"))
 
 
-def list_concepts(index) -> list[UserConcept]:
+def list_concepts(index: Index) -> list[UserConcept]:
     """Every user concept of the index."""
     return [get_concept(index, c["name"]) for c in index.store.concepts() if c["source"] == SOURCE]
 
 
-def add_concept(index, name: str, positive: Sequence[ShotId], negative: Sequence[ShotId] = (),
+def add_concept(index: Index, name: str, positive: Sequence[ShotId], negative: Sequence[ShotId] = (),
                 images: Sequence = (), wait: float = 0.0) -> UserConcept:
     """Train a new concept from labelled shots (and example images, as positives) and score every shot.
 
@@ -224,11 +229,7 @@ def add_concept(index, name: str, positive: Sequence[ShotId], negative: Sequence
         wait: seconds to wait for another writer's lock.
     """
     check_name(name)
-    row = index.store.find_concept(name)
-    if row is not None:
-        kind = "a user concept" if row["source"] == SOURCE else "a concept of the model"
-        raise ConceptExistsError(f"{row['name']!r} is already {kind} of this index: choose another name"
-                                 + (", or `vidconcept concept refine` it" if row["source"] == SOURCE else ""))
+    _refuse_taken(index.store, name)
     pos, neg = _labels(positive, negative)
     _check_shots(index.store, pos + neg)
     image_feats = _image_features(index, images)
@@ -238,10 +239,18 @@ def add_concept(index, name: str, positive: Sequence[ShotId], negative: Sequence
     info = {"version": INFO_VERSION, "positive": pos, "negative": neg, "rounds": 1, "updated_at": now,
             "images": [str(i) if not isinstance(i, np.ndarray) else "<array>" for i in images],
             "image_features": [_b64(f) for f in image_feats], "model": index.store.get_meta("model")}
-    return _train_and_store(index, name, info, created_at=now, wait=wait)
+    return _train_and_store(index, name, info, created_at=now, wait=wait, new=True)
 
 
-def refine_concept(index, name: str, positive: Sequence[ShotId] = (), negative: Sequence[ShotId] = (),
+def _refuse_taken(store: Store, name: str) -> None:
+    row = store.find_concept(name)
+    if row is not None:
+        kind = "a user concept" if row["source"] == SOURCE else "a concept of the model"
+        raise ConceptExistsError(f"{row['name']!r} is already {kind} of this index: choose another name"
+                                 + (", or `vidconcept concept refine` it" if row["source"] == SOURCE else ""))
+
+
+def refine_concept(index: Index, name: str, positive: Sequence[ShotId] = (), negative: Sequence[ShotId] = (),
                    wait: float = 0.0) -> UserConcept:
     """Add labels and retrain. A shot labelled again takes its new label (a thumbs down undoes a thumbs up)."""
     concept = get_concept(index, name)
@@ -257,7 +266,7 @@ def refine_concept(index, name: str, positive: Sequence[ShotId] = (), negative: 
     return _train_and_store(index, concept.name, info, created_at=concept.created_at, wait=wait)
 
 
-def remove_concept(index, name: str, wait: float = 0.0) -> None:
+def remove_concept(index: Index, name: str, wait: float = 0.0) -> None:
     """Delete a user concept and its scores."""
     from .index.lock import write_lock
 
@@ -266,7 +275,7 @@ def remove_concept(index, name: str, wait: float = 0.0) -> None:
         index.store.delete_concept(concept.id)
 
 
-def suggest(index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
+def suggest(index: Index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
     """Shots worth labelling next for ``name`` (see :func:`suggest_from_scores`), from its stored scores."""
     if not isinstance(count, int) or not 1 <= count <= 1000:
         raise UsageError(f"count must be a whole number from 1 to 1000, not {count!r}")
@@ -275,7 +284,7 @@ def suggest(index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[Shot
     return suggest_from_scores(ids, scores, set(concept.positive) | set(concept.negative), count)
 
 
-def rescore(index, name: str | None = None, wait: float = 0.0) -> list[str]:
+def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[str]:
     """Re-score every shot with the stored detectors (after new videos were ingested); no retraining."""
     from .index.lock import write_lock
 
@@ -288,12 +297,15 @@ def rescore(index, name: str | None = None, wait: float = 0.0) -> list[str]:
 
 
 # ---- internals -----------------------------------------------------------------------------------
-def _train_and_store(index, name: str, info: dict, created_at: str, wait: float) -> UserConcept:
+def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait: float,
+                     new: bool = False) -> UserConcept:
     from .index.lock import write_lock
 
     store = index.store
     t0 = time.perf_counter()
     with write_lock(index.root, wait):
+        if new:  # again under the lock: another writer may have taken the name meanwhile
+            _refuse_taken(store, name)
         detector, info = _train(store, name, info)
         t1 = time.perf_counter()
         ids, scores = _score_all(store, detector)
@@ -345,7 +357,7 @@ def _score_all(store: Store, detector: Detector) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(ids), np.concatenate(scores)
 
 
-def _image_features(index, images: Sequence) -> list[np.ndarray]:
+def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
     if not len(images):
         return []
     from .api import _load_image
