@@ -183,7 +183,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_concept(args) -> int:
-    """``concept add|refine|remove|suggest|show``: user concepts (see :mod:`vidconcept.concepts`)."""
+    """``concept add|refine|remove|suggest|show|rescore``: user concepts (see :mod:`vidconcept.concepts`)."""
     from . import concepts
 
     with _index(args) as index:
@@ -198,6 +198,8 @@ def cmd_concept(args) -> int:
             data = {"removed": args.name}
         elif args.action == "suggest":
             data = concepts.suggest(index, args.name, **_given(args, "count"))
+        elif args.action == "rescore":
+            data = {"rescored": concepts.rescore(index, args.name, **_given(args, "wait"))}
         else:
             data = concepts.get_concept(index, args.name).to_dict()
     if args.json or args.action == "show":
@@ -206,6 +208,8 @@ def cmd_concept(args) -> int:
         print("label next: " + " ".join(map(str, data["next"])))
     elif args.action == "remove":
         print(f"removed concept {args.name}")
+    elif args.action == "rescore":
+        print(f"re-scored every shot for {len(data['rescored'])} user concepts: {', '.join(data['rescored'])}")
     else:
         print(f"concept {data['name']}: {len(data['positive'])} positive, {len(data['negative'])} negative "
               f"(+{data['sampled_negatives']} sampled) labels; {data['scored']} shots scored")
@@ -347,13 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_concept_group(sub) -> None:
     """``vidconcept concept …``: train, refine, remove and label-suggest user concepts."""
     group = sub.add_parser("concept", help="user concepts: train a detector from labelled shots (add, refine, "
-                           "remove, suggest, show)").add_subparsers(dest="action", required=True, metavar="ACTION")
+                           "remove, suggest, show, rescore)")
+    group = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     helps = {"add": "train a new concept from labelled shots and score every shot",
              "refine": "add labels and retrain", "remove": "delete a user concept and its scores",
-             "suggest": "shots worth labelling next", "show": "labels, dates and model of a user concept"}
+             "suggest": "shots worth labelling next", "show": "labels, dates and model of a user concept",
+             "rescore": "score shots ingested since with the stored detectors (no retraining)"}
     for action, text in helps.items():
         p = group.add_parser(action, help=text)
-        p.add_argument("name", metavar="NAME", help="concept name: letters, digits, _ or -")
+        optional = action == "rescore"
+        p.add_argument("name", metavar="NAME", nargs="?" if optional else None,
+                       help="concept name: letters, digits, _ or -" + (" (default: all)" if optional else ""))
         _add_index(p)
         if action in ("add", "refine"):
             p.add_argument("--positive", type=int, nargs="+", metavar="SHOT_ID", help="shots showing the concept")
@@ -361,7 +369,7 @@ def _add_concept_group(sub) -> None:
         if action == "add":
             p.add_argument("--image", nargs="+", metavar="PATH", help="example images showing the concept")
             _add_model(p)
-        if action in ("add", "refine", "remove"):
+        if action in ("add", "refine", "remove", "rescore"):
             p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer's lock")
         if action == "suggest":
             p.add_argument("--count", type=int, help="number of shots (default 10)")
