@@ -288,12 +288,18 @@ def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[st
     """Re-score every shot with the stored detectors (after new videos were ingested); no retraining."""
     from .index.lock import write_lock
 
-    concepts = [get_concept(index, name)] if name else list_concepts(index)
+    names = [get_concept(index, name).name] if name else None
     with write_lock(index.root, wait):
-        for c in concepts:
-            ids, scores = _score_all(index.store, c.detector)
-            index.store.replace_concept_scores(c.id, ids, scores)
-    return [c.name for c in concepts]
+        return rescore_store(index.store, names)
+
+
+def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
+    """:func:`rescore` for a caller that already holds the write lock (ingest, at the end of a run)."""
+    rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]
+    for row in rows:
+        detector = Detector.from_json(json.loads(row["info"])["detector"])
+        store.replace_concept_scores(row["id"], *_score_all(store, detector))
+    return [row["name"] for row in rows]
 
 
 # ---- internals -----------------------------------------------------------------------------------
@@ -381,4 +387,4 @@ def _unb64(s: str, dtype=np.float16) -> np.ndarray:
 
 __all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "UnknownShotError", "UserConcept", "add_concept",
            "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept", "remove_concept",
-           "rescore", "sample_negatives", "suggest", "suggest_from_scores"]
+           "rescore", "rescore_store", "sample_negatives", "suggest", "suggest_from_scores"]
