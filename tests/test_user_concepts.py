@@ -243,6 +243,9 @@ def test_cli_add_suggest_refine_remove(planted, capsys):
     assert '"next"' in capsys.readouterr().out
     assert main(["concept", "refine", "lean", "--negative", str(neg[1]), "--index", root]) == 0
     assert main(["search", "lean", "--index", root, "--top", "3"]) == 0
+    assert main(["concept", "rescore", "--index", root]) == 0
+    assert main(["concept", "show", "lean", "--index", root]) == 0
+    assert '"rounds": 2' in capsys.readouterr().out
     assert main(["concept", "remove", "lean", "--index", root]) == 0
     assert "removed concept lean" in capsys.readouterr().out
 
