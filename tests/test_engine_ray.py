@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,18 +30,18 @@ def videos(photo_videos, tmp_path_factory):
     return d
 
 
-def _ingest(root, videos, **kw):
+def _ingest(root, paths, **kw):
     with Index(root, create=True) as idx:
-        return idx.ingest([videos], **kw)
+        return idx.ingest(paths, **kw)
 
 
 @pytest.fixture(scope="module")
 def runs(videos, tmp_path_factory):
     """(local root, local summary, ray root, ray summary, ray seconds)."""
     base = tmp_path_factory.mktemp("ray-engine")
-    local = _ingest(base / "local", videos, workers=1)
+    local = _ingest(base / "local", [videos], workers=1)
     start = time.perf_counter()
-    remote = _ingest(base / "ray", videos, engine="ray", workers=1)  # a local runtime with 2 CPUs
+    remote = _ingest(base / "ray", [videos], engine="ray", workers=1)  # a local runtime with 2 CPUs
     return base / "local", local, base / "ray", remote, time.perf_counter() - start
 
 
@@ -78,7 +80,8 @@ def test_ray_writes_keyframes_and_stops_its_runtime(runs):
 def test_ray_reingest_is_idempotent(runs, videos):
     _, _, ray_root, _, _ = runs
     before = snapshot(ray_root)
-    again = _ingest(ray_root, videos, engine="ray", workers=1).to_dict()
+    # The broken file would be retried (as by the local engine); the videos must not be.
+    again = _ingest(ray_root, [videos / "a.mp4", videos / "b.mp4"], engine="ray", workers=1).to_dict()
     assert again["videos"] == 0 and again["unchanged"] == 2
     assert snapshot(ray_root) == before
 
@@ -88,3 +91,21 @@ def test_ray_missing_names_the_pip_command(monkeypatch):
     monkeypatch.delitem(sys.modules, "vidconcept.engines.ray", raising=False)
     with pytest.raises(UsageError, match=r"pip install 'vidconcept\[ray\]'"):
         create_engine("ray", model=None)
+
+
+@needs_ray
+def test_ray_unreachable_address_fails_fast():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    engine = create_engine("ray", model=None, address=f"127.0.0.1:{port}")
+    with pytest.raises(UsageError, match="no Ray cluster"):
+        next(engine.run([]))
+
+
+@needs_ray
+def test_ray_actors_must_load_the_ingest_model(runs):
+    other = SimpleNamespace(name="other", concepts=["cat"], feature_dim=8)
+    engine = create_engine("ray", model=other, workers=1)
+    with pytest.raises(UsageError, match="model_dir"):
+        list(engine.run([]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,8 +88,8 @@ class RayEngine:
             local runtime, the cluster's CPUs less the model actors' when joining one.
         batch_size: keyframes per model batch, and the least sent per actor call.
         progress: show a bar of scanned videos.
-        address: a Ray cluster to join (``ray://…`` or ``host:port``); ``None`` starts
-            a local runtime (or uses ``$RAY_ADDRESS``, as :func:`ray.init` does).
+        address: a Ray cluster to join (``host:port``, ``ray://…`` or ``auto``); ``None``
+            starts a local runtime for the run, sized by ``workers``.
         model_dir: the bundle the actors load; default: the driver model's
             ``bundle_dir`` when it has one, else :func:`config.resolve_model_dir`.
             It must be readable at the same path on every node.
@@ -125,12 +126,15 @@ class RayEngine:
             yield
             return
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-        if self.address is None:
+        if self.address is None:  # "local": never attach to a cluster `ray start` left on this machine
             options["num_cpus"] = (self.workers or default_workers()) + (self.model_actors or 1)
+        else:
+            _check_reachable(self.address)
         try:
-            ray.init(address=self.address, **options)
+            ray.init(address=self.address or "local", **options)
         except (ConnectionError, ValueError) as exc:
-            raise UsageError(f"cannot join the Ray cluster at {self.address!r}: {exc}") from exc
+            raise UsageError(f"cannot join the Ray cluster at {self.address!r}: {exc} (if its head has token "
+                             "authentication, set RAY_AUTH_MODE=token and its token: `ray get-auth-token`)") from exc
         try:
             log.info("Ray: %s", ray.cluster_resources())
             yield
@@ -157,6 +161,18 @@ class RayEngine:
         if self.workers:
             return self.workers
         return max(1, int(ray.cluster_resources().get("CPU", 1)) - n_actors)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens at: Ray itself retries for many minutes."""
+    host, sep, port = address.rpartition(":")
+    if address.startswith("ray://") or address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster at {address} ({exc.strerror or exc}): start its head with "
+                         f"`ray start --head --port {port}`, or drop --ray-address for a local runtime") from exc
 
 
 class _Stream:
