@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,14 +68,19 @@ class ModelActor:
         self.model = ConceptModel.load(bundle, device=device)
         self.batch_size = batch_size
 
-    def fingerprint(self) -> dict:
-        return model_fingerprint(self.model)
+    def identity(self) -> tuple:
+        return _identity(self.model)
 
     def predict(self, *videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         frames = [f for video in videos for f in video]
         scores, features = [], []
         _predict(self.model, frames, scores, features, self.batch_size)
         return _stack(self.model, scores, features)
+
+
+def _identity(model) -> tuple:
+    """What must match between the driver's model and the actors': concepts, and the bundle's config."""
+    return model_fingerprint(model), getattr(model, "config", None)
 
 
 class RayEngine:
@@ -127,7 +133,7 @@ class RayEngine:
             return
         options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if self.address is None:  # "local": never attach to a cluster `ray start` left on this machine
-            options["num_cpus"] = (self.workers or default_workers()) + (self.model_actors or 1)
+            options["num_cpus"] = self._scan_workers() + (self.model_actors or 1) * self._local_actor_cpus()
         else:
             _check_reachable(self.address)
         try:
@@ -141,25 +147,36 @@ class RayEngine:
         finally:
             ray.shutdown()
 
+    def _scan_workers(self) -> int:
+        return self.workers or default_workers()
+
+    def _local_actor_cpus(self) -> int:
+        """A local CPU model actor gets the cores the scanners leave, as in the local engine
+        (Ray limits an actor's torch threads to its ``num_cpus``)."""
+        return max(1, ((os.cpu_count() or 2) - self._scan_workers()) // (self.model_actors or 1))
+
     def _start_actors(self, model) -> list:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         n = self.model_actors or max(gpus, 1)
         options = {"num_cpus": 1, "max_restarts": 1, "max_task_retries": 1}
         if gpus:
             options["num_gpus"] = 1
+        elif self.address is None:
+            options["num_cpus"] = self._local_actor_cpus()
         bundle = str(Path(self.model_dir or getattr(model, "bundle_dir", None) or config.resolve_model_dir()).resolve())
         cls = ray.remote(ModelActor).options(**options)
         actors = [cls.remote(bundle, "cuda" if gpus else "cpu", self.batch_size) for _ in range(n)]
-        want = model_fingerprint(model)
-        for got in ray.get([a.fingerprint.remote() for a in actors]):
+        want = _identity(model)
+        for got in ray.get([a.identity.remote() for a in actors]):
             if got != want:
-                raise UsageError(f"Ray model actors loaded {bundle} ({got['name']!r}), which is not the ingest's model "
-                                 f"{want['name']!r}: pass engine_options={{'model_dir': …}} with its bundle folder")
+                raise UsageError(f"Ray model actors loaded {bundle} ({got[0]['name']!r}), which is not the ingest's "
+                                 f"model {want[0]['name']!r}: pass engine_options={{'model_dir': …}} with its bundle folder")
         return actors
 
     def scan_slots(self, n_actors: int) -> int:
-        if self.workers:
-            return self.workers
+        """Videos scanned at once: ``workers``, else the local share, else the cluster's spare CPUs."""
+        if self.workers or self.address is None:
+            return self._scan_workers()
         return max(1, int(ray.cluster_resources().get("CPU", 1)) - n_actors)
 
 
