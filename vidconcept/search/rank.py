@@ -90,14 +90,10 @@ def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: fl
     floor = max(min_score, 1e-12)
     if within is not None:
         return _rank_dense(node, ids, cache or ColumnCache(store), np.asarray(within, np.int64), top, offset, floor)
-    if isinstance(node, Concept) and cache is None:
+    if isinstance(node, Concept):  # an index scan for the page, an index range count for the total
         cid = ids[node.name]
         return [(int(s), float(v)) for s, v in store.top_by_concept(cid, top, offset, floor)], store.count_by_concept(cid, floor)
     cache = cache or ColumnCache(store)
-    if isinstance(node, Concept):  # page from the index scan, total from the cached column
-        cid = ids[node.name]
-        hits = store.top_by_concept(cid, top, offset, floor)
-        return [(int(s), float(v)) for s, v in hits], int(np.count_nonzero(cache.column(cid) >= floor))
     return _rank_dense(node, ids, cache, cache.valid(), top, offset, floor)
 
 
