@@ -104,8 +104,23 @@ def test_ray_unreachable_address_fails_fast():
 
 
 @needs_ray
-def test_ray_actors_must_load_the_ingest_model(runs):
-    other = SimpleNamespace(name="other", concepts=["cat"], feature_dim=8)
-    engine = create_engine("ray", model=other, workers=1)
-    with pytest.raises(UsageError, match="model_dir"):
-        list(engine.run([]))
+def test_ray_actor_guards(runs, tmp_path):
+    """Actors that cannot load the bundle, or load another model, are a UsageError; a runtime
+    the engine did not start is left running (without the engine's actors)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        missing = create_engine("ray", model=None, workers=1, model_dir=tmp_path / "nowhere")
+        with pytest.raises(UsageError, match="could not load"):
+            list(missing.run([]))
+        other = SimpleNamespace(name="other", concepts=["cat"], feature_dim=8)
+        with pytest.raises(UsageError, match="model_dir"):
+            list(create_engine("ray", model=other, workers=1).run([]))
+        assert ray.is_initialized()
+        deadline = time.monotonic() + 10  # killed actors hand their CPUs back asynchronously
+        while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ray.available_resources().get("CPU", 0) == 2
+    finally:
+        ray.shutdown()

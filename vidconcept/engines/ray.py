@@ -166,11 +166,12 @@ class RayEngine:
         bundle = str(Path(self.model_dir or getattr(model, "bundle_dir", None) or config.resolve_model_dir()).resolve())
         cls = ray.remote(ModelActor).options(**options)
         actors = [cls.remote(bundle, "cuda" if gpus else "cpu", self.batch_size) for _ in range(n)]
-        want = _identity(model)
-        for got in ray.get([a.identity.remote() for a in actors]):
-            if got != want:
-                raise UsageError(f"Ray model actors loaded {bundle} ({got[0]['name']!r}), which is not the ingest's "
-                                 f"model {want[0]['name']!r}: pass engine_options={{'model_dir': …}} with its bundle folder")
+        try:
+            _check_actors(actors, model, bundle)
+        except UsageError:
+            for actor in actors:
+                ray.kill(actor)
+            raise
         return actors
 
     def scan_slots(self, n_actors: int) -> int:
@@ -178,6 +179,20 @@ class RayEngine:
         if self.workers or self.address is None:
             return self._scan_workers()
         return max(1, int(ray.cluster_resources().get("CPU", 1)) - n_actors)
+
+
+def _check_actors(actors: list, model, bundle: str) -> None:
+    """The actors loaded ``bundle``, and it is the driver's model."""
+    try:
+        found = ray.get([a.identity.remote() for a in actors])
+    except ray.exceptions.RayActorError as exc:
+        raise UsageError(f"Ray model actors could not load {bundle}: it must be at that path on every node "
+                         f"({exc})") from exc
+    want = _identity(model)
+    for got in found:
+        if got != want:
+            raise UsageError(f"Ray model actors loaded {bundle} ({got[0]['name']!r}), which is not the ingest's "
+                             f"model {want[0]['name']!r}: pass engine_options={{'model_dir': …}} with its bundle folder")
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
