@@ -7,11 +7,11 @@ INDEX  ?= vidconcept-index
 
 .PHONY: demo test install install-test clean-index samples
 
-# The stamp files make re-runs cheap; they are rebuilt when pyproject.toml changes.
+# The stamp file makes re-runs cheap; they are rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,ray]'
 	# scenedetect depends on opencv-python (GUI build); keep exactly one cv2: the headless one.
 	$(PIP) uninstall -y -q opencv-python || true
 	$(PIP) install -q --force-reinstall --no-deps "opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"

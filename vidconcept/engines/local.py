@@ -8,11 +8,12 @@ the main process batches keyframes across videos through the model.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 import multiprocessing as mp
@@ -31,13 +32,21 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def scan_job(job: VideoJob, scan_options: dict, progress=None, keep: bool = True):
-    """Decode one video once: detect its shots, write their keyframe JPEGs, and
-    yield ``(ShotData, keyframe array)`` per shot; returns the final ``VideoInfo``."""
-    from ..video import ShotScanner, save_keyframe
+def scan_job(job: VideoJob, scan_options: dict, progress=None) -> Iterator[tuple[ShotData, np.ndarray]]:
+    """Open one video now (a bad file fails here, before anything else is spent on
+    it) and return a generator that decodes it once: it detects the shots, writes
+    their keyframe JPEGs, yields ``(ShotData, keyframe array)`` per shot and
+    returns the final ``VideoInfo``."""
+    from ..video import ShotScanner
 
     scanner = ShotScanner(job.path, keyframes=True, progress=progress, **scan_options)
     (job.root / job.kf_dir).mkdir(parents=True, exist_ok=True)
+    return _scan_shots(scanner, job)
+
+
+def _scan_shots(scanner, job: VideoJob):
+    from ..video import save_keyframe
+
     for shot, keyframe in scanner:
         rel = f"{job.kf_dir}/{shot.index:05d}.jpg"
         save_keyframe(keyframe, job.root / rel)
@@ -82,25 +91,32 @@ class LocalEngine:
     # ---- one video at a time, decode and model overlapped -------------------
     def _run_threaded(self, job: VideoJob) -> VideoResult | FileOutcome:
         bar = progress_bar(desc=job.path.name[:30], unit="frame", leave=False, disable=not self.progress, position=1)
-        model = self.model() if callable(self.model) else self.model
         shots, batch, scores, features = [], [], [], []
+        frames = None
         try:
-            gen = scan_job(job, self.scan_options, progress=bar.update)
-            for shot, frame in _prefetch(gen, box := {}):
-                shots.append(shot)
-                batch.append(frame)
-                if len(batch) >= self.batch_size:
-                    _predict(model, batch, scores, features, self.batch_size)
-            _predict(model, batch, scores, features, self.batch_size)
+            frames = _Prefetch(scan_job(job, self.scan_options, progress=bar.update))  # decoding starts ...
+            model = self._model()  # ... while the model loads (imports torch, reads weights)
+            with _torch_threads(model):
+                for shot, frame in frames:
+                    shots.append(shot)
+                    batch.append(frame)
+                    if len(batch) >= self.batch_size:
+                        _predict(model, batch, scores, features, self.batch_size)
+                _predict(model, batch, scores, features, self.batch_size)
         except (VidconceptError, OSError) as exc:
             return failure(job.path, exc)
         finally:
+            if frames is not None:
+                frames.close()
             bar.close()
-        return VideoResult(job, box["info"], shots, *_stack(model, scores, features))
+        return VideoResult(job, frames.info, shots, *_stack(model, scores, features))
+
+    def _model(self):
+        return self.model() if callable(self.model) else self.model
 
     # ---- several videos in worker processes ---------------------------------
     def _run_pool(self, jobs: list[VideoJob]) -> Iterator[VideoResult | FileOutcome]:
-        model = self.model() if callable(self.model) else self.model
+        model = self._model()
         pending: list[tuple[VideoJob, object, list, list]] = []
         ctx = mp.get_context("spawn")  # never fork a process that holds torch's threads
         with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
@@ -126,11 +142,32 @@ class LocalEngine:
         frames = [f for _, _, _, fs in pending for f in fs]
         scores, features = [], []
         _predict(model, frames, scores, features, self.batch_size)
-        s, f = _stack(model, scores, features)
-        at = 0
-        for job, info, shots, fs in pending:
-            yield VideoResult(job, info, shots, s[at : at + len(fs)], f[at : at + len(fs)])
-            at += len(fs)
+        yield from split_results([(job, info, shots) for job, info, shots, _ in pending], *_stack(model, scores, features))
+
+
+def split_results(videos: list[tuple[VideoJob, object, list[ShotData]]], scores: np.ndarray,
+                  features: np.ndarray) -> Iterator[VideoResult]:
+    """Split one model pass over several videos' keyframes back into one result per video."""
+    at = 0
+    for job, info, shots in videos:
+        yield VideoResult(job, info, shots, scores[at : at + len(shots)], features[at : at + len(shots)])
+        at += len(shots)
+
+
+@contextlib.contextmanager
+def _torch_threads(model):
+    """On CPU, run torch on the cores the decoder thread leaves free: torch's
+    intra-op threads spin while waiting, so competing with the decoder for every
+    core is several times slower than taking one fewer."""
+    import torch
+
+    before = torch.get_num_threads()
+    if not str(getattr(model, "device", "cpu")).startswith("cuda"):
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _predict(model, batch: list, scores: list, features: list, batch_size: int) -> None:
@@ -147,31 +184,52 @@ def _stack(model, scores: list, features: list) -> tuple[np.ndarray, np.ndarray]
     return s, f
 
 
-def _prefetch(gen, box: dict, depth: int = 64) -> Iterable:
-    """Run a scan generator in a producer thread; its return value lands in ``box["info"]``."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+class _Prefetch:
+    """Runs a scan generator in a producer thread from construction on; iterate to
+    consume its items; its return value (the ``VideoInfo``) is then ``.info``."""
 
-    def produce() -> None:
+    def __init__(self, gen, depth: int = 64):
+        self.info = None
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._done = object()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(gen,), name="vidconcept-decode", daemon=True)
+        self._thread.start()
+
+    def _produce(self, gen) -> None:
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
-                    q.put(next(gen))
+                    self._put(next(gen))
                 except StopIteration as stop:
-                    box["info"] = stop.value
+                    self.info = stop.value
                     break
         except BaseException as exc:  # handed to the consumer, raised there
-            q.put(exc)
+            self._put(exc)
             return
-        q.put(done)
+        finally:
+            gen.close()
+        self._put(self._done)
 
-    thread = threading.Thread(target=produce, name="vidconcept-decode", daemon=True)
-    thread.start()
-    while True:
-        item = q.get()
-        if item is done:
-            break
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-    thread.join()
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Stop the producer (the consumer gave up early) and wait for it."""
+        self._stop.set()
+        self._thread.join()
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._q.get()
+            if item is self._done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+        self._thread.join()

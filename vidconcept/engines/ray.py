@@ -34,7 +34,7 @@ import ray
 from .. import config
 from ..errors import UsageError
 from ..ingest import FileOutcome, VideoJob, VideoResult, model_fingerprint, progress_bar
-from .local import _predict, _scan_whole, _stack, default_workers
+from .local import _predict, _scan_whole, _stack, default_workers, split_results
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +274,4 @@ class _Stream:
 
     def _scored(self, ref: ray.ObjectRef) -> Iterator[VideoResult]:
         videos = self.calls.pop(ref)
-        scores, features = ray.get(ref)
-        at = 0
-        for job, info, shots in videos:
-            yield VideoResult(job, info, shots, scores[at : at + len(shots)], features[at : at + len(shots)])
-            at += len(shots)
+        yield from split_results(videos, *ray.get(ref))

@@ -86,7 +86,9 @@ class ConceptModel:
         config = read_config(path)
         net = build_network(path, config)
         log.info("loaded model %s (%s, %d concepts) from %s", config.name, config.backbone, len(config.concepts), path)
-        return cls(config, net, bundle_detectors(path, config), resolve_device(device))
+        model = cls(config, net, bundle_detectors(path, config), resolve_device(device))
+        model.bundle_dir = path.resolve()  # where it came from: remote workers load the same bundle
+        return model
 
     def preprocess(self, images: Sequence[ImageLike]) -> torch.Tensor:
         """Images → normalised ``[N, 3, H, W]`` tensor as the bundle's data config says."""
