@@ -64,3 +64,26 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     _wait(browser, lambda d: "Label these" in d.find_element(By.ID, "status").text, "no suggestions")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_new_videos_get_user_concept_scores_at_ingest(photo_videos, tmp_path):
+    """A user concept trained before a video is ingested scores that video's shots too."""
+    import shutil
+
+    from vidconcept.api import Index
+    from vidconcept.concepts import add_concept, rescore
+
+    first = tmp_path / "first"
+    first.mkdir()
+    shutil.copy(photo_videos / "a.mp4", first / "a.mp4")
+    with Index(tmp_path / "idx", create=True) as index:
+        index.ingest([first])
+        cat = index.search("tabby OR tiger_cat OR egyptian_cat", top=1)[0].shot_id
+        add_concept(index, "kitty", positive=[cat])
+        index.ingest([photo_videos])  # b.mp4 is new
+        at_ingest = {r.shot_id: r.score for r in index.search("kitty", top=50)}
+        rescore(index, "kitty")
+        rescored = {r.shot_id: r.score for r in index.search("kitty", top=50)}
+    assert len(at_ingest) >= 5 and at_ingest.keys() == rescored.keys()  # the new video is scored
+    for k in at_ingest:
+        assert at_ingest[k] == pytest.approx(rescored[k], abs=1e-5)

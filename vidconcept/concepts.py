@@ -293,6 +293,12 @@ def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[st
         return rescore_store(index.store, names)
 
 
+def user_detectors(store: Store) -> list[tuple[int, Detector]]:
+    """``(concept_id, detector)`` of every user concept: ingest scores new shots with them."""
+    return [(c["id"], Detector.from_json(json.loads(c["info"])["detector"]))
+            for c in store.concepts() if c["source"] == SOURCE]
+
+
 def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
     """:func:`rescore` for a caller that already holds the write lock (ingest, at the end of a run)."""
     rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]

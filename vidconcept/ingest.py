@@ -200,6 +200,7 @@ class Ingestor:
         self.log_json = log_json
         self.engine, self.workers, self.engine_options = engine, workers, engine_options or {}
         self.vectors: VectorIndex | None = None
+        self.user_detectors: list = []
         self._dirty_vectors = False
 
     # ---- model ------------------------------------------------------------
@@ -229,9 +230,12 @@ class Ingestor:
         from .engines import create_engine
         from .index.vectors import FAISS_NAME, open_vectors
 
+        from .concepts import user_detectors
+
         start = time.perf_counter()
         summary = IngestSummary()
         self.vectors = open_vectors(self.store, None)  # heals a stale or corrupt FAISS file
+        self.user_detectors = user_detectors(self.store)
         videos, problems = discover(paths)
         for p in problems:
             self._report(summary, p)
@@ -337,13 +341,22 @@ class Ingestor:
             "width": info.width, "height": info.height, "model": model.name,
         }
         cids = self.store.ensure_concepts(model.concepts)
+        scores, concept_ids = self._with_user_concepts(item.scores, item.features, [cids[c] for c in model.concepts])
         old_dirs = self.store.keyframe_dirs(job.key)
-        _, shot_ids = self.store.replace_video(video, item.shots, item.scores, [cids[c] for c in model.concepts],
-                                               item.features)
+        _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
         for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
         self._update_vectors(shot_ids, item.features, self.store.last_removed)
         return FileOutcome(str(job.path), "indexed", shots=len(item.shots), seconds=info.duration_s)
+
+    def _with_user_concepts(self, scores: np.ndarray, features: np.ndarray, concept_ids: list[int]):
+        """Append the user concepts' scores (their detectors on the features as the
+        index stores them, float16), so new shots are searchable by them at once."""
+        if not self.user_detectors:
+            return scores, concept_ids
+        stored = features.astype(np.float16).astype(np.float32)
+        extra = [det.predict(stored)[:, None] for _, det in self.user_detectors]
+        return np.hstack([scores, *extra]), concept_ids + [cid for cid, _ in self.user_detectors]
 
     def _update_vectors(self, ids: list[int], features: np.ndarray, removed: list[int]) -> None:
         if self.vectors is None:
