@@ -186,9 +186,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
     def prepare_cache(self) -> None:
-        if self.cfg.cache_stages and not self.cache:
-            loader = _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False)
-            self.cache = cache_stage_outputs(self.net, loader, self.cfg.cache_stages, self.device)
+        """Compute (or, when resuming, reload) the frozen stages' outputs."""
+        if not self.cfg.cache_stages or self.cache:
+            return
+        path = self.out / CHECKPOINT_DIR / f"stages-{self.cfg.cache_stages}.pt"
+        if path.is_file():
+            self.cache = torch.load(path, weights_only=True)
+            log.info("reloaded cached stage outputs from %s", path)
+            return
+        loader = _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False)
+        self.cache = cache_stage_outputs(self.net, loader, self.cfg.cache_stages, self.device)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.cache, path)  # a resumed run skips the slowest part
 
     def batches(self):
         """Training batches: augmented images, or cached stage outputs (random flip variant)."""
