@@ -304,17 +304,8 @@ class Store:
 
     def iter_features(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All stored feature vectors as ``(ids, float32 matrix)`` chunks, in id order."""
-        last = 0
-        while True:
-            rows = self.db.execute(
-                "SELECT shot_id, vector FROM features WHERE shot_id > ? ORDER BY shot_id LIMIT ?", [last, batch]
-            ).fetchall()
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            mat = np.stack([np.frombuffer(r[1], dtype=np.float16) for r in rows]).astype(np.float32)
-            yield ids, mat
-            last = int(ids[-1])
+        for ids, mat in self.scan_features(batch):
+            yield ids, mat.astype(np.float32)
 
     def feature_digest(self) -> dict:
         """Cheap fingerprint of the feature table the FAISS file is checked against."""
