@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vidconcept.errors import DatasetError, unknown
+from vidconcept.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -84,23 +85,16 @@ def load_rgb(path: Path) -> Image.Image:
 
 
 Reader = Callable[[Path, str], LabelledImages]
-_READERS: dict[str, Reader] = {}
+_READERS: Registry[Reader] = Registry("data set kind")
 
 
 def register_reader(kind: str) -> Callable[[Reader], Reader]:
     """Register ``reader(path, split)`` for specs ``kind:PATH``; duplicates raise."""
-
-    def wrap(reader: Reader) -> Reader:
-        if kind in _READERS:
-            raise ValueError(f"data set reader {kind!r} is already registered")
-        _READERS[kind] = reader
-        return reader
-
-    return wrap
+    return _READERS.register(kind)
 
 
 def list_readers() -> list[str]:
-    return sorted(_READERS)
+    return _READERS.names()
 
 
 def open_dataset(spec: str, split: str = DEFAULT_SPLIT) -> LabelledImages:
@@ -109,7 +103,7 @@ def open_dataset(spec: str, split: str = DEFAULT_SPLIT) -> LabelledImages:
     if not sep or not path:
         raise DatasetError(f"bad data set spec {spec!r}: expected KIND:PATH with KIND one of {', '.join(list_readers())}")
     if kind not in _READERS:
-        raise DatasetError(str(unknown("data set kind", kind, list_readers())) + f" in spec {spec!r}")
+        raise DatasetError(str(unknown(_READERS.kind, kind, _READERS)) + f" in spec {spec!r}")
     data = _READERS[kind](Path(path).expanduser(), split)
     if not len(data):
         raise DatasetError(f"data set {spec!r} (split {split!r}) has no images")

@@ -12,31 +12,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import UsageError, unknown
+from ..errors import UnknownNameError, UsageError
+from ..registry import Registry
 
-ENGINES: dict[str, Callable] = {}
-
-
-def register_engine(name: str):
-    def register(factory: Callable) -> Callable:
-        if name in ENGINES:
-            raise ValueError(f"engine {name!r} is already registered")
-        ENGINES[name] = factory
-        return factory
-
-    return register
+ENGINES: Registry[Callable] = Registry("engine")
+register_engine = ENGINES.register
 
 
 def list_engines() -> list[str]:
-    return sorted(ENGINES)
+    return ENGINES.names()
 
 
 def create_engine(name: str | None, **kwargs):
     """Build engine ``name`` (default ``local``) with the ingest's options."""
-    name = name or "local"
-    if name not in ENGINES:
-        raise UsageError(str(unknown("engine", name, ENGINES)))
-    return ENGINES[name](**kwargs)
+    try:
+        factory = ENGINES[name or "local"]
+    except UnknownNameError as exc:
+        raise UsageError(str(exc)) from None
+    return factory(**kwargs)
 
 
 @register_engine("local")

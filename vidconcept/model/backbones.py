@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vidconcept.errors import ModelError, unknown
+from vidconcept.errors import ModelError
+from vidconcept.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +107,14 @@ class BackboneInfo:
     weights_source: str = ""
 
 
-_REGISTRY: dict[str, BackboneInfo] = {}
+_REGISTRY: Registry[BackboneInfo] = Registry("backbone")
 
 
 def register_backbone(name: str, family: str, weights_source: str = "") -> Callable[[Builder], Builder]:
     """Decorator registering ``builder(weights) -> Backbone`` under ``name``; duplicates raise."""
 
     def wrap(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneInfo(name, builder, family, weights_source)
+        _REGISTRY.add(name, BackboneInfo(name, builder, family, weights_source))
         return builder
 
     return wrap
@@ -123,15 +122,12 @@ def register_backbone(name: str, family: str, weights_source: str = "") -> Calla
 
 def list_backbones() -> list[str]:
     """Registered backbone names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def backbone_info(name: str) -> BackboneInfo:
     """The registry record of ``name``; unknown names raise with suggestions."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown("backbone", name, list_backbones()) from None
+    return _REGISTRY[name]
 
 
 def create_backbone(name: str, weights: Weights = "pretrained") -> Backbone:

@@ -20,7 +20,8 @@ from typing import Any
 
 from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 
-from vidconcept.errors import UsageError, unknown
+from vidconcept.errors import UsageError
+from vidconcept.registry import Registry
 from vidconcept.video.transitions import TransitionDetector
 
 #: The detector used when none is named.
@@ -65,29 +66,22 @@ def _non_negative(name: str, value: float) -> float:
     return float(value)
 
 
-_REGISTRY: dict[str, DetectorSpec] = {}
+_REGISTRY: Registry[DetectorSpec] = Registry("detector")
 
 
 def register_detector(spec: DetectorSpec) -> DetectorSpec:
     """Add a detector; a duplicate name is an error (never a silent overwrite)."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"detector {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
+    return _REGISTRY.add(spec.name, spec)
 
 
 def get_detector(name: str | None = None) -> DetectorSpec:
     """The spec registered as ``name`` (default :data:`DEFAULT_DETECTOR`)."""
-    name = DEFAULT_DETECTOR if name is None else name
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise unknown("detector", name, _REGISTRY) from None
+    return _REGISTRY[DEFAULT_DETECTOR if name is None else name]
 
 
 def list_detectors() -> list[str]:
     """Names accepted by ``detector=``, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 register_detector(DetectorSpec(
