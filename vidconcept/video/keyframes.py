@@ -30,7 +30,8 @@ from vidconcept.errors import VideoError
 
 log = logging.getLogger(__name__)
 
-#: Samples kept per shot; 12 images of 512x288 RGB are about 5 MB.
+#: Samples kept per shot: decoded frames (12 of 1080p are about 37 MB) that are
+#: converted to RGB only if chosen.
 CAPACITY = 12
 #: Initial samples per second of video; converting a frame to RGB is the
 #: costliest per-frame step, so the buffer starts sparse.
@@ -43,12 +44,27 @@ BLANK_MEAN = 20.0
 BLANK_STD = 6.0
 
 
+#: Longest side of the grey images the sharpness/blank tests look at.
+GRAY_SIDE = 256
+
+
 @dataclass
 class Candidate:
-    """One downscaled RGB sample of the current shot."""
+    """One sample of the current shot: an RGB array, or a decoded frame (anything
+    with ``rgb(max_side)`` and ``gray(max_side)``) converted only if it is chosen."""
 
     index: int
-    image: np.ndarray
+    image: np.ndarray | object
+
+    def gray(self) -> np.ndarray:
+        if isinstance(self.image, np.ndarray):
+            return cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
+        return self.image.gray(GRAY_SIDE)
+
+    def rgb(self, max_side: int | None) -> np.ndarray:
+        if isinstance(self.image, np.ndarray):
+            return self.image
+        return self.image.rgb(max_side)
 
 
 @dataclass
@@ -107,18 +123,18 @@ def is_blank(gray: np.ndarray) -> bool:
     return bool(mean[0, 0] < BLANK_MEAN or std[0, 0] < BLANK_STD)
 
 
-def pick_keyframe(candidates: list[Candidate], start: int, end: int) -> np.ndarray | None:
-    """The sharpest non-blank of the samples nearest the shot's middle (see module doc)."""
+def pick_keyframe(candidates: list[Candidate], start: int, end: int, max_side: int | None = None) -> np.ndarray | None:
+    """The sharpest non-blank of the samples nearest the shot's middle (see module doc),
+    as RGB with its longest side at most ``max_side``. Only the winner is converted
+    to RGB: the tests run on small grey images."""
     if not candidates:
         return None
     middle = (start + end - 1) / 2
     near = sorted(candidates, key=lambda c: abs(c.index - middle))[:NEAR_MIDDLE]
-    grays = [cv2.cvtColor(c.image, cv2.COLOR_RGB2GRAY) for c in near]
+    grays = [c.gray() for c in near]
     usable = [i for i, gray in enumerate(grays) if not is_blank(gray)]
-    if not usable:
-        return near[0].image
-    best = max(usable, key=lambda i: sharpness(grays[i]))
-    return near[best].image
+    best = max(usable, key=lambda i: sharpness(grays[i])) if usable else 0
+    return near[best].rgb(max_side)
 
 
 def save_keyframe(image: np.ndarray, path: Path, max_side: int = KEYFRAME_MAX_SIDE) -> None:

@@ -93,11 +93,11 @@ class _ShotBuilder:
     start_mark: _Mark = field(default_factory=lambda: _Mark(0.0, 0))
     content: int = 0  # non-black frames so far
     count: int = 0  # shots yielded
-    first_image: np.ndarray | None = None  # keyframe of last resort (an all-black video)
+    first_frame: Frame | None = None  # keyframe of last resort (an all-black video)
 
     def add(self, frame: Frame) -> None:
         if frame.index == 0 and self.keyframe_side:
-            self.first_image = frame.rgb(self.keyframe_side)
+            self.first_frame = frame
         self.marks[frame.index] = _Mark(frame.time_s, self.content)
         self.order.append(frame.index)
         if len(self.order) > _TIME_MEMORY:
@@ -105,7 +105,7 @@ class _ShotBuilder:
         black = is_black(frame.small[:, :, 0])
         self.content += not black
         if self.keyframe_side and not black and self.candidates.wants(frame.index, self.start):
-            self.candidates.add(frame.index, frame.rgb(self.keyframe_side))
+            self.candidates.add(frame.index, frame)  # converted to RGB only if chosen
 
     def close(self, end: int, end_mark: _Mark) -> Iterator[tuple[Shot, np.ndarray | None]]:
         """End the current shot before frame ``end``; yield it unless it is all black."""
@@ -119,7 +119,7 @@ class _ShotBuilder:
             return
         shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s)
         self.count += 1
-        yield shot, (pick_keyframe(samples, start, end) if self.keyframe_side else None)
+        yield shot, (pick_keyframe(samples, start, end, self.keyframe_side) if self.keyframe_side else None)
 
     def close_at(self, end: int) -> Iterator[tuple[Shot, np.ndarray | None]]:
         mark = self.marks.get(end)
@@ -188,7 +188,8 @@ class ShotScanner:
         yield from builder.close(self.info.frames, end_mark)
         if builder.count == 0 and self.info.frames:
             # Nothing but black: still one shot, so the video is indexed and not "undecodable".
-            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s), builder.first_image
+            first = builder.first_frame.rgb(self._keyframe_side) if builder.first_frame is not None else None
+            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s), first
 
     def _timecode(self, index: int) -> FrameTimecode:
         return FrameTimecode(index, fps=self.info.fps if self.info.fps > 0 else 25.0)
