@@ -144,19 +144,19 @@ def cmd_info(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .model import train
+    from .model.train import train
 
     out = train(backbone=args.backbone, strategy=args.strategy, datasets=args.dataset, out=args.out,
                 **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
-                         "split", "weights"))
+                         "split", "cache_stages", "workers"))
     print(f"model bundle written to {out}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .model import evaluate
+    from .evaluate import evaluate
 
-    data = evaluate(args.model, args.dataset, **_given(args, "split", "metric", "device"))
+    data = evaluate(args.model, args.dataset, **_given(args, "split", "metric", "device", "limit"))
     if args.json:
         _print_json(data)
     else:
@@ -312,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--split", help="data set split (default: train)")
-    p.add_argument("--weights", help="backbone weights: a state_dict FILE, or 'none' for random init")
+    p.add_argument("--cache-stages", type=int, metavar="K",
+                   help="freeze the first K backbone stages and compute them once (fast CPU training)")
+    p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--device")
     p.add_argument("--resume", action="store_true", default=None)
     p.set_defaults(func=cmd_train)
@@ -340,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, metavar="SPEC")
     p.add_argument("--split")
     p.add_argument("--metric", choices=["ap", "infap"])
+    p.add_argument("--limit", type=int, help="evaluate on the first N images only")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,44 @@
+"""`vidconcept train` and `vidconcept evaluate` end to end on a tiny folder data set."""
+import json
+import subprocess
+import sys
+
+import skimage.data
+
+from vidconcept.data.synthetic import write_folder_set
+
+SOURCES = {"coffee": skimage.data.coffee(), "cat": skimage.data.chelsea(), "rocket": skimage.data.rocket()}
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "vidconcept", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_train_then_evaluate(tmp_path):
+    spec = write_folder_set(tmp_path / "set", SOURCES, per_concept=5, size=72)
+    out = tmp_path / "model"
+    proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft3-ex1-64", "--dataset", spec,
+               "--epochs", "1", "--lr-mult", "0.1", "--batch-size", "8", "--image-size", "64",
+               "--cache-stages", "12", "--device", "cpu", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "config.json").exists() and (out / "MODEL.md").exists()
+    proc = cli("evaluate", "--model", str(out), "--dataset", spec, "--split", "train", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["images"] == 15 and {"direct", "fused"} <= set(data["outputs"])
+    assert 0 <= data["outputs"]["fused"]["map"] <= 1
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    spec = write_folder_set(tmp_path / "set", SOURCES, per_concept=2, size=48)
+    proc = cli("train", "--backbone", "tf_efficientnet_lite9", "--strategy", "ft1-def", "--dataset", spec,
+               "--out", str(tmp_path / "m"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "lite0" in proc.stderr
+    proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft9-xx", "--dataset", spec,
+               "--out", str(tmp_path / "m"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "strategy" in proc.stderr
+    proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft1-def", "--dataset",
+               f"folder:{tmp_path / 'missing'}", "--out", str(tmp_path / "m"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "missing" in proc.stderr
+    proc = cli("evaluate", "--model", str(tmp_path / "nothing"), "--dataset", "bogus:/x")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
