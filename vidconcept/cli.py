@@ -121,9 +121,10 @@ def cmd_concepts(args) -> int:
         with Index(root) as index:
             rows = index.concepts()
     else:
-        from .model import ConceptModel
+        from .config import resolve_model_dir
+        from .model import read_config
 
-        rows = [{"name": c} for c in ConceptModel.load(args.model, device="cpu").concepts]
+        rows = [{"name": c} for c in read_config(resolve_model_dir(args.model)).concepts]
     if args.json:
         _print_json(rows)
     else:
