@@ -1,0 +1,8 @@
+import logging, sys
+from pathlib import Path
+from vidconcept.model.train import train
+from vidconcept.evaluate import evaluate
+lr=float(sys.argv[1]); out=Path(sys.argv[2])
+train('tf_efficientnet_lite0','ft3-ex1-512',['folder:/work/shared/data/scene15'],out,epochs=int(sys.argv[3]),lr=lr,batch_size=64,cache_stages=12)
+r=evaluate(out,'folder:/work/shared/data/scene15','test')
+print(lr, {k:v['map'] for k,v in r['outputs'].items()}, flush=True)
