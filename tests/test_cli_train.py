@@ -42,3 +42,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "missing" in proc.stderr
     proc = cli("evaluate", "--model", str(tmp_path / "nothing"), "--dataset", "bogus:/x")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_torchvision_backbone_needs_weights(tmp_path):
+    """No silent random weights: offline, googlenet without --weights is a clear error; a file works."""
+    import torch
+    import torchvision
+
+    spec = write_folder_set(tmp_path / "set", SOURCES, per_concept=2, size=48)
+    args = ["train", "--backbone", "googlenet", "--strategy", "ft1-def", "--dataset", spec, "--epochs", "1",
+            "--batch-size", "6", "--image-size", "64", "--device", "cpu", "--out", str(tmp_path / "m")]
+    proc = cli(*args)
+    if proc.returncode == 0:  # torchvision's weights were cached or downloadable here
+        return
+    assert "--weights" in proc.stderr and "Traceback" not in proc.stderr
+    weights = tmp_path / "googlenet.pth"
+    torch.save(torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True).state_dict(), weights)
+    proc = cli(*args, "--weights", str(weights))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m" / "config.json").exists()

@@ -149,7 +149,7 @@ def cmd_train(args) -> int:
 
     out = train(backbone=args.backbone, strategy=args.strategy, datasets=args.dataset, out=args.out,
                 **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
-                         "split", "cache_stages", "workers"))
+                         "split", "cache_stages", "workers", "weights"))
     print(f"model bundle written to {out}")
     return 0
 
@@ -316,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-stages", type=int, metavar="K",
                    help="freeze the first K backbone stages and compute them once (fast CPU training)")
     p.add_argument("--workers", type=int, help="data loader processes")
+    p.add_argument("--weights", help="backbone weights: a state_dict FILE (googlenet, alexnet, …) or 'none' "
+                                     "for random init (default: the backbone's pretrained weights)")
     p.add_argument("--device")
     p.add_argument("--resume", action="store_true", default=None)
     p.set_defaults(func=cmd_train)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from vidconcept.config import resolve_device
 from vidconcept.data import LabelledImages, open_datasets
 from vidconcept.errors import UsageError
-from vidconcept.model.backbones import create_backbone
+from vidconcept.model.backbones import backbone_info, create_backbone
 from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, save_bundle
 from vidconcept.model.card import write_model_card
 from vidconcept.model.concept_model import eval_transform
@@ -63,6 +63,7 @@ class TrainConfig:
     split: str = "train"
     cache_stages: int = 0
     workers: int = 0
+    weights: str = "pretrained"  # or a state_dict file, or "none" (random init, only when asked)
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
 
 
@@ -135,7 +136,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: LabelledImages, out: Path, device: str):
         self.cfg, self.data, self.out, self.device = cfg, data, out, device
         self.generator = seed_everything(cfg.seed)
-        backbone = create_backbone(cfg.backbone)
+        backbone = create_backbone(cfg.backbone, cfg.weights)
         self.data_config = dict(backbone.data_config)
         if cfg.image_size:
             self.data_config["input_size"] = [3, cfg.image_size, cfg.image_size]
@@ -286,7 +287,7 @@ class Trainer:
 def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: int = 4, lr_mult: float = 0.1,
           batch_size: int = 32, lr: float = 0.01, image_size: int | None = None, seed: int = 0,
           device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
-          workers: int = 0, detectors: bool = True) -> Path:
+          workers: int = 0, detectors: bool = True, weights: str = "pretrained") -> Path:
     """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
 
     Args:
@@ -304,14 +305,17 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         cache_stages: freeze and cache the first K backbone stages (see module docstring).
         workers: DataLoader worker processes.
         detectors: fit the LR detectors (and use fused scores) after training.
+        weights: the backbone's starting weights: ``"pretrained"``, a state_dict file
+            (e.g. GoogLeNet or AlexNet weights for the paper's networks) or ``"none"``.
 
     Returns:
         ``out``, a bundle loadable with :meth:`ConceptModel.load`.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0 or lr_mult < 0:
         raise UsageError("epochs and batch_size must be ≥ 1, lr > 0 and lr_mult ≥ 0")
+    backbone_info(backbone), parse_strategy(strategy)  # cheap name checks before any data is read
     cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
-                      cache_stages, workers)
+                      cache_stages, workers, str(weights))
     out = Path(out)
     data = open_datasets(cfg.datasets, split)
     trainer = Trainer(cfg, data, out, resolve_device(device))
