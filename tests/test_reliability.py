@@ -231,3 +231,11 @@ def test_unreadable_file(tmp_path, many_videos):
     (work / "locked.mp4").chmod(0)
     proc = cli("ingest", str(work), "--index", str(tmp_path / "idx"), "-q")
     assert proc.returncode == 1 and "permission denied" in proc.stderr.lower()
+
+
+def test_bad_model_is_a_configuration_error_not_a_file_failure(many_videos, tmp_path):
+    proc = cli("ingest", str(many_videos), "--index", str(tmp_path / "idx"), "-q", "--model", str(tmp_path / "nomodel"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nomodel" in proc.stderr
+    with Index(tmp_path / "idx") as idx:
+        assert idx.info()["failed"] == 0  # the videos are not blamed

@@ -26,7 +26,9 @@ class VideoError(VidconceptError):
 
 
 class ModelError(VidconceptError):
-    """A model bundle or backbone that cannot be built or loaded."""
+    """A model bundle or backbone that cannot be built or loaded (a configuration error)."""
+
+    exit_code = 2
 
 
 class DatasetError(VidconceptError):
@@ -34,7 +36,9 @@ class DatasetError(VidconceptError):
 
 
 class IndexError_(VidconceptError):
-    """An index folder that cannot be opened or written."""
+    """An index folder that cannot be opened or written (a configuration error)."""
+
+    exit_code = 2
 
 
 class IndexLockedError(IndexError_):

@@ -20,7 +20,7 @@ import multiprocessing as mp
 
 import numpy as np
 
-from ..errors import VidconceptError
+from ..errors import VideoError
 from ..index.store import ShotData
 from ..ingest import FileOutcome, VideoJob, VideoResult, failure, progress_bar
 
@@ -66,7 +66,7 @@ def _scan_whole(job: VideoJob, scan_options: dict):
                 return stop.value, shots, frames
             shots.append(shot)
             frames.append(frame)
-    except (VidconceptError, OSError) as exc:
+    except (VideoError, OSError) as exc:
         return failure(job.path, exc)
 
 
@@ -95,7 +95,7 @@ class LocalEngine:
         frames = None
         try:
             frames = _Prefetch(scan_job(job, self.scan_options, progress=bar.update))  # decoding starts ...
-            model = self._model()  # ... while the model loads (imports torch, reads weights)
+            model = self._model()  # ... while the model loads; its errors are not the file's: they propagate
             with _torch_threads(model):
                 for shot, frame in frames:
                     shots.append(shot)
@@ -103,7 +103,7 @@ class LocalEngine:
                     if len(batch) >= self.batch_size:
                         _predict(model, batch, scores, features, self.batch_size)
                 _predict(model, batch, scores, features, self.batch_size)
-        except (VidconceptError, OSError) as exc:
+        except (VideoError, OSError) as exc:
             return failure(job.path, exc)
         finally:
             if frames is not None:
