@@ -1,6 +1,7 @@
 """Shared fixtures: a populated index built without decoding video, and data paths."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -12,6 +13,11 @@ from vidconcept.index.store import ShotData, Store
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 SAMPLE_VIDEOS = ROOT / "sample_videos"
+
+# Tests assert ImageNet concepts (espresso, tabby, …): pin the ImageNet bundle, so
+# models/default can become a fine-tuned model without touching them. Subprocesses
+# (CLI tests) inherit it.
+os.environ["VIDCONCEPT_MODEL"] = str(ROOT / "models" / "imagenet-lite0")
 
 
 def pytest_collection_modifyitems(config, items):
