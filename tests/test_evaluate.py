@@ -89,7 +89,7 @@ def test_record_metrics_updates_the_card(tmp_path, espresso_csv):
 
     from vidconcept.config import DEFAULT_MODEL_DIR
 
-    bundle = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "b")
+    bundle = shutil.copytree(DEFAULT_MODEL_DIR.parent / "imagenet-lite0", tmp_path / "b")
     report = evaluate(bundle, espresso_csv, split="test", device="cpu")
     record_metrics(bundle, report, "vidconcept evaluate …")
     card = (bundle / "MODEL.md").read_text()

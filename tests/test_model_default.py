@@ -1,4 +1,4 @@
-"""The ImageNet default bundle and the ConceptModel API."""
+"""The bundled models (the ImageNet one and the fine-tuned default) and the ConceptModel API."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +10,13 @@ from vidconcept.config import DEFAULT_MODEL_DIR
 from vidconcept.errors import ModelError
 from vidconcept.model import ConceptModel
 
+IMAGENET_DIR = DEFAULT_MODEL_DIR.parent / "imagenet-lite0"
+
 
 @pytest.fixture(scope="module")
 def default_model() -> ConceptModel:
-    return ConceptModel.load(DEFAULT_MODEL_DIR, device="cpu")
+    """The ImageNet bundle (models/imagenet-lite0)."""
+    return ConceptModel.load(IMAGENET_DIR, device="cpu")
 
 
 def test_coffee_is_espresso(default_model):
@@ -32,8 +35,8 @@ def test_prediction_shapes_and_normalised_features(default_model):
     np.testing.assert_allclose(pred.scores.sum(1), 1.0, rtol=1e-4)
 
 
-def test_default_bundle_is_tiny_and_unique(default_model):
-    assert not list(DEFAULT_MODEL_DIR.glob("*.safetensors"))
+def test_imagenet_bundle_is_tiny_and_unique(default_model):
+    assert not list(IMAGENET_DIR.glob("*.safetensors"))
     assert len(set(default_model.concepts)) == 1000
     assert {"crane", "crane_bird", "espresso"} <= set(default_model.concepts)
     assert default_model.data_config["input_size"] == [3, 224, 224]
@@ -48,3 +51,15 @@ def test_preprocess_follows_data_config(default_model):
 def test_missing_bundle_raises(tmp_path):
     with pytest.raises(ModelError, match="config.json"):
         ConceptModel.load(tmp_path)
+
+
+def test_fine_tuned_default_bundle():
+    """models/default: FT3-ex1 on VOC + scene concepts, fused LR scores, fp16 weights well under 50 MB."""
+    model = ConceptModel.load(DEFAULT_MODEL_DIR, device="cpu")
+    assert model.config.strategy.startswith("ft3-ex1") and model.detectors
+    assert {"cat", "person", "dog", "forest", "street", "kitchen"} <= set(model.concepts)
+    assert sum(f.stat().st_size for f in DEFAULT_MODEL_DIR.iterdir()) < 50 * 2**20
+    pred = model.predict([skimage.data.chelsea(), skimage.data.astronaut()])
+    top = [model.concepts[int(i)] for i in pred.scores.argmax(1)]
+    assert top == ["cat", "person"]
+    assert pred.features.shape == (2, model.feature_dim)
