@@ -20,7 +20,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The demo index is rebuilt each time: an index is tied to the model that built it.
 demo: install
+	rm -rf $(INDEX)
 	$(PY) -m vidconcept ingest sample_videos --index $(INDEX)
 	$(PY) -m vidconcept info --index $(INDEX)
 	$(PY) sample_videos/demo.py --index $(INDEX)
