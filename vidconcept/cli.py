@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_shots)
 
-    p = sub.add_parser("search", help="rank shots by a concept query, e.g. 'dog AND grass NOT night'")
+    p = sub.add_parser("search", help="rank shots by a concept query, e.g. 'dog AND street NOT person'")
     p.add_argument("query")
     _add_index(p)
     p.add_argument("--top", type=int, help="results per page (default 20)")
