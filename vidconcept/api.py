@@ -164,7 +164,7 @@ class Index:
             within = self.store.shot_ids_of(int(video))
         hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
                            cache=self._columns, within=within)
-        return SearchResults(self._results(hits), total)
+        return SearchResults(self.results_for(hits), total)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
                 top: int = 20) -> SearchResults:
@@ -188,7 +188,7 @@ class Index:
             query = model.predict([_load_image(image)]).features[0]
         sims, ids = vectors.search(query[None, :], top + (shot is not None))
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
-        return SearchResults(self._results(hits), len(hits))
+        return SearchResults(self.results_for(hits), len(hits))
 
     def vectors(self):
         """The FAISS index, reopened when the database has changed since it was loaded."""
@@ -198,7 +198,8 @@ class Index:
             self._vectors_version = version
         return self._vectors
 
-    def _results(self, hits: list[tuple[int, float]]) -> list[SearchResult]:
+    def results_for(self, hits: list[tuple[int, float]]) -> list[SearchResult]:
+        """``SearchResult`` records for ``(shot_id, score)`` pairs, in order (unknown ids dropped)."""
         rows = self.store.shots([i for i, _ in hits])
         out = []
         for shot_id, score in hits:

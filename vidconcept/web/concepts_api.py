@@ -71,28 +71,28 @@ def _http_errors() -> Iterator[None]:
 @router.post("", status_code=201, response_model=UserConcept)
 def create(lib: Lib, body: NewConcept) -> dict:
     """Train a new concept from labelled shots and score every shot of the index."""
-    with _http_errors(), lib._locked() as index:
+    with _http_errors(), lib.locked() as index:
         return concepts.add_concept(index, body.name, body.positive, body.negative).to_dict()
 
 
 @router.get("/{name}", response_model=UserConcept)
 def show(lib: Lib, name: str) -> dict:
     """A user concept's labels, dates and model."""
-    with _http_errors(), lib._locked() as index:
+    with _http_errors(), lib.locked() as index:
         return concepts.get_concept(index, name).to_dict()
 
 
 @router.post("/{name}/labels", response_model=UserConcept)
 def add_labels(lib: Lib, name: str, body: Labels) -> dict:
     """Add labels (a shot labelled again takes the new label) and retrain."""
-    with _http_errors(), lib._locked() as index:
+    with _http_errors(), lib.locked() as index:
         return concepts.refine_concept(index, name, body.positive, body.negative).to_dict()
 
 
 @router.delete("/{name}")
 def remove(lib: Lib, name: str) -> dict:
     """Delete a user concept and its scores."""
-    with _http_errors(), lib._locked() as index:
+    with _http_errors(), lib.locked() as index:
         concepts.remove_concept(index, name)
     return {"removed": name}
 
@@ -100,10 +100,10 @@ def remove(lib: Lib, name: str) -> dict:
 @router.get("/{name}/suggest", response_model=Suggestions)
 def suggest(lib: Lib, name: str, count: Annotated[int, Query(ge=1, le=100)] = concepts.SUGGEST_COUNT) -> dict:
     """Unlabelled shots worth labelling next: the most uncertain and the top-scored."""
-    with _http_errors(), lib._locked() as index:
+    with _http_errors(), lib.locked() as index:
         found = concepts.suggest(index, name, count)
         scores = dict(zip(*index.store.concept_column(concepts.get_concept(index, name).id)))
-        page = lib._page(index, _results(index, found["next"], scores))
+        page = lib.page(index, _results(index, found["next"], scores))
     return {**found, "next": page["results"]}
 
 
@@ -111,4 +111,4 @@ def _results(index, ids: list[int], scores: dict):
     from ..api import SearchResults
 
     hits = [(i, float(scores.get(i, 0.0))) for i in ids]
-    return SearchResults(index._results(hits), len(hits))
+    return SearchResults(index.results_for(hits), len(hits))

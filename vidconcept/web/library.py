@@ -36,60 +36,60 @@ class Library:
         self._lock = threading.Lock()
 
     @contextmanager
-    def _locked(self) -> Iterator[Index]:
+    def locked(self) -> Iterator[Index]:
         with self._lock:
             yield self.index
 
     def close(self) -> None:
-        with self._locked() as index:
+        with self.locked() as index:
             index.close()
 
     def load_model(self) -> None:
         """Load the concept model now, so the first image query does not wait for it."""
-        with self._locked() as index:
+        with self.locked() as index:
             index.model  # noqa: B018 (the property loads and caches it)
 
     # ---- queries ------------------------------------------------------------
     def search(self, query: str, top: int, min_score: float, offset: int, video: VideoId | None) -> dict:
-        with self._locked() as index:
+        with self.locked() as index:
             if video is not None and index.store.video(video) is None:
                 raise NotFound(f"no video with id {video} in this index (see /api/videos)")
-            return self._page(index, index.search(query, top=top, min_score=min_score, offset=offset, video=video))
+            return self.page(index, index.search(query, top=top, min_score=min_score, offset=offset, video=video))
 
     def similar_shot(self, shot: ShotId, top: int) -> dict:
-        with self._locked() as index:
+        with self.locked() as index:
             if not index.store.shots([shot]):
                 raise NotFound(f"no shot with id {shot} in this index")
-            return self._page(index, index.similar(shot=shot, top=top))
+            return self.page(index, index.similar(shot=shot, top=top))
 
     def similar_image(self, image: np.ndarray, top: int) -> dict:
-        with self._locked() as index:
-            return self._page(index, index.similar(image=image, top=top))
+        with self.locked() as index:
+            return self.page(index, index.similar(image=image, top=top))
 
-    def _page(self, index: Index, found: SearchResults) -> dict:
+    def page(self, index: Index, found: SearchResults) -> dict:
         rows = index.store.shots([r.shot_id for r in found.results])
         results = [_result(r, rows[r.shot_id]["video_id"]) for r in found.results if r.shot_id in rows]
         return {"results": results, "total": found.total}
 
     # ---- records ----------------------------------------------------------
     def concepts(self, min_score: float) -> list[dict]:
-        with self._locked() as index:
+        with self.locked() as index:
             return index.concepts(min_score=min_score)
 
     def videos(self) -> list[dict]:
-        with self._locked() as index:
+        with self.locked() as index:
             return [_video(v) for v in index.videos()]
 
     def stats(self) -> dict:
-        with self._locked() as index:
+        with self.locked() as index:
             return index.info()
 
     def shot(self, shot: ShotId) -> dict:
-        with self._locked() as index:
+        with self.locked() as index:
             row = index.store.shots([shot]).get(shot)
             if row is None:
                 raise NotFound(f"no shot with id {shot} in this index")
-            (found,) = index._results([(shot, 1.0)])
+            (found,) = index.results_for([(shot, 1.0)])
             scores = index.store.top_concepts(shot, SHOT_DETAIL_CONCEPTS)
         frames = {"start_frame": row["start_frame"], "end_frame": row["end_frame"]}
         best = max(scores.values(), default=0.0)  # a shot alone has no query score: its top concept's
@@ -98,7 +98,7 @@ class Library:
     # ---- files ------------------------------------------------------------
     def keyframe_file(self, shot: ShotId) -> Path:
         """The keyframe JPEG of a shot; only paths inside the index folder are served."""
-        with self._locked() as index:
+        with self.locked() as index:
             row = index.store.shots([shot]).get(shot)
         if row is None or not row["keyframe"]:
             raise NotFound(f"no keyframe for shot {shot} in this index")
@@ -109,7 +109,7 @@ class Library:
 
     def video_file(self, video: VideoId) -> Path:
         """The file of an indexed video: only videos the index knows, by id, are served."""
-        with self._locked() as index:
+        with self.locked() as index:
             row = index.store.video(video)
         if row is None or row.get("status") != "indexed":
             raise NotFound(f"no indexed video with id {video} (see /api/videos)")
