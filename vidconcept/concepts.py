@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import ModelError, UsageError, unknown
 from .index.store import Store, now_iso
-from .search.query import _OPERATORS
+from .search.query import OPERATORS
 
 if TYPE_CHECKING:
     from .api import Index
@@ -174,7 +174,7 @@ def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise UsageError(f"concept name {name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
                          "so that queries can name it")
-    if name.upper() in _OPERATORS or re.fullmatch(r"\d+", name):
+    if name.upper() in OPERATORS or re.fullmatch(r"\d+", name):
         raise UsageError(f"concept name {name!r} would read as a query operator or a weight; choose another")
     return name
 

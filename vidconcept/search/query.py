@@ -60,7 +60,7 @@ _TOKEN = re.compile(
     r'\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<plus>\+)|(?P<star>\*)|"(?P<quoted>[^"]*)"'
     r"|(?P<number>\d+(?:\.\d*)?|\.\d+)(?![\w\-.'])|(?P<word>[^\s()+*\"]+))"
 )
-_OPERATORS = {"AND", "OR", "NOT"}
+OPERATORS = {"AND", "OR", "NOT"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def tokenize(text: str) -> list[Token]:
             raise QueryError(f"unexpected character {text[pos]!r} at position {pos} (an unclosed quote?)")
         group = m.lastgroup
         kind, value, start = group, m.group(group), m.start(group)
-        if kind == "word" and value.upper() in _OPERATORS:
+        if kind == "word" and value.upper() in OPERATORS:
             kind, value = value.upper(), value.upper()
         elif kind in ("word", "quoted"):
             kind, value = "concept", value.strip()
