@@ -88,3 +88,18 @@ def test_index_api_search_and_similar(filled):
     with pytest.raises(UsageError):
         index.search("cat", top=0)
     index.close()
+
+
+def test_vector_index_becomes_ivf_when_the_collection_grows(store, monkeypatch):
+    from vidconcept.index import vectors
+
+    monkeypatch.setattr(vectors, "IVF_MIN_SHOTS", 100)
+    fill_store(store, n_videos=4, shots_per_video=10)
+    assert open_vectors(store, None).kind == "flat"
+    fill_store(store, n_videos=40, shots_per_video=10)  # 400 shots: past 2 × the limit
+    vi = open_vectors(store, None)
+    assert vi.kind == "ivf" and vi.ntotal == 400
+    ids, mat = next(store.iter_features())
+    _, found = vi.search(mat[:20], 1)
+    assert np.mean(found[:, 0] == ids[:20]) >= 0.9  # each shot finds itself
+    assert open_vectors(store, None).kind == "ivf"  # the saved file is reused

@@ -228,7 +228,7 @@ class Ingestor:
     # ---- run --------------------------------------------------------------
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestSummary:
         from .engines import create_engine
-        from .index.vectors import FAISS_NAME, open_vectors
+        from .index.vectors import FAISS_NAME, open_vectors, right_kind
 
         from .concepts import user_detectors
 
@@ -259,8 +259,10 @@ class Ingestor:
         finally:
             bar.close()
             if self._dirty_vectors and self.vectors is not None:
-                self.vectors.save(self.store.root / FAISS_NAME, self.store.feature_digest())
-                open_vectors(self.store, None)  # re-chooses the index type once the collection outgrows it
+                if right_kind(self.vectors, self.vectors.ntotal):
+                    self.vectors.save(self.store.root / FAISS_NAME, self.store.feature_digest())
+                else:  # the collection outgrew exact search: rebuild as IVF (saved by open_vectors)
+                    self.vectors = open_vectors(self.store, None, rebuild=True)
         summary.missing = self.mark_missing([Path(p) for p in paths if Path(p).is_dir()])
         summary.wall_s = time.perf_counter() - start
         return summary

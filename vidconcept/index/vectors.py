@@ -53,6 +53,12 @@ def choose_kind(n: int) -> str:
     return "flat" if n < IVF_MIN_SHOTS else "ivf"
 
 
+def right_kind(vi: "VectorIndex", n: int) -> bool:
+    """Whether ``vi``'s type still suits ``n`` vectors (with hysteresis, so an index
+    near the limit is not rebuilt back and forth)."""
+    return vi.kind == choose_kind(n) or n < 2 * IVF_MIN_SHOTS
+
+
 def nlist_for(n: int) -> int:
     return int(min(4096, max(64, 4 * math.sqrt(max(n, 1)))))
 
@@ -171,8 +177,7 @@ def open_vectors(store: Store, dim: int | None, *, rebuild: bool = False, save: 
             stored.pop("kind", None)
             if stored == digest:
                 vi = VectorIndex.read(path)
-                right_kind = vi.kind == choose_kind(digest["count"]) or digest["count"] < 2 * IVF_MIN_SHOTS
-                if vi.ntotal == digest["count"] and (dim is None or vi.dim == dim) and right_kind:
+                if vi.ntotal == digest["count"] and (dim is None or vi.dim == dim) and right_kind(vi, vi.ntotal):
                     return vi
             log.warning("%s is stale; rebuilding it from the database", path)
         except Exception as exc:  # any unreadable file is rebuilt, never trusted
