@@ -140,14 +140,22 @@ def discover(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[FileO
     return unique, problems
 
 
-def _settled(path: Path, stat: os.stat_result) -> bool:
-    """False for a file that is still growing: modified within SETTLE_S and its
-    size or mtime change while we wait that long."""
-    if time.time() - stat.st_mtime >= SETTLE_S:
-        return True
+def growing_files(paths: Iterable[Path]) -> set[Path]:
+    """Files still being written: modified within SETTLE_S and changing size or
+    mtime while we wait that long (one wait for all of them, not one per file)."""
+    def signature(p: Path):
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime
+
+    now = time.time()
+    recent = {p: sig for p in paths if (sig := signature(p)) and now - sig[1] < SETTLE_S}
+    if not recent:
+        return set()
     time.sleep(SETTLE_S)
-    now = path.stat()
-    return (now.st_size, now.st_mtime) == (stat.st_size, stat.st_mtime)
+    return {p for p, sig in recent.items() if signature(p) != sig}
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -241,8 +249,9 @@ class Ingestor:
             self._report(summary, p)
         bar = progress_bar(total=len(videos), desc="videos", unit="video", disable=not self.progress, position=0)
         jobs = []
+        growing = growing_files(videos)
         for path in videos:
-            planned = self.plan(path)
+            planned = self.plan(path, growing=path in growing)
             if isinstance(planned, FileOutcome):
                 self._report(summary, planned)
                 bar.update(1)
@@ -291,7 +300,7 @@ class Ingestor:
                     n += 1
         return n
 
-    def plan(self, path: Path) -> VideoJob | FileOutcome:
+    def plan(self, path: Path, growing: bool = False) -> VideoJob | FileOutcome:
         """Decide what to do with one file: skip it (unchanged, still growing),
         fail it (unreadable), or make a job for an engine."""
         key = str(path.resolve())
@@ -305,7 +314,7 @@ class Ingestor:
                 if old["status"] == "missing":
                     self.store.touch_video(old["id"], status="indexed")
                 return FileOutcome(str(path), "unchanged", seconds=old["duration_s"] or 0.0)
-            if not _settled(path, stat):
+            if growing:
                 return FileOutcome(str(path), "skipped", reason="file is still being written (size changing); next run takes it")
             digest = content_hash(path)
             if known and old["content_hash"] == digest:
