@@ -19,9 +19,15 @@ import sys
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TRAIN = [f"voc:{SHARED / 'voc2007'}", f"folder:{SHARED / 'intel_scenes'}", f"folder:{SHARED / 'scene15'}"]
-EVAL = [(f"voc:{SHARED / 'voc2007'}", "val"), (f"folder:{SHARED / 'scene15'}", "test"),
-        (f"folder:{SHARED / 'intel_scenes'}", "test")]
+
+
+def train_specs(root: Path) -> list[str]:
+    return [f"voc:{root / 'voc2007'}", f"folder:{root / 'intel_scenes'}", f"folder:{root / 'scene15'}"]
+
+
+def eval_specs(root: Path) -> list[tuple[str, str]]:
+    return [(f"voc:{root / 'voc2007'}", "val"), (f"folder:{root / 'scene15'}", "test"),
+            (f"folder:{root / 'intel_scenes'}", "test")]
 
 
 def main() -> None:
@@ -36,6 +42,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--cache-stages", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--crop-pct", type=float, default=None, help="inference centre crop (1.0: whole shorter side)")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--weights", default="pretrained", help="'pretrained' or a timm-layout state_dict file")
+    parser.add_argument("--data", type=Path, default=SHARED, help="folder with voc2007/, intel_scenes/, scene15/")
+    parser.add_argument("--eval-data", type=Path, default=SHARED, help="the same, for evaluation")
+    parser.add_argument("--no-eval", action="store_true", help="train only (e.g. on a machine without the test sets)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--eval-only", action="store_true")
     args = parser.parse_args()
@@ -47,10 +59,11 @@ def main() -> None:
 
     command = shlex.join([".venv/bin/python", *sys.argv])
     if not args.eval_only:
-        train(args.backbone, args.strategy, TRAIN, args.out, epochs=args.epochs, lr_mult=args.lr_mult,
-              batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, seed=args.seed,
-              resume=args.resume, cache_stages=args.cache_stages)
-    for spec, split in EVAL:
+        train(args.backbone, args.strategy, train_specs(args.data), args.out, epochs=args.epochs,
+              lr_mult=args.lr_mult, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
+              seed=args.seed, resume=args.resume, cache_stages=args.cache_stages, workers=args.workers,
+              weights=args.weights, crop_pct=args.crop_pct)
+    for spec, split in [] if args.no_eval else eval_specs(args.eval_data):
         report = evaluate(args.out, spec, split)
         record_metrics(args.out, report, command)
         print(json.dumps({"dataset": spec, "split": split,

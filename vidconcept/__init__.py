@@ -11,8 +11,14 @@ Example::
     index.ingest("sample_videos/")
     index.search("cat OR dog", top=5)
 """
-from .api import Index, SearchResult, SearchResults
-from .errors import VidconceptError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .api import Index, SearchResult, SearchResults
+    from .errors import VidconceptError
 
 __version__ = "0.1.0"
 
@@ -24,3 +30,14 @@ def detect_shots(path, **kwargs):
     from .video import detect_shots as _detect
 
     return _detect(path, **kwargs)
+
+
+_LAZY = {"Index": ".api", "SearchResult": ".api", "SearchResults": ".api", "VidconceptError": ".errors"}
+
+
+def __getattr__(name: str):
+    """Import the API on first use: ``vidconcept.model`` or ``vidconcept.video`` alone need
+    neither FAISS nor SQLite, and the CLI starts faster (PEP 562)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

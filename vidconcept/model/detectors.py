@@ -36,28 +36,41 @@ class LayerDetectors:
         return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
 
 
-def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0) -> LayerDetectors:
+def _fit_one(xs: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """One concept's LR (a constant prior when only one class is judged)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if y.all() or not y.any():
+        p = np.clip(y.mean() if y.size else 0.5, 1e-4, 1 - 1e-4)
+        return np.zeros(xs.shape[1], np.float32), float(np.log(p / (1 - p)))
+    lr = LogisticRegression(C=LR_C, max_iter=1000, random_state=seed).fit(xs, y)
+    return lr.coef_[0], float(lr.intercept_[0])
+
+
+def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
+              n_jobs: int | None = None) -> LayerDetectors:
     """Fit one LR per concept on the judged rows (``mask``) of ``x``.
 
     A concept with only one judged class cannot be separated: it gets a zero weight vector
-    and the log-odds of its positive rate, so it scores as its prior.
+    and the log-odds of its positive rate, so it scores as its prior. Concepts are fitted in
+    parallel processes when the machine has more than two cores (``n_jobs``: joblib's
+    meaning; default: all cores there, one process on smaller machines, where BLAS threads
+    already use them); the result does not depend on it.
     """
-    from sklearn.linear_model import LogisticRegression
+    import os
+
+    from joblib import Parallel, delayed
 
     mean = x.mean(0)
     scale = x.std(0) + 1e-6
-    xs = (x - mean) / scale
-    coef = np.zeros((labels.shape[1], x.shape[1]), np.float32)
-    intercept = np.zeros(labels.shape[1], np.float32)
-    for c in range(labels.shape[1]):
-        rows = mask[:, c] > 0
-        y = labels[rows, c] > 0.5
-        if y.all() or not y.any():
-            p = np.clip(y.mean() if y.size else 0.5, 1e-4, 1 - 1e-4)
-            intercept[c] = np.log(p / (1 - p))
-            continue
-        lr = LogisticRegression(C=LR_C, max_iter=1000, random_state=seed).fit(xs[rows], y)
-        coef[c], intercept[c] = lr.coef_[0], lr.intercept_[0]
+    xs = ((x - mean) / scale).astype(np.float32)
+    if n_jobs is None:
+        n_jobs = -1 if (os.cpu_count() or 1) > 2 else 1
+    jobs = (delayed(_fit_one)(xs[mask[:, c] > 0], labels[mask[:, c] > 0, c] > 0.5, seed)
+            for c in range(labels.shape[1]))
+    fitted = Parallel(n_jobs=n_jobs)(jobs)
+    coef = np.stack([c for c, _ in fitted]).astype(np.float32) if fitted else np.zeros((0, x.shape[1]), np.float32)
+    intercept = np.array([b for _, b in fitted], np.float32)
     return LayerDetectors(layer, mean.astype(np.float32), scale.astype(np.float32), coef, intercept)
 
 

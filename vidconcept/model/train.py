@@ -64,6 +64,7 @@ class TrainConfig:
     cache_stages: int = 0
     workers: int = 0
     weights: str = "pretrained"  # or a state_dict file, or "none" (random init, only when asked)
+    crop_pct: float | None = None  # inference centre crop; 1.0 keeps the whole shorter side
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
 
 
@@ -111,9 +112,11 @@ class ImageLabels(Dataset):
         return image, torch.from_numpy(self.data.labels[i]), torch.from_numpy(self.data.mask[i])
 
 
-def _loader(data: LabelledImages, transform, cfg: TrainConfig, shuffle: bool, generator=None) -> DataLoader:
+def _loader(data: LabelledImages, transform, cfg: TrainConfig, shuffle: bool, generator=None,
+            pin: bool = False, persistent: bool = False) -> DataLoader:
     return DataLoader(ImageLabels(data, transform), batch_size=cfg.batch_size, shuffle=shuffle,
-                      num_workers=cfg.workers, generator=generator, drop_last=False)
+                      num_workers=cfg.workers, generator=generator, drop_last=False, pin_memory=pin,
+                      persistent_workers=persistent and cfg.workers > 0)
 
 
 @torch.inference_mode()
@@ -140,9 +143,12 @@ class Trainer:
         self.data_config = dict(backbone.data_config)
         if cfg.image_size:
             self.data_config["input_size"] = [3, cfg.image_size, cfg.image_size]
+        if cfg.crop_pct:
+            self.data_config["crop_pct"] = cfg.crop_pct
         self.net = parse_strategy(cfg.strategy).build(backbone, len(data.concepts)).to(device)
         self._check_cache_depth()
         self.cache: list[torch.Tensor] = []
+        self._train_loader: DataLoader | None = None  # built once: its workers persist across epochs
         self.optimizer = torch.optim.SGD(self._parameter_groups(), lr=cfg.lr, momentum=MOMENTUM,
                                          weight_decay=WEIGHT_DECAY, nesterov=True)
         steps = cfg.epochs * -(-len(data) // cfg.batch_size)
@@ -151,6 +157,9 @@ class Trainer:
             pct_start=0.1)
         self.epoch, self.losses = 0, []
         self.use_amp = device.startswith("cuda")
+        if self.use_amp:  # tensor cores want channels-last; cuDNN picks kernels once per input size
+            self.net = self.net.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
 
     def _check_cache_depth(self) -> None:
@@ -222,7 +231,10 @@ class Trainer:
     def batches(self):
         """Training batches: augmented images, or cached stage outputs (random flip variant)."""
         if not self.cache:
-            yield from _loader(self.data, train_transform(self.data_config), self.cfg, True, self.generator)
+            if self._train_loader is None:
+                self._train_loader = _loader(self.data, train_transform(self.data_config), self.cfg, True,
+                                             self.generator, pin=self.use_amp, persistent=True)
+            yield from self._train_loader
             return
         labels, mask = torch.from_numpy(self.data.labels), torch.from_numpy(self.data.mask)
         order = torch.randperm(len(self.data), generator=self.generator)
@@ -252,28 +264,34 @@ class Trainer:
         return total / max(count, 1)
 
     def fit(self) -> None:
+        import time
+
         self.prepare_cache()
         while self.epoch < self.cfg.epochs:
+            started = time.perf_counter()
             loss = self.train_epoch()
             self.epoch += 1
             self.losses.append(round(loss, 6))
-            log.info("epoch %d/%d: masked BCE %.4f", self.epoch, self.cfg.epochs, loss)
+            log.info("epoch %d/%d: masked BCE %.4f (%.1f s)", self.epoch, self.cfg.epochs, loss,
+                     time.perf_counter() - started)
             self.save_checkpoint()
+        self._train_loader = None  # let its worker processes go
 
     # ---------------------------------------------------------------- detectors
     @torch.inference_mode()
-    def layer_outputs(self) -> dict[str, np.ndarray]:
-        """The LR layers' outputs for every training image (no augmentation)."""
+    def layer_outputs(self, data: LabelledImages | None = None) -> dict[str, np.ndarray]:
+        """The LR layers' outputs (no augmentation) for the training images, or for ``data``."""
         self.net.eval()
-        k = self.cfg.cache_stages
-        if self.cache:
+        k = self.cfg.cache_stages if data is None else 0
+        if data is None and self.cache:
             batches = (self.cache[0][s:s + self.cfg.batch_size].float() for s in range(0, len(self.data), self.cfg.batch_size))
         else:
-            batches = (x for x, _, _ in _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False))
+            batches = (x for x, _, _ in _loader(self.data if data is None else data, eval_transform(self.data_config),
+                                                self.cfg, shuffle=False, pin=self.use_amp))
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.net.lr_layers}
         for x in batches:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
-                out = self.net.outputs(x.to(self.device), start=k)
+                out = self.net.outputs(x.to(self.device, non_blocking=True), start=k)
             for name in parts:
                 parts[name].append(out[name].float().cpu().numpy())
         return {name: np.concatenate(p) for name, p in parts.items()}
@@ -287,7 +305,8 @@ class Trainer:
 def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: int = 4, lr_mult: float = 0.1,
           batch_size: int = 32, lr: float = 0.01, image_size: int | None = None, seed: int = 0,
           device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
-          workers: int = 0, detectors: bool = True, weights: str = "pretrained") -> Path:
+          workers: int = 0, detectors: bool = True, weights: str = "pretrained",
+          crop_pct: float | None = None) -> Path:
     """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
 
     Args:
@@ -298,6 +317,8 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         epochs, lr, lr_mult, batch_size: SGD (Nesterov momentum, one-cycle schedule);
             pretrained layers learn at ``lr * lr_mult``.
         image_size: square input size; default: the backbone's.
+        crop_pct: centre crop at inference (timm's meaning); 1.0 keeps the whole shorter side,
+            which suits multi-label photos whose objects reach the edges. Default: the backbone's.
         seed: seeds shuffling, augmentation and initialisation (deterministic on CPU).
         device: ``None`` → :func:`config.resolve_device`.
         resume: continue from the last epoch checkpoint in ``out``.
@@ -311,11 +332,11 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
     Returns:
         ``out``, a bundle loadable with :meth:`ConceptModel.load`.
     """
-    if epochs < 1 or batch_size < 1 or lr <= 0 or lr_mult < 0:
-        raise UsageError("epochs and batch_size must be ≥ 1, lr > 0 and lr_mult ≥ 0")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or lr_mult < 0 or not (crop_pct is None or 0 < crop_pct <= 1):
+        raise UsageError("epochs and batch_size must be ≥ 1, lr > 0, lr_mult ≥ 0 and crop_pct in (0, 1]")
     backbone_info(backbone), parse_strategy(strategy)  # cheap name checks before any data is read
     cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
-                      cache_stages, workers, str(weights))
+                      cache_stages, workers, str(weights), crop_pct)
     out = Path(out)
     data = open_datasets(cfg.datasets, split)
     trainer = Trainer(cfg, data, out, resolve_device(device))
