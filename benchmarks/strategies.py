@@ -86,7 +86,7 @@ def read_runs(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
-def report(out: Path, docs: Path) -> None:
+def report(out: Path, docs: Path, note: str = "") -> None:
     """Markdown table and PNG chart of ``runs.jsonl``."""
     import matplotlib
 
@@ -103,9 +103,9 @@ def report(out: Path, docs: Path) -> None:
               f"on {first['device']}")
     main = [r for r in runs if r["k"] == 0.1 and r["epochs"] == max(x["epochs"] for x in runs if x["k"] == 0.1)]
     lines = ["# Fine-tuning strategies on PASCAL VOC 2007 (train → val)", "",
-             f"Budget, the same for every run: {budget}.", "",
+             f"Budget, the same for every run: {budget}.", *([note] if note else []), "",
              f"Made by `{first.get('command', 'benchmarks/strategies.py')}`, then "
-             "`python benchmarks/strategies.py --out runs/strategies --report`.", "",
+             f"`python benchmarks/strategies.py --out {out} --report`.", "",
              f"## Strategies (k = 0.1, {main[0]['epochs']} epochs)", "",
              "| strategy | direct MAP | fused MAP | LR per layer (MAP) | train s |", "|---|---|---|---|---|"]
     for r in sorted(main, key=lambda r: STRATEGIES.index(r["strategy"]) if r["strategy"] in STRATEGIES else 99):
@@ -171,10 +171,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="first N images of each split (smoke runs)")
     parser.add_argument("--report", action="store_true", help="only write docs/strategies.{md,png} from OUT")
     parser.add_argument("--docs", type=Path, default=DOCS)
+    parser.add_argument("--note", default="", help="a sentence for the report (e.g. how the photos travelled)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.report:
-        report(args.out, args.docs)
+        report(args.out, args.docs, args.note)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     done = {r["key"] for r in read_runs(args.out)}

@@ -24,7 +24,7 @@ def _training_section(training: dict | None) -> list[str]:
     if not training:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
     keys = ("backbone", "strategy", "datasets", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
-            "image_size", "cache_stages", "seed", "loss", "hardware", "train_time")
+            "image_size", "crop_pct", "cache_stages", "weights", "photos", "seed", "loss", "hardware", "train_time")
     lines = [f"- {k}: `{training[k]}`" for k in keys if k in training]
     return lines + ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
 
