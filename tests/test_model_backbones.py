@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import builtins
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,3 +94,73 @@ def test_efficientnet_pytorch_key_mapping_is_complete():
     blocks = [f"blocks.{i}.{j}" for i, s in enumerate(model.blocks) for j in range(len(s))]
     mapped = efficientnet_pytorch_to_timm(load_state_dict_file(_lite_weights_file(0)), blocks)
     assert set(mapped) == set(model.state_dict())
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_own_efficientnet_lite_is_timms_network(variant):
+    """Same state-dict layout and, with the same weights, the same outputs as timm's model,
+    at the native size, a larger one and an odd one (TF "same" padding is size dependent)."""
+    import timm
+    import torch
+
+    from vidconcept.model.efficientnet_lite import EfficientNetLite
+
+    ours, ref = EfficientNetLite(variant).eval(), timm.create_model(f"tf_efficientnet_lite{variant}").eval()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    ref.load_state_dict(ours.state_dict(), strict=True)
+    for size in (ours.data_config["input_size"][-1], 288, 225):
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    cfg = ref.pretrained_cfg
+    assert ours.data_config["input_size"] == list(cfg["input_size"]) and ours.data_config["crop_pct"] == cfg["crop_pct"]
+
+
+def test_lite_backbone_imports_neither_timm_nor_torchvision():
+    code = ("import sys; from vidconcept.model import ConceptModel; m = ConceptModel.load(device='cpu'); "
+            "m.predict([__import__('numpy').zeros((64, 64, 3), 'uint8')]); "
+            "print(sorted(n for n in ('timm', 'torchvision', 'torch._dynamo') if n in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("data_config", [
+    {"input_size": [3, 288, 288], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "crop_pct": 1.0,
+     "crop_mode": "center"},
+    {"input_size": [3, 224, 224], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+     "interpolation": "bilinear", "crop_pct": 0.875, "crop_mode": "center"},
+])
+def test_eval_transform_matches_timm_pixel_for_pixel(data_config):
+    import numpy as np
+    import skimage.data
+    import torch
+    from PIL import Image
+    from timm.data import create_transform
+
+    from vidconcept.model.concept_model import eval_transform
+
+    ours = eval_transform(data_config)
+    ref = create_transform(**{k: tuple(v) if isinstance(v, list) else v for k, v in data_config.items()})
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(skimage.data.astronaut()), Image.fromarray(rng.integers(0, 255, (720, 1280, 3), np.uint8)),
+              Image.fromarray(rng.integers(0, 255, (301, 199, 3), np.uint8))]
+    for image in images:
+        assert torch.equal(ours(image), ref(image))
+
+
+def test_batch_norm_folding_keeps_outputs():
+    import numpy as np
+    import skimage.data
+    import torch
+
+    from vidconcept.model import ConceptModel
+    from vidconcept.model.concept_model import fold_batch_norm
+
+    model = ConceptModel.load(device="cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model._runner.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.net.modules())  # the loaded net is untouched
+    x = model.preprocess([skimage.data.coffee(), skimage.data.chelsea()])
+    with torch.inference_mode():
+        want, got = model.net.features(x), model._runner.features(x)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    assert fold_batch_norm(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0

@@ -41,6 +41,19 @@ def clean(many_videos, tmp_path_factory) -> dict:
     return snapshot(root)
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_kill_9_mid_ingest_then_rerun_equals_clean_run(many_videos, clean, tmp_path):
     root = tmp_path / "idx"
     proc = subprocess.Popen([sys.executable, "-m", "vidconcept", "ingest", str(many_videos), "--index", str(root), "-q"],
@@ -54,8 +67,13 @@ def test_kill_9_mid_ingest_then_rerun_equals_clean_run(many_videos, clean, tmp_p
         except sqlite3.Error:
             pass
         time.sleep(0.05)
+    children = _children(proc.pid)  # the decoder process among them
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived the killed ingest"
     assert cli("ingest", str(many_videos), "--index", str(root), "-q").returncode == 0
     after = snapshot(root)
     assert after["shots"] == clean["shots"] and after["videos"] == clean["videos"] == 4

@@ -215,10 +215,10 @@ def _timm_efficientnet_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _build_efficientnet_lite(variant: int, weights: Weights) -> Backbone:
-    import timm
+    from vidconcept.model.efficientnet_lite import EfficientNetLite
 
     name = f"tf_efficientnet_lite{variant}"
-    model = timm.create_model(name, pretrained=False)
+    model = EfficientNetLite(variant)  # timm's tf_efficientnet_lite layout, without importing timm
     if weights == "pretrained":
         path = _lite_weights_file(variant)
         blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(model.blocks) for j in range(len(stage))]
@@ -226,10 +226,8 @@ def _build_efficientnet_lite(variant: int, weights: Weights) -> Backbone:
         load_strict(model, state, str(path))
     elif isinstance(weights, Path):
         load_strict(model, load_state_dict_file(weights), str(weights))
-    cfg = model.pretrained_cfg
-    data_config = {k: cfg[k] for k in ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")}
-    data_config = {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
-    return Backbone(name, _timm_efficientnet_stages(model), model.classifier, model.num_features, data_config)
+    return Backbone(name, _timm_efficientnet_stages(model), model.classifier, model.num_features,
+                    dict(model.data_config))
 
 
 for _variant in (0, 1, 2):

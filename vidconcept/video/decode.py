@@ -79,9 +79,19 @@ class Frame:
         return rotate(rgb, self.rotation)
 
     def gray(self, max_side: int) -> np.ndarray:
-        """The unrotated luma plane, longest side <= ``max_side`` (for sharpness tests)."""
+        """The unrotated luma plane, longest side <= ``max_side`` (for sharpness tests).
+
+        Read straight from the decoded Y plane (full range) when the frame is planar 4:2:0:
+        a swscale conversion per keyframe candidate cost more than the shot detection's
+        whole downscale."""
         w, h = fit_size(self.av_frame.width, self.av_frame.height, max_side)
-        return self.av_frame.to_ndarray(width=w, height=h, format="gray", interpolation="AREA")
+        name = self.av_frame.format.name
+        if name not in _PLANAR_420:
+            return self.av_frame.to_ndarray(width=w, height=h, format="gray", interpolation="AREA")
+        luma = _shrink(_plane(self.av_frame, 0), w, h)
+        if name.startswith("yuvj") or self.av_frame.color_range == 2:  # already full range (JPEG)
+            return luma
+        return cv2.convertScaleAbs(luma, alpha=255 / 219, beta=-16 * 255 / 219)
 
     def bgr(self, width: int) -> np.ndarray:
         """The unrotated frame as BGR uint8, ``width`` px wide (for PySceneDetect's detectors)."""
