@@ -118,9 +118,9 @@ class LocalEngine:
                         _predict(model, batch, scores, features, self.batch_size)
                 _predict(model, batch, scores, features, self.batch_size)
         except (VideoError, OSError) as exc:
+            items.close()  # skip the rest of this video; any other error ends the run without waiting for it
             return failure(job.path, exc)
         finally:
-            items.close()
             bar.close()
         return VideoResult(job, items.info, shots, *_stack(model, scores, features))
 
@@ -312,8 +312,11 @@ def _decode_loop(jobs, items, scan_options: dict, parent: int) -> None:
                 except StopIteration as stop:
                     info = stop.value
                     break
-        except (VideoError, OSError) as exc:
+        except (VideoError, OSError) as exc:  # the file's fault: the parent records it and goes on
             put(("error", exc))
+            continue
+        except Exception as exc:  # a bug: the parent ends the run with it (as a plain, picklable error)
+            put(("error", RuntimeError(f"decoding {job.path} failed: {type(exc).__name__}: {exc}")))
             continue
         if pending[0]:
             put(("progress", pending[0]))
