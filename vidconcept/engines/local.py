@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -238,7 +239,8 @@ class _DecodeProcess:
         self._items = ctx.Queue(maxsize=depth)
         self._proc = ctx.Process(target=_decode_loop, args=(self._jobs, self._items, scan_options, os.getpid()),
                                  name="vidconcept-decode", daemon=True)
-        self._proc.start()
+        with _main_module_hidden():
+            self._proc.start()
 
     def submit(self, job: VideoJob) -> None:
         self._jobs.put(job)
@@ -272,6 +274,27 @@ class _DecodeProcess:
         for q in (self._jobs, self._items):
             q.cancel_join_thread()
             q.close()
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start a spawned child without it importing this process's ``__main__``.
+
+    A spawned child first re-imports the parent's main script; the decoder needs nothing
+    from it, and a script that calls ``Index.ingest`` at top level (no ``if __name__ ==
+    "__main__"`` guard) would run again in the child and kill it. Hidden the way an
+    interactive session has it (no ``__spec__``, no ``__file__``) while the child starts.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__["__spec__"] = None
+            main.__dict__.pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def _decode_loop(jobs, items, scan_options: dict, parent: int) -> None:
