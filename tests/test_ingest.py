@@ -175,14 +175,15 @@ def test_engines_agree(photo_videos, index, tmp_path, workers):
     np.testing.assert_allclose([b["scores"][k] for k in a["scores"]], list(a["scores"].values()), atol=1e-4)
 
 
-def test_script_without_main_guard_ingests(tmp_path):
-    """The decoder process must not re-run the calling script (spawn imports ``__main__``)."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_script_without_main_guard_ingests(tmp_path, workers):
+    """Decoder processes must not re-run the calling script (spawn imports ``__main__``)."""
     script = tmp_path / "nightly.py"
     script.write_text("import sys\nfrom vidconcept.api import Index\nprint('top-level ran', file=sys.stderr)\n"
                       "with Index(sys.argv[2], create=True) as index:\n"
-                      "    print(index.ingest(sys.argv[1]).to_dict()['shots'])\n")
-    video = Path(__file__).resolve().parent.parent / "sample_videos" / "breakfast_cat_space.mp4"
-    proc = subprocess.run([sys.executable, str(script), str(video), str(tmp_path / "idx")], capture_output=True,
+                      f"    print(index.ingest(sys.argv[1], workers={workers}).to_dict()['shots'])\n")
+    videos = Path(__file__).resolve().parent.parent / "sample_videos"
+    proc = subprocess.run([sys.executable, str(script), str(videos), str(tmp_path / "idx")], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "4" and proc.stderr.count("top-level ran") == 1
+    assert proc.stdout.strip() == "12" and proc.stderr.count("top-level ran") == 1

@@ -134,7 +134,8 @@ class LocalEngine:
         pending: list[tuple[VideoJob, object, list, list]] = []
         ctx = mp.get_context("spawn")  # never fork a process that holds torch's threads
         with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
-            futures: dict[Future, VideoJob] = {pool.submit(_scan_whole, j, self.scan_options): j for j in jobs}
+            with _main_module_hidden():  # the workers start on the first submit
+                futures: dict[Future, VideoJob] = {pool.submit(_scan_whole, j, self.scan_options): j for j in jobs}
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in done:
