@@ -38,18 +38,12 @@ def _recode(job: tuple[Path, Path, int, bool]) -> int:
 
 
 def pack_weights(out: Path) -> None:
-    import timm
-    import torch
     from safetensors.torch import save_file
 
-    from vidconcept.model.backbones import _lite_weights_file, efficientnet_pytorch_to_timm, load_state_dict_file
+    from vidconcept.model.backbones import imagenet_lite
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(model.blocks) for j in range(len(stage))]
-    state = efficientnet_pytorch_to_timm(load_state_dict_file(_lite_weights_file(0)), blocks)
-    model.load_state_dict(state, strict=True)
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()},
-              str(out / "lite0.safetensors"))
+    state = imagenet_lite(0).state_dict()
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(out / "lite0.safetensors"))
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ With one worker (or one video) the videos are decoded, one after the other, in o
 child process that streams each shot's keyframe to this process, which runs the
 model on them in batches as they arrive: decoding and inference overlap, and the
 model's first load (importing torch and timm, seconds of pure Python) does not
-fight the decoder for the GIL as it did when the decoder was a thread (the import
-then took 8.6 s of wall time instead of 2.7 s on 2 cores, and inference started
-only after decoding). With ``workers > 1`` whole videos are scanned in parallel
+fight the decoder for the GIL as it did when the decoder was a thread (py-spy then
+found the main thread 8.6 s inside ``import timm``, against 2.7 s for the whole load
+now, and inference started only after decoding). With ``workers > 1`` whole videos are scanned in parallel
 worker processes and the main process batches keyframes across videos through the
 model. Decoding processes never import torch.
 """
@@ -106,7 +106,7 @@ class LocalEngine:
     def _stream_one(self, decoder: "_DecodeProcess", job: VideoJob) -> VideoResult | FileOutcome:
         bar = progress_bar(desc=job.path.name[:30], unit="frame", leave=False, disable=not self.progress, position=1)
         shots, batch, scores, features = [], [], [], []
-        items = decoder.results(job, progress=bar.update)
+        items = decoder.results(progress=bar.update)
         try:
             model = self._model()  # loads while the first video decodes; its errors are not the file's
             with _torch_threads(model):
@@ -246,8 +246,8 @@ class _DecodeProcess:
     def submit(self, job: VideoJob) -> None:
         self._jobs.put(job)
 
-    def results(self, job: VideoJob, progress) -> _Stream:
-        """The items of ``job``, the next submitted video not read yet."""
+    def results(self, progress) -> _Stream:
+        """The items of the next submitted video not read yet (videos come back in submission order)."""
         return _Stream(self, progress)
 
     def idle(self) -> bool:

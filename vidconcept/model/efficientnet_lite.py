@@ -1,7 +1,7 @@
 """EfficientNet-Lite0/1/2 in plain torch, state-dict compatible with timm's ``tf_efficientnet_lite*``.
 
 Why not timm itself: importing timm imports torchvision, whose ``ops`` import
-``torch._dynamo`` — 1.4 s of CPU at every start-up, a seventh of a 5-minute video's
+``torch._dynamo`` — 1.3–1.5 s of CPU at every start-up, a sixth of a 5-minute video's
 whole ingest on 2 cores. The network is small and fixed, so it is spelled out here with
 timm's module names (``conv_stem``, ``bn1``, ``blocks.i.j.conv_pw`` …), TensorFlow "same"
 padding and batch norm with eps 1e-3 and the activation inside (timm's ``BatchNormAct2d``);
