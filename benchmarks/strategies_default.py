@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--cache-stages", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop-pct", type=float, default=None, help="inference centre crop (1.0: whole shorter side)")
+    parser.add_argument("--crop-mode", choices=["center", "none"], help="inference crop (none: the whole image)")
+    parser.add_argument("--init", help="start from this fine-tuned bundle (same backbone, strategy, concepts)")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--weights", default="pretrained", help="'pretrained' or a timm-layout state_dict file")
     parser.add_argument("--data", type=Path, default=SHARED, help="folder with voc2007/, intel_scenes/, scene15/")
@@ -62,7 +64,7 @@ def main() -> None:
         train(args.backbone, args.strategy, train_specs(args.data), args.out, epochs=args.epochs,
               lr_mult=args.lr_mult, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
               seed=args.seed, resume=args.resume, cache_stages=args.cache_stages, workers=args.workers,
-              weights=args.weights, crop_pct=args.crop_pct)
+              weights=args.weights, crop_pct=args.crop_pct, crop_mode=args.crop_mode, init=args.init)
     for spec, split in [] if args.no_eval else eval_specs(args.eval_data):
         report = evaluate(args.out, spec, split)
         record_metrics(args.out, report, command)

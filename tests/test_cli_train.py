@@ -28,6 +28,17 @@ def test_train_then_evaluate(tmp_path):
     assert data["images"] == 15 and {"direct", "fused"} <= set(data["outputs"])
     assert 0 <= data["outputs"]["fused"]["map"] <= 1
 
+    proc = cli("refit-detectors", str(out), "--crop-mode", "none", "--device", "cpu")  # its own training data
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("evaluate", "--model", str(out), "--dataset", spec, "--split", "train", "--json", "--record")
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["data_config"]["crop_mode"] == "none"
+    entry = config["metrics"][f"{spec} train"]
+    assert entry["command"] == f"vidconcept evaluate --model {out} --dataset {spec} --split train --json"
+    assert entry["outputs"] == json.loads(proc.stdout)["outputs"]
+    assert entry["command"] in (out / "MODEL.md").read_text()
+
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
     spec = write_folder_set(tmp_path / "set", SOURCES, per_concept=2, size=48)

@@ -164,3 +164,58 @@ def test_batch_norm_folding_keeps_outputs():
         want, got = model.net.features(x), model._runner.features(x)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
     assert fold_batch_norm(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0
+
+
+def test_whole_image_transform_keeps_the_aspect_ratio():
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from vidconcept.model.concept_model import eval_transform
+
+    config = {"input_size": [3, 96, 96], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic",
+              "crop_pct": 1.0, "crop_mode": "center"}
+    whole, square = eval_transform({**config, "crop_mode": "none"}), eval_transform(config)
+    rng = np.random.default_rng(0)
+    shapes = {(720, 1280): (96, 170), (256, 341): (96, 127), (341, 256): (127, 96), (100, 1000): (96, 192)}
+    for (h, w), want in shapes.items():
+        image = Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8))
+        assert tuple(whole(image).shape) == (3, *want)  # shorter side at the input size; at most 2:1
+    square_image = Image.fromarray(rng.integers(0, 255, (150, 150, 3), np.uint8))
+    assert torch.equal(whole(square_image), square(square_image))  # a square photo: the same pixels
+
+
+def test_same_size_batches_groups_by_size_and_keeps_indices():
+    import torch
+
+    from vidconcept.model.concept_model import same_size_batches
+
+    sizes = [(4, 6), (6, 4), (4, 6), (4, 6), (6, 4), (4, 6)]
+    tensors = [(i, torch.full((3, h, w), float(i))) for i, (h, w) in enumerate(sizes)]
+    batches = list(same_size_batches(iter(tensors), batch_size=2))
+    assert [rows for rows, _ in batches] == [[0, 2], [1, 4], [3, 5]]  # each as soon as it fills
+    for rows, x in batches:
+        assert x.shape[0] == len(rows) and [int(v) for v in x[:, 0, 0, 0]] == rows
+
+
+def test_whole_image_model_scores_mixed_sizes_in_input_order():
+    import dataclasses
+
+    import numpy as np
+    import skimage.data
+
+    from vidconcept.model import ConceptModel
+    from vidconcept.errors import UsageError
+
+    loaded = ConceptModel.load(device="cpu")
+    config = dataclasses.replace(loaded.config, data_config={**loaded.config.data_config, "input_size": [3, 128, 128],
+                                                             "crop_mode": "none"})
+    model = ConceptModel(config, loaded.net, loaded.detectors, "cpu")
+    images = [skimage.data.coffee(), skimage.data.astronaut(), skimage.data.rocket(), skimage.data.chelsea()]
+    together = model.predict(images)
+    alone = [model.predict([image]) for image in images]
+    np.testing.assert_allclose(together.scores, np.concatenate([p.scores for p in alone]), atol=1e-5)
+    np.testing.assert_allclose(together.features, np.concatenate([p.features for p in alone]), atol=1e-5)
+    assert model.concepts[int(together.scores[0].argmax())] == "espresso"
+    with pytest.raises(UsageError, match="aspect"):
+        model.preprocess(images)

@@ -1,12 +1,14 @@
 """Training: masked loss, loss decrease, determinism, bundles that round-trip."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import skimage.data
 import torch
+from PIL import Image
 
 from vidconcept.data import open_dataset
 from vidconcept.data.synthetic import write_folder_set
@@ -113,3 +115,96 @@ def test_checkpoint_resume_restores_state(folder_spec, tmp_path):
     assert second.epoch == 1 and second.losses == first.losses
     for key, value in first.net.state_dict().items():
         torch.testing.assert_close(second.net.state_dict()[key], value)
+
+
+@pytest.fixture(scope="module")
+def oblong_spec(tmp_path_factory) -> str:
+    """A folder set whose photos have three aspect ratios (4:3, 3:4, 16:9)."""
+    root = tmp_path_factory.mktemp("oblong") / "set"
+    rng = np.random.default_rng(1)
+    for concept, image in SOURCES.items():
+        (root / concept).mkdir(parents=True)
+        h, w = image.shape[:2]
+        for n, (rw, rh) in enumerate([(80, 60), (60, 80), (96, 54), (80, 60), (96, 54), (60, 80)]):
+            top, left = rng.integers(0, h // 4), rng.integers(0, w // 4)
+            crop = Image.fromarray(image[top:top + 3 * h // 4, left:left + 3 * w // 4])
+            crop.resize((rw, rh), Image.BICUBIC).save(root / concept / f"{n}.jpg", quality=90)
+    return f"folder:{root}"
+
+
+def test_whole_image_training_fits_detectors_on_whole_images(oblong_spec, tmp_path):
+    from vidconcept.model.detectors import fit_layer
+
+    out = train("tf_efficientnet_lite0", "ft3-ex1-64", [oblong_spec], tmp_path / "whole", cache_stages=12,
+                crop_mode="none", **FAST)
+    model = ConceptModel.load(out, device="cpu")
+    assert model.data_config["crop_mode"] == "none" and read_config(out).training["crop_mode"] == "none"
+    data = open_dataset(oblong_spec)
+    images = [data.load_image(i) for i in range(len(data))]
+    outputs = model.layer_outputs(images)
+    assert outputs["features"].shape == (len(data), 1280)
+    # the detectors were fitted on whole-image outputs, not on the square crops the training cache holds
+    # (up to the bundle's fp16 weights)
+    square = ConceptModel(dataclasses.replace(model.config, data_config={**model.data_config, "crop_mode": "center"}),
+                          model.net, [], "cpu")
+    whole_mean = fit_layer("features", outputs["features"], data.labels, data.mask).mean
+    square_mean = square.layer_outputs(images)["features"].mean(0)
+    assert np.abs(model.detectors[0].mean - whole_mean).max() < 0.2 * np.abs(model.detectors[0].mean - square_mean).max()
+
+
+def test_refit_detectors_switches_the_crop_and_is_repeatable(bundle, oblong_spec, tmp_path):
+    import shutil
+
+    from vidconcept.model.detectors import fit_layer
+    from vidconcept.model.train import refit_detectors
+
+    copy = shutil.copytree(bundle, tmp_path / "copy")
+    config = read_config(copy)
+    config.metrics = {"old": {"metric": "ap", "images": 1, "command": "x", "outputs": {}}}
+    from vidconcept.model.bundle import write_config
+
+    write_config(copy, config)
+    before = ConceptModel.load(copy, device="cpu")
+    refit_detectors(copy, [oblong_spec], crop_mode="none", device="cpu")
+    after = ConceptModel.load(copy, device="cpu")
+    assert after.data_config["crop_mode"] == "none" and read_config(copy).metrics == {}
+    for key, value in before.net.state_dict().items():  # the network is untouched
+        torch.testing.assert_close(after.net.state_dict()[key], value)
+    data = open_dataset(oblong_spec)
+    outputs = after.layer_outputs([data.load_image(i) for i in range(len(data))])
+    for det in after.detectors:  # exactly the LR that inference-path outputs give
+        want = fit_layer(det.layer, outputs[det.layer], data.labels, data.mask)
+        np.testing.assert_allclose(det.coef, want.coef, rtol=1e-4, atol=1e-5)
+    first = after.detectors
+    refit_detectors(copy, [oblong_spec], device="cpu")  # again, crop mode kept: the same detectors
+    for a, b in zip(first, ConceptModel.load(copy, device="cpu").detectors):
+        np.testing.assert_array_equal(a.coef, b.coef)
+    card = (copy / "MODEL.md").read_text()
+    assert "LR detectors fitted again" in card and "crop_mode': 'none'" in card
+
+
+def test_refit_detectors_rejects_bad_input(bundle, folder_spec, tmp_path):
+    from vidconcept.data.synthetic import write_folder_set
+    from vidconcept.model.train import refit_detectors
+
+    with pytest.raises(UsageError, match="crop_mode"):
+        refit_detectors(bundle, [folder_spec], crop_mode="border")
+    other = write_folder_set(tmp_path / "other", {"coffee": SOURCES["coffee"], "moon": skimage.data.moon()}, per_concept=2)
+    with pytest.raises(UsageError, match="not the bundle's"):
+        refit_detectors(bundle, [other])
+    with pytest.raises(UsageError, match="no strategy"):
+        from vidconcept.model.bundle import imagenet_bundle_config, save_bundle as save
+
+        refit_detectors(save(tmp_path / "imagenet", imagenet_bundle_config()), [folder_spec])
+
+
+def test_training_can_start_from_a_bundle(bundle, folder_spec, tmp_path):
+    start = ConceptModel.load(bundle, device="cpu")
+    out = train("tf_efficientnet_lite0", "ft3-ex1-64", [folder_spec], tmp_path / "more", init=bundle, cache_stages=12,
+                epochs=1, batch_size=8, lr=1e-9, device="cpu")  # a step too small to move the weights
+    more = ConceptModel.load(out, device="cpu")
+    assert more.data_config == start.data_config and read_config(out).training["init"] == str(bundle)
+    for key, value in start.net.state_dict().items():
+        torch.testing.assert_close(more.net.state_dict()[key], value, atol=1e-3, rtol=1e-3)  # fp16 bundle weights
+    with pytest.raises(UsageError, match="strategy"):
+        train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "x", init=bundle, **FAST)

@@ -149,8 +149,16 @@ def cmd_train(args) -> int:
 
     out = train(backbone=args.backbone, strategy=args.strategy, datasets=args.dataset, out=args.out,
                 **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
-                         "split", "cache_stages", "workers", "weights"))
+                         "split", "cache_stages", "workers", "weights", "crop_pct", "crop_mode", "init"))
     print(f"model bundle written to {out}")
+    return 0
+
+
+def cmd_refit_detectors(args) -> int:
+    from .model.train import refit_detectors
+
+    out = refit_detectors(args.bundle, datasets=args.dataset, **_given(args, "split", "crop_mode", "batch_size", "device"))
+    print(f"LR detectors of {out} fitted again; evaluate it to record new metrics")
     return 0
 
 
@@ -158,6 +166,14 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
 
     data = evaluate(args.model, args.dataset, **_given(args, "split", "metric", "device", "limit"))
+    if args.record:
+        import shlex
+
+        from .model.card import record_metrics
+
+        # the command that reproduces the numbers: this one, without --record
+        command = shlex.join(["vidconcept", *(a for a in (args.argv or sys.argv[1:]) if a != "--record")])
+        record_metrics(args.model, data, command)
     if args.json:
         _print_json(data)
     else:
@@ -223,6 +239,11 @@ def _given(args, *names: str) -> dict:
 
 
 # ---- parser ---------------------------------------------------------------
+def _add_crop_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--crop-mode", choices=["center", "none"],
+                   help="inference crop: a centred square, or none (the whole image, shorter side at the input size)")
+
+
 def _add_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", help="index folder (default: $VIDCONCEPT_INDEX or ./vidconcept-index)")
 
@@ -318,9 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--weights", help="backbone weights: a state_dict FILE (googlenet, alexnet, …) or 'none' "
                                      "for random init (default: the backbone's pretrained weights)")
+    p.add_argument("--crop-pct", type=float, help="inference centre crop (1.0: the whole shorter side)")
+    p.add_argument("--init", metavar="BUNDLE", help="start from this fine-tuned bundle's network (same backbone, "
+                                                    "strategy and concepts) instead of the backbone's weights")
+    _add_crop_mode(p)
     p.add_argument("--device")
     p.add_argument("--resume", action="store_true", default=None)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("refit-detectors", help="fit a fine-tuned bundle's LR detectors again (other photos or crop mode)")
+    p.add_argument("bundle", help="bundle folder, e.g. models/default")
+    p.add_argument("--dataset", action="append", metavar="SPEC", help="data sets (default: those it was trained on)")
+    p.add_argument("--split", help="data set split (default: train)")
+    _add_crop_mode(p)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_refit_detectors)
 
     p = sub.add_parser("serve", help="local web UI and REST API over an index")
     _add_index(p)
@@ -348,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate on the first N images only")
     p.add_argument("--device")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--record", action="store_true",
+                   help="store the result and this command in the bundle's config.json and MODEL.md")
     p.set_defaults(func=cmd_evaluate)
 
     _add_concept_group(sub)
@@ -386,6 +422,7 @@ def _add_concept_group(sub) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="vidconcept: %(levelname)s: %(message)s")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from vidconcept.model.bundle import CARD_FILE, read_config, write_config
 
 
-def record_metrics(bundle: Path, report: dict, command: str) -> None:
+def record_metrics(bundle: str | Path, report: dict, command: str) -> None:
     """Store an evaluation ``report`` under ``"<dataset> <split>"`` in config.json and refresh MODEL.md."""
     config = read_config(bundle)
     key = f"{report['dataset']} {report['split']}"
@@ -24,9 +24,14 @@ def _training_section(training: dict | None) -> list[str]:
     if not training:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
     keys = ("backbone", "strategy", "datasets", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
-            "image_size", "crop_pct", "cache_stages", "weights", "photos", "seed", "loss", "hardware", "train_time")
-    lines = [f"- {k}: `{training[k]}`" for k in keys if k in training]
-    return lines + ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
+            "image_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos", "seed", "loss", "hardware", "train_time")
+    lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) is not None]
+    lines += ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
+    refit = training.get("detectors")
+    if refit:
+        lines += [f"LR detectors fitted again afterwards on {', '.join(f'`{d}`' for d in refit['datasets'])} "
+                  f"(split `{refit['split']}`, {refit['images']} images) with:", "", "```", refit["command"], "```", ""]
+    return lines
 
 
 def _metrics_section(metrics: dict) -> list[str]:

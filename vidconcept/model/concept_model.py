@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,21 +57,33 @@ _PIL_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest":
                 "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 
 
+#: ``crop_mode`` of a data config that keeps the whole image (our extension of timm's modes).
+WHOLE_IMAGE = "none"
+#: With ``crop_mode="none"`` the longer side is cut (centred) to at most this many times the shorter one.
+MAX_ASPECT = 2.0
+
+
 def eval_transform(data_config: dict):
-    """The inference transform a data config describes: shorter side to ``size / crop_pct``,
-    centre crop, normalise — timm's ``create_transform`` for ``crop_mode="center"``, pixel for
-    pixel (tested), without importing timm and torchvision (seconds of start-up). Other crop
-    modes go through timm."""
+    """The inference transform a data config describes, image → normalised ``[3, H, W]``.
+
+    ``crop_mode="center"``: shorter side to ``size / crop_pct``, centre crop ``size × size`` —
+    timm's ``create_transform``, pixel for pixel (tested), without importing timm and
+    torchvision (seconds of start-up). ``crop_mode="none"``: shorter side to ``size`` and no
+    crop, so the output keeps the image's aspect ratio (up to :data:`MAX_ASPECT`): a concept at
+    the edge of a photo, or anywhere in a 16:9 video frame, stays in view (a square crop drops
+    44 % of a 16:9 frame). Other crop modes go through timm.
+    """
     import math
 
     size = int(data_config["input_size"][-1])
     crop_pct = data_config.get("crop_pct") or 0.875
-    if data_config.get("crop_mode", "center") != "center" or data_config["input_size"][-2] != size:
+    mode = data_config.get("crop_mode", "center")
+    if mode not in ("center", WHOLE_IMAGE) or data_config["input_size"][-2] != size:
         from timm.data import create_transform
 
         keys = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
         return create_transform(**{k: tuple(v) if isinstance(v, list) else v for k, v in data_config.items() if k in keys})
-    scale = math.floor(size / crop_pct)
+    scale = size if mode == WHOLE_IMAGE else math.floor(size / crop_pct)
     resample = _PIL_FILTERS[data_config.get("interpolation", "bicubic")]
     mean = torch.tensor(data_config["mean"], dtype=torch.float32).reshape(3, 1, 1)
     std = torch.tensor(data_config["std"], dtype=torch.float32).reshape(3, 1, 1)
@@ -83,12 +95,33 @@ def eval_transform(data_config: dict):
         nw, nh = (scale, new_long) if w <= h else (new_long, scale)
         if (nw, nh) != (w, h):
             image = image.resize((nw, nh), resample)
-        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
-        image = image.crop((left, top, left + size, top + size))
+        cw, ch = (size, size) if mode != WHOLE_IMAGE else (min(nw, int(MAX_ASPECT * nh)), min(nh, int(MAX_ASPECT * nw)))
+        if (cw, ch) != (nw, nh):
+            top, left = int(round((nh - ch) / 2.0)), int(round((nw - cw) / 2.0))
+            image = image.crop((left, top, left + cw, top + ch))
         x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
         return (x.float().div_(255) - mean) / std
 
     return transform
+
+
+def same_size_batches(tensors: Iterable[tuple[int, torch.Tensor]], batch_size: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Group ``(index, [3, H, W])`` pairs into batches of one size, at most ``batch_size`` each.
+
+    Whole-image preprocessing gives each aspect ratio its own size; the images of one video
+    share one, so its keyframes still run in full batches. Batches come out as they fill
+    (then the rest, per size), with the indices of their rows.
+    """
+    pending: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    for index, x in tensors:
+        bucket = pending.setdefault(tuple(x.shape), [])
+        bucket.append((index, x))
+        if len(bucket) == batch_size:
+            yield [i for i, _ in bucket], torch.stack([t for _, t in bucket])
+            bucket.clear()
+    for bucket in pending.values():
+        if bucket:
+            yield [i for i, _ in bucket], torch.stack([t for _, t in bucket])
 
 
 def fold_batch_norm(net: torch.nn.Module) -> int:
@@ -179,15 +212,34 @@ class ConceptModel:
         return model
 
     def preprocess(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """Images → normalised ``[N, 3, H, W]`` tensor as the bundle's data config says."""
+        """Images → normalised ``[N, 3, H, W]`` tensor as the bundle's data config says.
+
+        With whole-image preprocessing (``crop_mode="none"``) the images must share an aspect
+        ratio; :meth:`layer_outputs` takes any mix.
+        """
         if len(images) == 0:
             raise UsageError("no images to preprocess")
-        return torch.stack([self._transform(to_pil(image)) for image in images])
+        tensors = [self._transform(to_pil(image)) for image in images]
+        if len({tuple(t.shape) for t in tensors}) > 1:
+            raise UsageError("images of different aspect ratios preprocess to different sizes: "
+                             "use layer_outputs() or predict(), which batch them by size")
+        return torch.stack(tensors)
 
     @torch.inference_mode()
     def layer_outputs(self, images: Sequence[ImageLike]) -> dict[str, np.ndarray]:
-        """Named float32 outputs of one batch: ``features``, ``logits`` and the LR layers."""
-        x = self.preprocess(images)
+        """Named float32 outputs of one batch, in input order: ``features``, ``logits`` and the LR layers."""
+        if len(images) == 0:
+            raise UsageError("no images to preprocess")
+        tensors = ((i, self._transform(to_pil(image))) for i, image in enumerate(images))
+        result: dict[str, np.ndarray] = {}
+        for rows, x in same_size_batches(tensors, len(images)):
+            for name, value in self._forward(x).items():
+                if name not in result:
+                    result[name] = np.empty((len(images), *value.shape[1:]), np.float32)
+                result[name][rows] = value
+        return result
+
+    def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         cuda = self.device.startswith("cuda")
         if cuda:
             x = x.pin_memory()
@@ -236,4 +288,4 @@ class ConceptModel:
         return f"ConceptModel({self.name!r}, backbone={self.config.backbone!r}, concepts={len(self.concepts)}, device={self.device!r})"
 
 
-__all__ = ["ConceptModel", "Prediction", "eval_transform", "to_pil"]
+__all__ = ["ConceptModel", "Prediction", "eval_transform", "same_size_batches", "to_pil"]

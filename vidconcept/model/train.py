@@ -34,9 +34,9 @@ from vidconcept.config import resolve_device
 from vidconcept.data import LabelledImages, open_datasets
 from vidconcept.errors import UsageError
 from vidconcept.model.backbones import backbone_info, create_backbone
-from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, save_bundle
+from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, load_weights, read_config, save_bundle
 from vidconcept.model.card import write_model_card
-from vidconcept.model.concept_model import eval_transform
+from vidconcept.model.concept_model import eval_transform, same_size_batches
 from vidconcept.model.detectors import LayerDetectors, fit_layer
 from vidconcept.model.strategies import ConceptNet, parse_strategy
 
@@ -65,6 +65,8 @@ class TrainConfig:
     workers: int = 0
     weights: str = "pretrained"  # or a state_dict file, or "none" (random init, only when asked)
     crop_pct: float | None = None  # inference centre crop; 1.0 keeps the whole shorter side
+    crop_mode: str | None = None  # "center" (square) or "none" (whole image) at inference
+    init: str | None = None  # a bundle whose network training starts from (same backbone, strategy, concepts)
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
 
 
@@ -139,13 +141,21 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: LabelledImages, out: Path, device: str):
         self.cfg, self.data, self.out, self.device = cfg, data, out, device
         self.generator = seed_everything(cfg.seed)
-        backbone = create_backbone(cfg.backbone, cfg.weights)
+        backbone = create_backbone(cfg.backbone, "none" if cfg.init else cfg.weights)
         self.data_config = dict(backbone.data_config)
+        start = self._starting_bundle(data) if cfg.init else None
+        if start:
+            self.data_config = dict(start.data_config)
         if cfg.image_size:
             self.data_config["input_size"] = [3, cfg.image_size, cfg.image_size]
         if cfg.crop_pct:
             self.data_config["crop_pct"] = cfg.crop_pct
-        self.net = parse_strategy(cfg.strategy).build(backbone, len(data.concepts)).to(device)
+        if cfg.crop_mode:
+            self.data_config["crop_mode"] = cfg.crop_mode
+        self.net = parse_strategy(cfg.strategy).build(backbone, len(data.concepts))
+        if start:
+            load_weights(self.net, Path(cfg.init) / start.weights["file"])
+        self.net = self.net.to(device)
         self._check_cache_depth()
         self.cache: list[torch.Tensor] = []
         self._train_loader: DataLoader | None = None  # built once: its workers persist across epochs
@@ -161,6 +171,17 @@ class Trainer:
             self.net = self.net.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    def _starting_bundle(self, data: LabelledImages) -> BundleConfig:
+        """The config of ``cfg.init``, checked to describe the network this run builds."""
+        config = read_config(Path(self.cfg.init))
+        mismatch = [what for what, theirs, ours in [("backbone", config.backbone, self.cfg.backbone),
+                                                     ("strategy", config.strategy, self.cfg.strategy),
+                                                     ("concepts", config.concepts, list(data.concepts))] if theirs != ours]
+        if mismatch or "file" not in config.weights:
+            raise UsageError(f"cannot start from {self.cfg.init}: its " + (", ".join(mismatch) or "weights") +
+                             " differ from this run's (" + f"{self.cfg.backbone}, {self.cfg.strategy}, {len(data.concepts)} concepts)")
+        return config
 
     def _check_cache_depth(self) -> None:
         k = self.cfg.cache_stages
@@ -210,7 +231,9 @@ class Trainer:
             self.cache = torch.load(path, weights_only=True)
             log.info("reloaded cached stage outputs from %s", path)
             return
-        loader = _loader(self.data, eval_transform(self.data_config), self.cfg, shuffle=False)
+        # training inputs are square (as the random crops of an uncached run), whatever crop the bundle infers with
+        square = eval_transform({**self.data_config, "crop_mode": "center"})
+        loader = _loader(self.data, square, self.cfg, shuffle=False)
         self.cache = cache_stage_outputs(self.net, loader, self.cfg.cache_stages, self.device)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.cache, path)  # a resumed run skips the slowest part
@@ -280,21 +303,27 @@ class Trainer:
     # ---------------------------------------------------------------- detectors
     @torch.inference_mode()
     def layer_outputs(self, data: LabelledImages | None = None) -> dict[str, np.ndarray]:
-        """The LR layers' outputs (no augmentation) for the training images, or for ``data``."""
+        """The LR layers' outputs for the training images, or for ``data``, preprocessed as at inference."""
         self.net.eval()
-        k = self.cfg.cache_stages if data is None else 0
-        if data is None and self.cache:
-            batches = (self.cache[0][s:s + self.cfg.batch_size].float() for s in range(0, len(self.data), self.cfg.batch_size))
-        else:
-            batches = (x for x, _, _ in _loader(self.data if data is None else data, eval_transform(self.data_config),
-                                                self.cfg, shuffle=False, pin=self.use_amp))
-        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.net.lr_layers}
-        for x in batches:
+        source = self.data if data is None else data
+        parts: dict[str, np.ndarray] = {}
+
+        def run(rows, x: torch.Tensor, start: int = 0) -> None:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
-                out = self.net.outputs(x.to(self.device, non_blocking=True), start=k)
-            for name in parts:
-                parts[name].append(out[name].float().cpu().numpy())
-        return {name: np.concatenate(p) for name, p in parts.items()}
+                out = self.net.outputs(x.to(self.device, non_blocking=True), start=start)
+            for name in self.net.lr_layers:
+                value = out[name].float().cpu().numpy()
+                parts.setdefault(name, np.empty((len(source), *value.shape[1:]), np.float32))[rows] = value
+
+        if data is None and self.cache and self.data_config.get("crop_mode", "center") == "center":
+            for s in range(0, len(source), self.cfg.batch_size):  # the cached plain crops are what inference sees
+                run(slice(s, s + self.cfg.batch_size), self.cache[0][s:s + self.cfg.batch_size].float(), self.cfg.cache_stages)
+        else:
+            images = DataLoader(ImageLabels(source, eval_transform(self.data_config)), batch_size=None,
+                                num_workers=self.cfg.workers)  # one image at a time: sizes may differ
+            for rows, x in same_size_batches(((i, x) for i, (x, _, _) in enumerate(images)), self.cfg.batch_size):
+                run(rows, x)
+        return parts
 
     def fit_detectors(self) -> list[LayerDetectors]:
         outputs = self.layer_outputs()
@@ -306,7 +335,7 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
           batch_size: int = 32, lr: float = 0.01, image_size: int | None = None, seed: int = 0,
           device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
           workers: int = 0, detectors: bool = True, weights: str = "pretrained",
-          crop_pct: float | None = None) -> Path:
+          crop_pct: float | None = None, crop_mode: str | None = None, init: str | Path | None = None) -> Path:
     """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
 
     Args:
@@ -319,6 +348,11 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         image_size: square input size; default: the backbone's.
         crop_pct: centre crop at inference (timm's meaning); 1.0 keeps the whole shorter side,
             which suits multi-label photos whose objects reach the edges. Default: the backbone's.
+        crop_mode: ``"center"`` (a square crop) or ``"none"``: the whole image at inference, shorter
+            side at ``image_size`` (training crops stay square). Default: the backbone's.
+        init: a fine-tuned bundle to start from instead of the backbone's weights (the same
+            backbone, strategy and concept pool), e.g. to train it further or on other photos;
+            its preprocessing is kept unless ``image_size`` / ``crop_*`` change it.
         seed: seeds shuffling, augmentation and initialisation (deterministic on CPU).
         device: ``None`` → :func:`config.resolve_device`.
         resume: continue from the last epoch checkpoint in ``out``.
@@ -334,9 +368,10 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
     """
     if epochs < 1 or batch_size < 1 or lr <= 0 or lr_mult < 0 or not (crop_pct is None or 0 < crop_pct <= 1):
         raise UsageError("epochs and batch_size must be ≥ 1, lr > 0, lr_mult ≥ 0 and crop_pct in (0, 1]")
+    _check_crop_mode(crop_mode)
     backbone_info(backbone), parse_strategy(strategy)  # cheap name checks before any data is read
     cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
-                      cache_stages, workers, str(weights), crop_pct)
+                      cache_stages, workers, str(weights), crop_pct, crop_mode, None if init is None else str(init))
     out = Path(out)
     data = open_datasets(cfg.datasets, split)
     trainer = Trainer(cfg, data, out, resolve_device(device))
@@ -351,6 +386,73 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
     write_model_card(out)
     _remove_checkpoints(out)
     return out
+
+
+def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str = "train",
+                    crop_mode: str | None = None, batch_size: int = 32, device: str | None = None,
+                    seed: int = 0) -> Path:
+    """Fit a fine-tuned bundle's LR detectors again, leaving its network as it is.
+
+    For when the photos or the preprocessing change after training, e.g. a bundle trained on a
+    GPU machine from compressed copies of the photos gets detectors fitted on the originals
+    here, or switches to whole-image inference (``crop_mode="none"``). Layer outputs come from
+    the inference path (:meth:`ConceptModel.layer_outputs`), so the detectors see exactly what
+    they will score. The bundle's recorded metrics measured the old detectors and are dropped.
+
+    Args:
+        bundle: a bundle with a concept layer (written by :func:`train`).
+        datasets: data set specs; default: those it was trained on. Their concept union
+            must be the bundle's concepts.
+        split, batch_size, device, seed: as in :func:`train`.
+        crop_mode: switch the bundle's inference crop first (``"center"`` or ``"none"``).
+
+    Returns:
+        ``bundle``.
+    """
+    from tqdm.auto import tqdm
+
+    from vidconcept.model.bundle import build_network
+    from vidconcept.model.concept_model import ConceptModel
+
+    _check_crop_mode(crop_mode)
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    bundle = Path(bundle)
+    config = read_config(bundle)
+    if not config.strategy:
+        raise UsageError(f"{bundle}: LR detectors need a fine-tuned concept layer (this bundle has no strategy)")
+    specs = list(datasets or (config.training or {}).get("datasets") or [])
+    if not specs:
+        raise UsageError(f"{bundle}: its config names no training data sets: give datasets")
+    data = open_datasets(specs, split)
+    if sorted(data.concepts) != sorted(config.concepts):
+        raise UsageError(f"the data sets' concepts ({len(data.concepts)}) are not the bundle's ({len(config.concepts)})")
+    if crop_mode:
+        config.data_config["crop_mode"] = crop_mode
+    net = build_network(bundle, config)
+    model = ConceptModel(config, net, [], resolve_device(device))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in net.lr_layers}
+    for start in tqdm(range(0, len(data), batch_size), desc="layer outputs", unit="batch"):
+        outputs = model.layer_outputs([data.load_image(i) for i in range(start, min(start + batch_size, len(data)))])
+        for name in parts:
+            parts[name].append(outputs[name])
+    columns = [data.concepts.index(c) for c in config.concepts]
+    labels, mask = data.labels[:, columns], data.mask[:, columns]
+    detectors = [fit_layer(name, np.concatenate(p), labels, mask, seed) for name, p in parts.items()]
+    config.training = {**(config.training or {}),
+                       "detectors": {"datasets": specs, "split": split, "images": len(data), "command": shlex.join(sys.argv)}}
+    config.metrics = {}
+    save_bundle(bundle, config, None, detectors)
+    write_model_card(bundle)
+    log.info("refitted %d layers of LR detectors of %s on %d images", len(detectors), bundle, len(data))
+    return bundle
+
+
+def _check_crop_mode(crop_mode: str | None) -> None:
+    from vidconcept.model.concept_model import WHOLE_IMAGE
+
+    if crop_mode not in (None, "center", WHOLE_IMAGE):
+        raise UsageError(f"crop_mode must be 'center' or {WHOLE_IMAGE!r}, got {crop_mode!r}")
 
 
 def _remove_checkpoints(out: Path) -> None:
