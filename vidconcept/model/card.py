@@ -30,7 +30,8 @@ def _training_section(training: dict | None) -> list[str]:
     refit = training.get("detectors")
     if refit:
         lines += [f"LR detectors fitted again afterwards on {', '.join(f'`{d}`' for d in refit['datasets'])} "
-                  f"(split `{refit['split']}`, {refit['images']} images) with:", "", "```", refit["command"], "```", ""]
+                  f"(split `{refit['split']}`, {refit['images']} images" + (f"; {refit['time']}" if refit.get("time") else "") +
+                  ") with:", "", "```", refit["command"], "```", ""]
     return lines
 
 
