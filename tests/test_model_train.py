@@ -203,7 +203,10 @@ def test_training_can_start_from_a_bundle(bundle, folder_spec, tmp_path):
     out = train("tf_efficientnet_lite0", "ft3-ex1-64", [folder_spec], tmp_path / "more", init=bundle, cache_stages=12,
                 epochs=1, batch_size=8, lr=1e-9, device="cpu")  # a step too small to move the weights
     more = ConceptModel.load(out, device="cpu")
-    assert more.data_config == start.data_config and read_config(out).training["init"] == str(bundle)
+    record = read_config(out).training
+    assert more.data_config == start.data_config and record["init"] == str(bundle) and record["weights"] is None
+    assert record["before"] == read_config(bundle).training  # how the starting weights were made
+    assert "Before: how" in (out / "MODEL.md").read_text() and "CPU" in record["hardware"]
     for key, value in start.net.state_dict().items():
         torch.testing.assert_close(more.net.state_dict()[key], value, atol=1e-3, rtol=1e-3)  # fp16 bundle weights
     with pytest.raises(UsageError, match="strategy"):

@@ -20,11 +20,12 @@ def record_metrics(bundle: str | Path, report: dict, command: str) -> None:
     write_model_card(bundle)
 
 
-def _training_section(training: dict | None) -> list[str]:
+def _training_section(training: dict | None, level: str = "") -> list[str]:
     if not training:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
     keys = ("backbone", "strategy", "datasets", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
-            "image_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos", "seed", "loss", "hardware", "train_time")
+            "image_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos", "seed", "loss",
+            "hardware", "train_time")
     lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) is not None]
     lines += ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
     refit = training.get("detectors")
@@ -32,6 +33,9 @@ def _training_section(training: dict | None) -> list[str]:
         lines += [f"LR detectors fitted again afterwards on {', '.join(f'`{d}`' for d in refit['datasets'])} "
                   f"(split `{refit['split']}`, {refit['images']} images" + (f"; {refit['time']}" if refit.get("time") else "") +
                   ") with:", "", "```", refit["command"], "```", ""]
+    if training.get("before"):  # trained on from another bundle: how that one was made
+        lines += [f"###{level} Before: how `{training.get('init')}` was trained", ""]
+        lines += _training_section(training["before"], level + "#")
     return lines
 
 

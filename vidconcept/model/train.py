@@ -22,6 +22,7 @@ import logging
 import random
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -374,14 +375,20 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
                       cache_stages, workers, str(weights), crop_pct, crop_mode, None if init is None else str(init))
     out = Path(out)
     data = open_datasets(cfg.datasets, split)
+    started = time.perf_counter()
     trainer = Trainer(cfg, data, out, resolve_device(device))
     if resume:
         trainer.load_checkpoint()
     trainer.fit()
     fitted = trainer.fit_detectors() if detectors else None
+    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "hardware": _hardware(trainer.device),
+              "train_time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall, network and detectors"
+                            + (" (this process; resumed)" if resume else "")}
+    if init is not None:  # the weights came from there: keep how that bundle was made
+        record.update(weights=None, init=str(init), before=read_config(Path(init)).training)
     config = BundleConfig(name=out.name, backbone=backbone, concepts=list(data.concepts), data_config=trainer.data_config,
                           weights={"file": WEIGHTS_FILE}, strategy=trainer.net.spec.name, output="sigmoid",
-                          training={**vars(cfg), "images": len(data), "loss": trainer.losses}, seed=seed)
+                          training=record, seed=seed)
     save_bundle(out, config, trainer.net.cpu(), fitted)
     write_model_card(out)
     _remove_checkpoints(out)
@@ -446,6 +453,15 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     write_model_card(bundle)
     log.info("refitted %d layers of LR detectors of %s on %d images", len(detectors), bundle, len(data))
     return bundle
+
+
+def _hardware(device: str) -> str:
+    import os
+    import platform
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__}, fp16 autocast)"
+    return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores, {platform.machine()} (torch {torch.__version__})"
 
 
 def _check_crop_mode(crop_mode: str | None) -> None:
