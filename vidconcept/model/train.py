@@ -179,9 +179,11 @@ class Trainer:
         mismatch = [what for what, theirs, ours in [("backbone", config.backbone, self.cfg.backbone),
                                                      ("strategy", config.strategy, self.cfg.strategy),
                                                      ("concepts", config.concepts, list(data.concepts))] if theirs != ours]
-        if mismatch or "file" not in config.weights:
-            raise UsageError(f"cannot start from {self.cfg.init}: its " + (", ".join(mismatch) or "weights") +
-                             " differ from this run's (" + f"{self.cfg.backbone}, {self.cfg.strategy}, {len(data.concepts)} concepts)")
+        if mismatch:
+            raise UsageError(f"cannot start from {self.cfg.init}: its {', '.join(mismatch)} differ from this run's "
+                             f"({self.cfg.backbone}, {self.cfg.strategy}, {len(data.concepts)} concepts)")
+        if "file" not in config.weights:
+            raise UsageError(f"cannot start from {self.cfg.init}: it has no weights file of its own")
         return config
 
     def _check_cache_depth(self) -> None:
