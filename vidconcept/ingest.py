@@ -181,6 +181,24 @@ def model_fingerprint(model) -> dict:
     return {"name": model.name, "concepts": len(model.concepts), "concepts_sha1": digest, "feature_dim": model.feature_dim}
 
 
+def bundle_digest(model) -> str | None:
+    """SHA-1 of what makes a bundle's scores: its preprocessing, weights and detectors files.
+
+    Two versions of a model with one name and concept list (a retrained default) score
+    differently; the index keeps this to tell them apart. ``None`` for a model without a
+    bundle folder.
+    """
+    folder, config = getattr(model, "bundle_dir", None), getattr(model, "config", None)
+    if folder is None or config is None:
+        return None
+    h = hashlib.sha1(json.dumps([config.data_config, config.weights, config.strategy, config.detectors],
+                                sort_keys=True).encode())
+    for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file")):
+        if name and (Path(folder) / name).is_file():
+            h.update((Path(folder) / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
 class Ingestor:
     """Ingests videos into one index with one concept model (loaded on first need)."""
 
@@ -227,9 +245,14 @@ class Ingestor:
                 f"{self.store.root}: index was built with model {known['name']!r} ({known['concepts']} concepts); "
                 f"model {fp['name']!r} has other concepts: use another --index folder"
             )
+        digest = bundle_digest(model)
+        if known and digest and known.get("bundle_sha1") not in (None, digest):
+            log.warning("%s: index was built with another version of model %r (its weights, detectors or preprocessing "
+                        "differ): new shots' scores will not be comparable with the indexed ones; ingest into a new "
+                        "--index folder to keep one model per index", self.store.root, fp["name"])
         if not known:
             with self.store.db.atomic():
-                self.store.set_meta("model", fp)
+                self.store.set_meta("model", {**fp, "bundle_sha1": digest} if digest else fp)
                 self.store.set_meta("feature_dim", fp["feature_dim"])
                 self.store.ensure_concepts(model.concepts, source="model")
 
