@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--lr-mult", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--train-size", type=int, default=None, help="random training crop size")
+    parser.add_argument("--precision", choices=["auto", "fp32"], default="auto")
     parser.add_argument("--cache-stages", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--crop-pct", type=float, default=None, help="inference centre crop (1.0: whole shorter side)")
@@ -64,7 +66,8 @@ def main() -> None:
         train(args.backbone, args.strategy, train_specs(args.data), args.out, epochs=args.epochs,
               lr_mult=args.lr_mult, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
               seed=args.seed, resume=args.resume, cache_stages=args.cache_stages, workers=args.workers,
-              weights=args.weights, crop_pct=args.crop_pct, crop_mode=args.crop_mode, init=args.init)
+              weights=args.weights, crop_pct=args.crop_pct, crop_mode=args.crop_mode, init=args.init,
+              train_size=args.train_size, precision=args.precision)
     for spec, split in [] if args.no_eval else eval_specs(args.eval_data):
         report = evaluate(args.out, spec, split)
         record_metrics(args.out, report, command)

@@ -211,3 +211,36 @@ def test_training_can_start_from_a_bundle(bundle, folder_spec, tmp_path):
         torch.testing.assert_close(more.net.state_dict()[key], value, atol=1e-3, rtol=1e-3)  # fp16 bundle weights
     with pytest.raises(UsageError, match="strategy"):
         train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "x", init=bundle, **FAST)
+
+
+def test_mixed_precision_choice(monkeypatch):
+    from vidconcept.model import train as train_module
+    from vidconcept.model.train import autocast_dtype
+
+    assert autocast_dtype("cuda:0") is torch.float16 and autocast_dtype("cuda", "fp32") is None
+    for has_bf16, expected in [(True, torch.bfloat16), (False, None)]:
+        monkeypatch.setattr(train_module, "cpu_has_bf16", lambda: has_bf16)
+        assert autocast_dtype("cpu") is expected and autocast_dtype("cpu", "fp32") is None
+    with pytest.raises(UsageError, match="precision"):
+        autocast_dtype("cpu", "fp8")
+
+
+def test_smaller_training_crops_and_fp32(folder_spec, tmp_path):
+    from vidconcept.model.train import Trainer, TrainConfig, train_transform
+
+    data = open_dataset(folder_spec)
+    cfg = TrainConfig("tf_efficientnet_lite0", "ft1-def", [folder_spec], batch_size=4, image_size=64, train_size=48,
+                      precision="fp32")
+    trainer = Trainer(cfg, data, tmp_path, "cpu")
+    x, _, _ = next(iter(trainer.batches()))
+    assert x.shape == (4, 3, 48, 48) and trainer.amp_dtype is None
+    assert trainer.data_config["input_size"] == [3, 64, 64]  # inference keeps its size
+    assert train_transform(trainer.data_config)(Image.fromarray(SOURCES["cat"])).shape == (3, 64, 64)
+    out = train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "fp32", detectors=False,
+                train_size=48, precision="fp32", **{**FAST, "epochs": 1})
+    record = read_config(out).training
+    assert record["train_size"] == 48 and record["precision"] == "fp32" and "fp32" in record["hardware"]
+    assert ConceptModel.load(out, device="cpu").data_config["input_size"] == [3, 64, 64]
+    for bad in [dict(train_size=8), dict(precision="half")]:
+        with pytest.raises(UsageError):
+            train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "bad", **bad, **FAST)

@@ -149,7 +149,8 @@ def cmd_train(args) -> int:
 
     out = train(backbone=args.backbone, strategy=args.strategy, datasets=args.dataset, out=args.out,
                 **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
-                         "split", "cache_stages", "workers", "weights", "crop_pct", "crop_mode", "init"))
+                         "split", "cache_stages", "workers", "weights", "crop_pct", "crop_mode", "init",
+                         "train_size", "precision"))
     print(f"model bundle written to {out}")
     return 0
 
@@ -331,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-mult", type=float, help="learning-rate multiplier k of the pretrained layers")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image-size", type=int, help="inference input size (default: the backbone's)")
+    p.add_argument("--train-size", type=int, help="random training crop size (default: the image size)")
+    p.add_argument("--precision", choices=["auto", "fp32"],
+                   help="auto (default): fp16 autocast on CUDA, bf16 on CPUs with native bfloat16")
     p.add_argument("--seed", type=int)
     p.add_argument("--split", help="data set split (default: train)")
     p.add_argument("--cache-stages", type=int, metavar="K",

@@ -10,7 +10,12 @@ training images' layer outputs (:mod:`.detectors`).
 backbone stages can be frozen; their outputs are computed once per image (plain and
 horizontally flipped, fp16, in memory) and each epoch only runs the remaining stages. It
 is fine-tuning of the last layers (the paper's strategies applied to the top of the
-network); the bundle records K. Example::
+network); the bundle records K.
+
+*Mixed precision*: on CUDA the network runs under fp16 autocast (with loss scaling); on CPUs
+with native bfloat16 (AVX512-BF16 or AMX) under bf16 autocast, which trains
+``tf_efficientnet_lite0`` about 1.7x faster than fp32 on such a CPU. ``precision="fp32"``
+turns it off. Example::
 
     from vidconcept.model.train import train
     bundle = train("tf_efficientnet_lite0", "ft3-ex1-512", ["voc:../shared/data/voc2007"], Path("models/voc"),
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4
+PRECISIONS = ("auto", "fp32")
 
 
 @dataclass
@@ -68,6 +74,8 @@ class TrainConfig:
     crop_pct: float | None = None  # inference centre crop; 1.0 keeps the whole shorter side
     crop_mode: str | None = None  # "center" (square) or "none" (whole image) at inference
     init: str | None = None  # a bundle whose network training starts from (same backbone, strategy, concepts)
+    train_size: int | None = None  # training crop size; default: the inference input size
+    precision: str = "auto"  # "auto" (fp16 on CUDA, bf16 on CPUs that have it) or "fp32"
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
 
 
@@ -91,11 +99,12 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def train_transform(data_config: dict):
-    """Augmentation derived from the data config: random resized crop, flip, normalise."""
+def train_transform(data_config: dict, size: int | None = None):
+    """Augmentation derived from the data config: random resized crop (``size``, default the
+    input size), flip, normalise."""
     from torchvision import transforms as T
 
-    size = data_config["input_size"][-1]
+    size = size or data_config["input_size"][-1]
     interpolation = T.InterpolationMode(data_config["interpolation"])
     return T.Compose([T.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=interpolation),
                       T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])])
@@ -167,11 +176,13 @@ class Trainer:
             self.optimizer, max_lr=[g["lr"] for g in self.optimizer.param_groups], total_steps=max(steps, 1),
             pct_start=0.1)
         self.epoch, self.losses = 0, []
-        self.use_amp = device.startswith("cuda")
-        if self.use_amp:  # tensor cores want channels-last; cuDNN picks kernels once per input size
-            self.net = self.net.to(memory_format=torch.channels_last)
+        self.device_type = "cuda" if device.startswith("cuda") else "cpu"
+        self.amp_dtype = autocast_dtype(device, cfg.precision)
+        # channels-last: tensor cores on CUDA, oneDNN's faster depthwise convolutions on CPU
+        self.net = self.net.to(memory_format=torch.channels_last)
+        if self.device_type == "cuda":  # cuDNN picks kernels once per input size
             torch.backends.cudnn.benchmark = True
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     def _starting_bundle(self, data: LabelledImages) -> BundleConfig:
         """The config of ``cfg.init``, checked to describe the network this run builds."""
@@ -185,6 +196,11 @@ class Trainer:
         if "file" not in config.weights:
             raise UsageError(f"cannot start from {self.cfg.init}: it has no weights file of its own")
         return config
+
+    def autocast(self):
+        """The mixed-precision context of training steps (a no-op at fp32)."""
+        return torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
 
     def _check_cache_depth(self) -> None:
         k = self.cfg.cache_stages
@@ -258,8 +274,9 @@ class Trainer:
         """Training batches: augmented images, or cached stage outputs (random flip variant)."""
         if not self.cache:
             if self._train_loader is None:
-                self._train_loader = _loader(self.data, train_transform(self.data_config), self.cfg, True,
-                                             self.generator, pin=self.use_amp, persistent=True)
+                self._train_loader = _loader(self.data, train_transform(self.data_config, self.cfg.train_size),
+                                             self.cfg, True, self.generator, pin=self.device_type == "cuda",
+                                             persistent=True)
             yield from self._train_loader
             return
         labels, mask = torch.from_numpy(self.data.labels), torch.from_numpy(self.data.mask)
@@ -279,7 +296,8 @@ class Trainer:
         for x, labels, mask in tqdm(self.batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch",
                                     total=-(-len(self.data) // self.cfg.batch_size)):
             x, labels, mask = (t.to(self.device, non_blocking=True) for t in (x, labels, mask))
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+            x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
                 loss = masked_bce(self.net(x, start=self.cfg.cache_stages).float(), labels, mask)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -312,8 +330,10 @@ class Trainer:
         parts: dict[str, np.ndarray] = {}
 
         def run(rows, x: torch.Tensor, start: int = 0) -> None:
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
-                out = self.net.outputs(x.to(self.device, non_blocking=True), start=start)
+            # as inference runs: fp16 autocast on CUDA, fp32 on CPU
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.device_type == "cuda"):
+                x = x.to(self.device, non_blocking=True)
+                out = self.net.outputs(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, start=start)
             for name in self.net.lr_layers:
                 value = out[name].float().cpu().numpy()
                 parts.setdefault(name, np.empty((len(source), *value.shape[1:]), np.float32))[rows] = value
@@ -338,7 +358,8 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
           batch_size: int = 32, lr: float = 0.01, image_size: int | None = None, seed: int = 0,
           device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
           workers: int = 0, detectors: bool = True, weights: str = "pretrained",
-          crop_pct: float | None = None, crop_mode: str | None = None, init: str | Path | None = None) -> Path:
+          crop_pct: float | None = None, crop_mode: str | None = None, init: str | Path | None = None,
+          train_size: int | None = None, precision: str = "auto") -> Path:
     """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
 
     Args:
@@ -349,6 +370,9 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         epochs, lr, lr_mult, batch_size: SGD (Nesterov momentum, one-cycle schedule);
             pretrained layers learn at ``lr * lr_mult``.
         image_size: square input size; default: the backbone's.
+        train_size: size of the random training crops; default: ``image_size``. Training a
+            little below the inference size suits whole-image inference (objects in random
+            crops look larger than in whole images) and costs less.
         crop_pct: centre crop at inference (timm's meaning); 1.0 keeps the whole shorter side,
             which suits multi-label photos whose objects reach the edges. Default: the backbone's.
         crop_mode: ``"center"`` (a square crop) or ``"none"``: the whole image at inference, shorter
@@ -365,16 +389,22 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         detectors: fit the LR detectors (and use fused scores) after training.
         weights: the backbone's starting weights: ``"pretrained"``, a state_dict file
             (e.g. GoogLeNet or AlexNet weights for the paper's networks) or ``"none"``.
+        precision: ``"auto"``: mixed precision where the hardware has it (module docstring);
+            ``"fp32"``: none.
 
     Returns:
         ``out``, a bundle loadable with :meth:`ConceptModel.load`.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0 or lr_mult < 0 or not (crop_pct is None or 0 < crop_pct <= 1):
         raise UsageError("epochs and batch_size must be ≥ 1, lr > 0, lr_mult ≥ 0 and crop_pct in (0, 1]")
+    if train_size is not None and train_size < 32:
+        raise UsageError(f"train_size must be at least 32 pixels, got {train_size}")
     _check_crop_mode(crop_mode)
+    autocast_dtype("cpu", precision)  # checks the name
     backbone_info(backbone), parse_strategy(strategy)  # cheap name checks before any data is read
     cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
-                      cache_stages, workers, str(weights), crop_pct, crop_mode, None if init is None else str(init))
+                      cache_stages, workers, str(weights), crop_pct, crop_mode, None if init is None else str(init),
+                      train_size, precision)
     out = Path(out)
     data = open_datasets(cfg.datasets, split)
     started = time.perf_counter()
@@ -383,7 +413,7 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         trainer.load_checkpoint()
     trainer.fit()
     fitted = trainer.fit_detectors() if detectors else None
-    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "hardware": _hardware(trainer.device),
+    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "hardware": _hardware(trainer.device, trainer.amp_dtype),
               "train_time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall, network and detectors"
                             + (" (this process; resumed)" if resume else "")}
     if init is not None:  # the weights came from there: keep how that bundle was made
@@ -457,13 +487,34 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     return bundle
 
 
-def _hardware(device: str) -> str:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def autocast_dtype(device: str, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of training on ``device``: fp16 on CUDA, bf16 on CPUs that have it, else None."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return None
+    if device.startswith("cuda"):
+        return torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def _hardware(device: str, amp_dtype: torch.dtype | None) -> str:
     import os
     import platform
 
+    precision = {torch.float16: "fp16 autocast", torch.bfloat16: "bf16 autocast"}.get(amp_dtype, "fp32")
     if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__}, fp16 autocast)"
-    return f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores, {platform.machine()} (torch {torch.__version__})"
+        return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__}, {precision})"
+    return (f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores, {platform.machine()} "
+            f"(torch {torch.__version__}, {precision})")
 
 
 def _check_crop_mode(crop_mode: str | None) -> None:
