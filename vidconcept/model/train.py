@@ -296,7 +296,8 @@ class Trainer:
         for x, labels, mask in tqdm(self.batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch",
                                     total=-(-len(self.data) // self.cfg.batch_size)):
             x, labels, mask = (t.to(self.device, non_blocking=True) for t in (x, labels, mask))
-            x = x.contiguous(memory_format=torch.channels_last)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
                 loss = masked_bce(self.net(x, start=self.cfg.cache_stages).float(), labels, mask)
             self.optimizer.zero_grad(set_to_none=True)
