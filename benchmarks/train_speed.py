@@ -1,7 +1,7 @@
 """Training throughput of a concept network on this machine, per precision, crop size and frozen depth.
 
-Times full SGD steps (forward, masked BCE, backward, update) of ``tf_efficientnet_lite0`` +
-ft3-ex1-512 on random batches, as :class:`vidconcept.model.train.Trainer` runs them
+Times full SGD steps (forward, masked BCE, backward, update) of a backbone (default
+``tf_efficientnet_lite0``) + ft3-ex1-512 on random batches, as :class:`vidconcept.model.train.Trainer` runs them
 (channels-last, the same autocast), so data loading is not included. ``--cache-stages K``
 runs the first K stages without gradients, as cached training would skip them entirely.
 Prints one JSON object: photos per second for each setting.
@@ -49,6 +49,7 @@ def steps_per_second(net, size: int, batch: int, dtype, start: int, steps: int) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--sizes", default="224,288", help="square crop sizes")
     parser.add_argument("--cache-stages", default="0", help="comma-separated K values (0: full fine-tuning)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -57,9 +58,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    net = parse_strategy("ft3-ex1-512").build(create_backbone("tf_efficientnet_lite0", "none"), 38)
+    net = parse_strategy("ft3-ex1-512").build(create_backbone(args.backbone, "none"), 38)
     net = net.to(args.device, memory_format=torch.channels_last).train()
-    result = {"device": args.device, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+    result = {"backbone": args.backbone, "device": args.device, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
               "machine": platform.machine(), "torch": torch.__version__, "batch_size": args.batch_size,
               "photos_per_s": {}}
     for precision in ("fp32", "auto"):

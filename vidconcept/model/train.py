@@ -13,9 +13,10 @@ is fine-tuning of the last layers (the paper's strategies applied to the top of 
 network); the bundle records K.
 
 *Mixed precision*: on CUDA the network runs under fp16 autocast (with loss scaling); on CPUs
-with native bfloat16 (AVX512-BF16 or AMX) under bf16 autocast, which trains
-``tf_efficientnet_lite0`` about 1.7x faster than fp32 on such a CPU. ``precision="fp32"``
-turns it off. Example::
+with native bfloat16 (AVX512-BF16 or AMX) under bf16 autocast: a full fine-tune of
+``tf_efficientnet_lite0`` at 224 px ran 1.6x faster than fp32 on such a CPU, while with frozen
+first stages bf16 was 10 % slower (``benchmarks/train_speed.py``). ``precision="fp32"`` turns it
+off. Example::
 
     from vidconcept.model.train import train
     bundle = train("tf_efficientnet_lite0", "ft3-ex1-512", ["voc:../shared/data/voc2007"], Path("models/voc"),
