@@ -24,9 +24,8 @@ def _training_section(training: dict | None, level: str = "") -> list[str]:
     if not training:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
     keys = ("backbone", "strategy", "datasets", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
-            "image_size", "train_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos", "precision",
-            "seed", "loss",
-            "hardware", "train_time")
+            "image_size", "train_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos",
+            "precision", "seed", "loss", "hardware", "train_time")
     lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) is not None]
     lines += ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
     refit = training.get("detectors")

@@ -297,10 +297,8 @@ class Trainer:
         for x, labels, mask in tqdm(self.batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch",
                                     total=-(-len(self.data) // self.cfg.batch_size)):
             x, labels, mask = (t.to(self.device, non_blocking=True) for t in (x, labels, mask))
-            if x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
-                loss = masked_bce(self.net(x, start=self.cfg.cache_stages).float(), labels, mask)
+                loss = masked_bce(self.net(_channels_last(x), start=self.cfg.cache_stages).float(), labels, mask)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -334,8 +332,7 @@ class Trainer:
         def run(rows, x: torch.Tensor, start: int = 0) -> None:
             # as inference runs: fp16 autocast on CUDA, fp32 on CPU
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.device_type == "cuda"):
-                x = x.to(self.device, non_blocking=True)
-                out = self.net.outputs(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x, start=start)
+                out = self.net.outputs(_channels_last(x.to(self.device, non_blocking=True)), start=start)
             for name in self.net.lr_layers:
                 value = out[name].float().cpu().numpy()
                 parts.setdefault(name, np.empty((len(source), *value.shape[1:]), np.float32))[rows] = value
@@ -487,6 +484,11 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     write_model_card(bundle)
     log.info("refitted %d layers of LR detectors of %s on %d images", len(detectors), bundle, len(data))
     return bundle
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Images and stage outputs in the network's memory format (other shapes as they are)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def cpu_has_bf16() -> bool:
