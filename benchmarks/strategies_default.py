@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--no-eval", action="store_true", help="train only (e.g. on a machine without the test sets)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--eval-only", action="store_true")
+    parser.add_argument("--repeat-scene15", type=int, default=1,
+                        help="scene15's photos appear this many times an epoch (the smallest set; 100 photos a concept)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -67,7 +69,8 @@ def main() -> None:
               lr_mult=args.lr_mult, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
               seed=args.seed, resume=args.resume, cache_stages=args.cache_stages, workers=args.workers,
               weights=args.weights, crop_pct=args.crop_pct, crop_mode=args.crop_mode, init=args.init,
-              train_size=args.train_size, precision=args.precision)
+              train_size=args.train_size, precision=args.precision,
+              repeat={train_specs(args.data)[2]: args.repeat_scene15} if args.repeat_scene15 > 1 else None)
     for spec, split in [] if args.no_eval else eval_specs(args.eval_data):
         report = evaluate(args.out, spec, split)
         record_metrics(args.out, report, command)

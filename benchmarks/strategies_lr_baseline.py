@@ -1,6 +1,7 @@
 """Baseline: LR detectors on frozen ImageNet pre-logits features, for several regularisation strengths.
 
-Usage: ``.venv/bin/python benchmarks/strategies_lr_baseline.py folder:../shared/data/scene15 train test``
+Usage: ``.venv/bin/python benchmarks/strategies_lr_baseline.py folder:../shared/data/scene15 train test [backbone]``
+(backbone defaults to ``tf_efficientnet_lite0``).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def features(net, data, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def main(spec: str, train_split: str, test_split: str) -> None:
-    net = create_backbone("tf_efficientnet_lite0").eval()
+def main(spec: str, train_split: str, test_split: str, backbone: str = "tf_efficientnet_lite0") -> None:
+    net = create_backbone(backbone).eval()
     train, test = open_dataset(spec, train_split), open_dataset(spec, test_split)
     x_train, x_test = features(net, train), features(net, test)
     cols = [train.concepts.index(c) for c in test.concepts]
@@ -36,8 +37,8 @@ def main(spec: str, train_split: str, test_split: str) -> None:
         det = detectors.fit_layer("features", x_train, train.labels, train.mask)
         scores = det.predict(x_test)[:, cols]
         table = metric_table("ap", scores, test.labels, test.mask, test.concepts)
-        print(f"{spec} C={c}: MAP {table['map']:.4f}", flush=True)
+        print(f"{backbone} {spec} C={c}: MAP {table['map']:.4f}", flush=True)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -19,9 +19,10 @@ def test_train_then_evaluate(tmp_path):
     out = tmp_path / "model"
     proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft3-ex1-64", "--dataset", spec,
                "--epochs", "1", "--lr-mult", "0.1", "--batch-size", "8", "--image-size", "64",
-               "--cache-stages", "12", "--device", "cpu", "--out", str(out))
+               "--cache-stages", "12", "--device", "cpu", "--repeat", f"{spec}=2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert (out / "config.json").exists() and (out / "MODEL.md").exists()
+    assert json.loads((out / "config.json").read_text())["training"]["repeat"] == {spec: 2}
     proc = cli("evaluate", "--model", str(out), "--dataset", spec, "--split", "train", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -51,6 +52,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft1-def", "--dataset",
                f"folder:{tmp_path / 'missing'}", "--out", str(tmp_path / "m"))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "missing" in proc.stderr
+    for repeat in ["3", f"{spec}=two", f"folder:{tmp_path / 'other'}=2"]:
+        proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft1-def", "--dataset", spec,
+                   "--repeat", repeat, "--out", str(tmp_path / "m"))
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr and "repeat" in proc.stderr, proc.stderr
     proc = cli("evaluate", "--model", str(tmp_path / "nothing"), "--dataset", "bogus:/x")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
 

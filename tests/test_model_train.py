@@ -244,3 +244,27 @@ def test_smaller_training_crops_and_fp32(folder_spec, tmp_path):
     for bad in [dict(train_size=8), dict(precision="half")]:
         with pytest.raises(UsageError):
             train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "bad", **bad, **FAST)
+
+
+def test_repeat_weights_a_data_set_in_each_epoch(folder_spec, tmp_path):
+    from vidconcept.data import merge
+    from vidconcept.model.train import Trainer, TrainConfig, epoch_rows
+
+    small = write_folder_set(tmp_path / "small", {"rocket": SOURCES["rocket"], "coffee": SOURCES["coffee"]},
+                             per_concept=2, size=80)
+    sets = [open_dataset(folder_spec), open_dataset(small)]
+    rows = epoch_rows(sets, {small: 3})
+    big = len(sets[0])
+    assert np.array_equal(rows, np.r_[np.arange(big), np.tile(np.arange(big, big + 4), 3)])
+    cfg = TrainConfig("tf_efficientnet_lite0", "ft1-def", [folder_spec, small], batch_size=8, image_size=48,
+                      precision="fp32", repeat={small: 3})
+    trainer = Trainer(cfg, merge(sets), tmp_path / "t", "cpu", rows)
+    assert sum(len(x) for x, _, _ in trainer.batches()) == big + 12 and trainer.steps_per_epoch == -(-(big + 12) // 8)
+    out = train("tf_efficientnet_lite0", "ft1-def", [folder_spec, small], tmp_path / "rep", repeat={small: 3},
+                **{**FAST, "epochs": 1})
+    record = read_config(out).training
+    assert record["repeat"] == {small: 3} and record["images"] == big + 4  # detectors: each photo once
+    assert f"repeat: `{{'{small}': 3}}`" in (out / "MODEL.md").read_text()
+    for bad in [{"folder:/elsewhere": 2}, {small: 0}, {small: "3"}]:
+        with pytest.raises(UsageError, match="repeat"):
+            train("tf_efficientnet_lite0", "ft1-def", [folder_spec, small], tmp_path / "bad", repeat=bad, **FAST)

@@ -148,6 +148,7 @@ def cmd_train(args) -> int:
     from .model.train import train
 
     out = train(backbone=args.backbone, strategy=args.strategy, datasets=args.dataset, out=args.out,
+                repeat=dict(args.repeat or []),
                 **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
                          "split", "cache_stages", "workers", "weights", "crop_pct", "crop_mode", "init",
                          "train_size", "precision"))
@@ -240,6 +241,13 @@ def _given(args, *names: str) -> dict:
 
 
 # ---- parser ---------------------------------------------------------------
+def _repeat_option(value: str) -> tuple[str, int]:
+    spec, sep, times = value.rpartition("=")
+    if not sep or not spec or not times.isdigit():
+        raise argparse.ArgumentTypeError(f"expected SPEC=N (e.g. folder:data/scene15=3), got {value!r}")
+    return spec, int(times)
+
+
 def _add_crop_mode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-mode", choices=["center", "none"],
                    help="inference crop: a centred square, or none (the whole image, shorter side at the input size)")
@@ -336,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, help="random training crop size (default: the image size)")
     p.add_argument("--precision", choices=["auto", "fp32"],
                    help="auto (default): fp16 autocast on CUDA, bf16 on CPUs with native bfloat16")
+    p.add_argument("--repeat", action="append", type=_repeat_option, metavar="SPEC=N",
+                   help="the photos of data set SPEC appear N times an epoch (repeatable; the LR detectors see them once)")
     p.add_argument("--seed", type=int)
     p.add_argument("--split", help="data set split (default: train)")
     p.add_argument("--cache-stages", type=int, metavar="K",

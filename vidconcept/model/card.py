@@ -23,10 +23,10 @@ def record_metrics(bundle: str | Path, report: dict, command: str) -> None:
 def _training_section(training: dict | None, level: str = "") -> list[str]:
     if not training:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
-    keys = ("backbone", "strategy", "datasets", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
+    keys = ("backbone", "strategy", "datasets", "repeat", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
             "image_size", "train_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos",
             "precision", "seed", "loss", "hardware", "train_time")
-    lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) is not None]
+    lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) not in (None, {})]
     lines += ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
     refit = training.get("detectors")
     if refit:

@@ -38,8 +38,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from vidconcept.config import resolve_device
-from vidconcept.data import LabelledImages, open_datasets
-from vidconcept.errors import UsageError
+from vidconcept.data import LabelledImages, merge, open_dataset, open_datasets
+from vidconcept.errors import DatasetError, UsageError
 from vidconcept.model.backbones import backbone_info, create_backbone
 from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, load_weights, read_config, save_bundle
 from vidconcept.model.card import write_model_card
@@ -77,6 +77,7 @@ class TrainConfig:
     init: str | None = None  # a bundle whose network training starts from (same backbone, strategy, concepts)
     train_size: int | None = None  # training crop size; default: the inference input size
     precision: str = "auto"  # "auto" (fp16 on CUDA, bf16 on CPUs that have it) or "fp32"
+    repeat: dict[str, int] = field(default_factory=dict)  # data set spec -> times its photos appear in an epoch
     command: str = field(default_factory=lambda: shlex.join(sys.argv))
 
 
@@ -149,8 +150,10 @@ def cache_stage_outputs(net: ConceptNet, loader: DataLoader, stop: int, device: 
 class Trainer:
     """One training run: network, optimiser, schedule, data (raw images or cached stages)."""
 
-    def __init__(self, cfg: TrainConfig, data: LabelledImages, out: Path, device: str):
+    def __init__(self, cfg: TrainConfig, data: LabelledImages, out: Path, device: str,
+                 rows: np.ndarray | None = None):
         self.cfg, self.data, self.out, self.device = cfg, data, out, device
+        self.rows = np.arange(len(data)) if rows is None else np.asarray(rows)  # an epoch: these rows of data
         self.generator = seed_everything(cfg.seed)
         backbone = create_backbone(cfg.backbone, "none" if cfg.init else cfg.weights)
         self.data_config = dict(backbone.data_config)
@@ -172,7 +175,7 @@ class Trainer:
         self._train_loader: DataLoader | None = None  # built once: its workers persist across epochs
         self.optimizer = torch.optim.SGD(self._parameter_groups(), lr=cfg.lr, momentum=MOMENTUM,
                                          weight_decay=WEIGHT_DECAY, nesterov=True)
-        steps = cfg.epochs * -(-len(data) // cfg.batch_size)
+        steps = cfg.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=[g["lr"] for g in self.optimizer.param_groups], total_steps=max(steps, 1),
             pct_start=0.1)
@@ -184,6 +187,10 @@ class Trainer:
         if self.device_type == "cuda":  # cuDNN picks kernels once per input size
             torch.backends.cudnn.benchmark = True
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.rows) // self.cfg.batch_size)
 
     def _starting_bundle(self, data: LabelledImages) -> BundleConfig:
         """The config of ``cfg.init``, checked to describe the network this run builds."""
@@ -275,13 +282,14 @@ class Trainer:
         """Training batches: augmented images, or cached stage outputs (random flip variant)."""
         if not self.cache:
             if self._train_loader is None:
-                self._train_loader = _loader(self.data, train_transform(self.data_config, self.cfg.train_size),
+                epoch = self.data if len(self.rows) == len(self.data) else self.data.subset(self.rows)
+                self._train_loader = _loader(epoch, train_transform(self.data_config, self.cfg.train_size),
                                              self.cfg, True, self.generator, pin=self.device_type == "cuda",
                                              persistent=True)
             yield from self._train_loader
             return
         labels, mask = torch.from_numpy(self.data.labels), torch.from_numpy(self.data.mask)
-        order = torch.randperm(len(self.data), generator=self.generator)
+        order = torch.from_numpy(self.rows)[torch.randperm(len(self.rows), generator=self.generator)]
         for start in range(0, len(order), self.cfg.batch_size):
             rows = order[start:start + self.cfg.batch_size]
             flips = torch.randint(0, 2, (len(rows),), generator=self.generator)
@@ -295,7 +303,7 @@ class Trainer:
         self._freeze_pretrained_batch_norm()
         total, count = 0.0, 0
         for x, labels, mask in tqdm(self.batches(), desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch",
-                                    total=-(-len(self.data) // self.cfg.batch_size)):
+                                    total=self.steps_per_epoch):
             x, labels, mask = (t.to(self.device, non_blocking=True) for t in (x, labels, mask))
             with self.autocast():
                 loss = masked_bce(self.net(_channels_last(x), start=self.cfg.cache_stages).float(), labels, mask)
@@ -358,7 +366,7 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
           device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
           workers: int = 0, detectors: bool = True, weights: str = "pretrained",
           crop_pct: float | None = None, crop_mode: str | None = None, init: str | Path | None = None,
-          train_size: int | None = None, precision: str = "auto") -> Path:
+          train_size: int | None = None, precision: str = "auto", repeat: dict[str, int] | None = None) -> Path:
     """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
 
     Args:
@@ -390,6 +398,9 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
             (e.g. GoogLeNet or AlexNet weights for the paper's networks) or ``"none"``.
         precision: ``"auto"``: mixed precision where the hardware has it (module docstring);
             ``"fp32"``: none.
+        repeat: ``{spec: n}``: the photos of data set ``spec`` appear ``n`` times in each epoch of
+            network training (a small set among large ones gets more of the gradient); the LR
+            detectors still see each photo once.
 
     Returns:
         ``out``, a bundle loadable with :meth:`ConceptModel.load`.
@@ -399,15 +410,19 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
     if train_size is not None and train_size < 32:
         raise UsageError(f"train_size must be at least 32 pixels, got {train_size}")
     _check_crop_mode(crop_mode)
+    repeat = _check_repeat(repeat or {}, list(datasets))
     autocast_dtype("cpu", precision)  # checks the name
     backbone_info(backbone), parse_strategy(strategy)  # cheap name checks before any data is read
     cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
                       cache_stages, workers, str(weights), crop_pct, crop_mode, None if init is None else str(init),
-                      train_size, precision)
+                      train_size, precision, repeat)
     out = Path(out)
-    data = open_datasets(cfg.datasets, split)
+    if not cfg.datasets:
+        raise DatasetError("no data set given")
+    sets = [open_dataset(spec, split) for spec in cfg.datasets]
+    data = merge(sets)
     started = time.perf_counter()
-    trainer = Trainer(cfg, data, out, resolve_device(device))
+    trainer = Trainer(cfg, data, out, resolve_device(device), epoch_rows(sets, repeat))
     if resume:
         trainer.load_checkpoint()
     trainer.fit()
@@ -519,6 +534,24 @@ def _hardware(device: str, amp_dtype: torch.dtype | None) -> str:
         return f"{torch.cuda.get_device_name(torch.device(device))} (torch {torch.__version__}, {precision})"
     return (f"CPU, {torch.get_num_threads()} threads of {os.cpu_count()} cores, {platform.machine()} "
             f"(torch {torch.__version__}, {precision})")
+
+
+def epoch_rows(sets: list[LabelledImages], repeat: dict[str, int]) -> np.ndarray:
+    """The rows of ``merge(sets)`` one epoch visits: each set's rows ``repeat.get(spec, 1)`` times."""
+    rows, start = [], 0
+    for s in sets:
+        rows.append(np.tile(np.arange(start, start + len(s)), repeat.get(s.spec, 1)))
+        start += len(s)
+    return np.concatenate(rows)
+
+
+def _check_repeat(repeat: dict[str, int], datasets: list[str]) -> dict[str, int]:
+    for spec, times in repeat.items():
+        if spec not in datasets:
+            raise UsageError(f"repeat names {spec!r}, which is not one of the training data sets: {', '.join(datasets)}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise UsageError(f"repeat {spec!r} must be a whole number ≥ 1, got {times!r}")
+    return dict(repeat)
 
 
 def _check_crop_mode(crop_mode: str | None) -> None:
