@@ -25,6 +25,18 @@ def train_specs(root: Path) -> list[str]:
     return [f"voc:{root / 'voc2007'}", f"folder:{root / 'intel_scenes'}", f"folder:{root / 'scene15'}"]
 
 
+def repeat_specs(root: Path, repeat: list[str]) -> dict[str, int]:
+    """``["scene15=3"]`` → ``{"folder:ROOT/scene15": 3}``."""
+    specs = {Path(spec.partition(":")[2]).name: spec for spec in train_specs(root)}
+    out = {}
+    for item in repeat:
+        name, _, times = item.partition("=")
+        if name not in specs or not times.isdigit():
+            raise SystemExit(f"--repeat: expected SET=N with SET one of {', '.join(specs)}, got {item!r}")
+        out[specs[name]] = int(times)
+    return out
+
+
 def eval_specs(root: Path) -> list[tuple[str, str]]:
     return [(f"voc:{root / 'voc2007'}", "val"), (f"folder:{root / 'scene15'}", "test"),
             (f"folder:{root / 'intel_scenes'}", "test")]
@@ -54,8 +66,8 @@ def main() -> None:
     parser.add_argument("--no-eval", action="store_true", help="train only (e.g. on a machine without the test sets)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--eval-only", action="store_true")
-    parser.add_argument("--repeat-scene15", type=int, default=1,
-                        help="scene15's photos appear this many times an epoch (the smallest set; 100 photos a concept)")
+    parser.add_argument("--repeat", nargs="*", default=[], metavar="SET=N",
+                        help="a training set's photos (voc2007, intel_scenes, scene15) appear N times an epoch")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -70,7 +82,7 @@ def main() -> None:
               seed=args.seed, resume=args.resume, cache_stages=args.cache_stages, workers=args.workers,
               weights=args.weights, crop_pct=args.crop_pct, crop_mode=args.crop_mode, init=args.init,
               train_size=args.train_size, precision=args.precision,
-              repeat={train_specs(args.data)[2]: args.repeat_scene15} if args.repeat_scene15 > 1 else None)
+              repeat=repeat_specs(args.data, args.repeat))
     for spec, split in [] if args.no_eval else eval_specs(args.eval_data):
         report = evaluate(args.out, spec, split)
         record_metrics(args.out, report, command)
