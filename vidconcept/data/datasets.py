@@ -114,13 +114,13 @@ def open_dataset(spec: str, split: str = DEFAULT_SPLIT) -> LabelledImages:
 
 def open_datasets(specs: list[str], split: str = DEFAULT_SPLIT) -> LabelledImages:
     """Read and :func:`merge` several specs."""
-    if not specs:
-        raise DatasetError("no data set given")
     return merge([open_dataset(spec, split) for spec in specs])
 
 
 def merge(sets: list[LabelledImages]) -> LabelledImages:
     """Concatenate data sets over the union of their concepts; unannotated concepts are unknown."""
+    if not sets:
+        raise DatasetError("no data set given")
     if len(sets) == 1:
         return sets[0]
     concepts = sorted({c for s in sets for c in s.concepts})

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidconcept.config import resolve_device
 from vidconcept.data import LabelledImages, merge, open_dataset, open_datasets
-from vidconcept.errors import DatasetError, UsageError
+from vidconcept.errors import UsageError
 from vidconcept.model.backbones import backbone_info, create_backbone
 from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, load_weights, read_config, save_bundle
 from vidconcept.model.card import write_model_card
@@ -417,10 +417,8 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
                       cache_stages, workers, str(weights), crop_pct, crop_mode, None if init is None else str(init),
                       train_size, precision, repeat)
     out = Path(out)
-    if not cfg.datasets:
-        raise DatasetError("no data set given")
     sets = [open_dataset(spec, split) for spec in cfg.datasets]
-    data = merge(sets)
+    data = merge(sets)  # raises when there is none
     started = time.perf_counter()
     trainer = Trainer(cfg, data, out, resolve_device(device), epoch_rows(sets, repeat))
     if resume:
