@@ -29,12 +29,13 @@ def test_train_then_evaluate(tmp_path):
     assert data["images"] == 15 and {"direct", "fused"} <= set(data["outputs"])
     assert 0 <= data["outputs"]["fused"]["map"] <= 1
 
-    proc = cli("refit-detectors", str(out), "--crop-mode", "none", "--device", "cpu")  # its own training data
-    assert proc.returncode == 0, proc.stderr
+    proc = cli("refit-detectors", str(out), "--crop-mode", "none", "--detector-c", "cv", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr  # its own training data, each layer's C by cross-validation
     proc = cli("evaluate", "--model", str(out), "--dataset", spec, "--split", "train", "--json", "--record")
     assert proc.returncode == 0, proc.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["data_config"]["crop_mode"] == "none"
+    assert set(config["training"]["detectors"]["c"]) == {"features", "ext1", "logits"}
     entry = config["metrics"][f"{spec} train"]
     assert entry["command"] == f"vidconcept evaluate --model {out} --dataset {spec} --split train --json"
     assert entry["outputs"] == json.loads(proc.stdout)["outputs"]
@@ -56,6 +57,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft1-def", "--dataset", spec,
                    "--repeat", repeat, "--out", str(tmp_path / "m"))
         assert proc.returncode != 0 and "Traceback" not in proc.stderr and "repeat" in proc.stderr, proc.stderr
+    for c in ["0", "-1", "strong"]:
+        proc = cli("train", "--backbone", "tf_efficientnet_lite0", "--strategy", "ft1-def", "--dataset", spec,
+                   "--detector-c", c, "--out", str(tmp_path / "m"))
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr and "'cv' or a positive number" in proc.stderr
+    assert not (tmp_path / "m").exists()
     proc = cli("evaluate", "--model", str(tmp_path / "nothing"), "--dataset", "bogus:/x")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
 

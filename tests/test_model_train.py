@@ -268,3 +268,59 @@ def test_repeat_weights_a_data_set_in_each_epoch(folder_spec, tmp_path):
     for bad in [{"folder:/elsewhere": 2}, {small: 0}, {small: "3"}]:
         with pytest.raises(UsageError, match="repeat"):
             train("tf_efficientnet_lite0", "ft1-def", [folder_spec, small], tmp_path / "bad", repeat=bad, **FAST)
+
+
+def _wide_noisy(rng, n: int, dims: int = 400):
+    """Few positives a concept, each weakly shown by 20 of many noisy columns."""
+    labels = (rng.random((n, 3)) < 0.12).astype(np.float32)
+    x = rng.normal(size=(n, dims)).astype(np.float32)
+    for j in range(3):
+        x[:, 20 * j:20 * (j + 1)] += 0.5 * labels[:, j:j + 1]
+    return x, labels, np.ones_like(labels)
+
+
+def test_cross_validated_c_regularises_wide_layers_and_generalises():
+    from vidconcept.evaluate import average_precision
+    from vidconcept.model.detectors import C_GRID, LR_C, choose_c, fit_layer
+
+    rng = np.random.default_rng(0)
+    x, labels, mask = _wide_noisy(rng, 300)
+    c, scores = choose_c(x, labels, mask)
+    assert set(scores) == set(C_GRID) and scores[c] == max(scores.values())
+    assert c < LR_C  # 400 columns, ~36 positives a concept: the default C over-fits
+    x_new, labels_new, _ = _wide_noisy(rng, 2000)  # new rows of the same kind
+
+    def held_out_map(c: float) -> float:
+        p = fit_layer("features", x, labels, mask, c=c).predict(x_new)
+        return float(np.mean([average_precision(p[:, j], labels_new[:, j]) for j in range(3)]))
+
+    assert held_out_map(c) > held_out_map(LR_C) + 0.02
+    # no fold holds a positive to score: the default C
+    assert choose_c(x[:6], np.zeros_like(labels[:6]), mask[:6])[0] == LR_C
+
+
+def test_detector_c_is_checked_and_recorded(bundle, folder_spec, tmp_path):
+    import shutil
+
+    from vidconcept.model.detectors import fit_layer, parse_c
+    from vidconcept.model.train import refit_detectors
+
+    assert parse_c("cv") == "cv" and parse_c("0.5") == 0.5 and parse_c(None) is None
+    for bad in ["0", -1, "nan", "inf", "strong"]:
+        with pytest.raises(UsageError, match="'cv' or a positive number"):
+            parse_c(bad)
+    with pytest.raises(UsageError, match="positive number"):  # checked before any training
+        train("tf_efficientnet_lite0", "ft1-def", [folder_spec], tmp_path / "never", detector_c=0, **FAST)
+    assert not (tmp_path / "never").exists()
+    assert read_config(bundle).training["detector_c"] == {"features": 1.0, "ext1": 1.0, "logits": 1.0}
+
+    copy = shutil.copytree(bundle, tmp_path / "copy")
+    refit_detectors(copy, [folder_spec], device="cpu", detector_c="0.1")
+    model = ConceptModel.load(copy, device="cpu")
+    data = open_dataset(folder_spec)
+    outputs = model.layer_outputs([data.load_image(i) for i in range(len(data))])
+    for det in model.detectors:
+        want = fit_layer(det.layer, outputs[det.layer], data.labels, data.mask, c=0.1)
+        np.testing.assert_allclose(det.coef, want.coef, rtol=1e-4, atol=1e-5)
+    assert read_config(copy).training["detectors"]["c"] == {"features": 0.1, "ext1": 0.1, "logits": 0.1}
+    assert "C per layer" in (copy / "MODEL.md").read_text()

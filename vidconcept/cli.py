@@ -151,7 +151,7 @@ def cmd_train(args) -> int:
                 repeat=dict(args.repeat or []),
                 **_given(args, "epochs", "lr_mult", "batch_size", "lr", "image_size", "seed", "device", "resume",
                          "split", "cache_stages", "workers", "weights", "crop_pct", "crop_mode", "init",
-                         "train_size", "precision"))
+                         "train_size", "precision", "detector_c"))
     print(f"model bundle written to {out}")
     return 0
 
@@ -159,7 +159,7 @@ def cmd_train(args) -> int:
 def cmd_refit_detectors(args) -> int:
     from .model.train import refit_detectors
 
-    out = refit_detectors(args.bundle, datasets=args.dataset, **_given(args, "split", "crop_mode", "batch_size", "device"))
+    out = refit_detectors(args.bundle, datasets=args.dataset, **_given(args, "split", "crop_mode", "batch_size", "device", "detector_c"))
     print(f"LR detectors of {out} fitted again; evaluate it to record new metrics")
     return 0
 
@@ -251,6 +251,12 @@ def _repeat_option(value: str) -> tuple[str, int]:
 def _add_crop_mode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop-mode", choices=["center", "none"],
                    help="inference crop: a centred square, or none (the whole image, shorter side at the input size)")
+
+
+def _add_detector_c(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detector-c", metavar="C|cv",
+                   help="LR detectors' inverse regularisation: a number (default 1) or 'cv': each layer's own C "
+                        "by 3-fold cross-validation on the training photos")
 
 
 def _add_index(p: argparse.ArgumentParser) -> None:
@@ -357,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="BUNDLE", help="start from this fine-tuned bundle's network (same backbone, "
                                                     "strategy and concepts) instead of the backbone's weights")
     _add_crop_mode(p)
+    _add_detector_c(p)
     p.add_argument("--device")
     p.add_argument("--resume", action="store_true", default=None)
     p.set_defaults(func=cmd_train)
@@ -366,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", metavar="SPEC", help="data sets (default: those it was trained on)")
     p.add_argument("--split", help="data set split (default: train)")
     _add_crop_mode(p)
+    _add_detector_c(p)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device")
     p.set_defaults(func=cmd_refit_detectors)

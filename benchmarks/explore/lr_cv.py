@@ -1,12 +1,15 @@
-"""Choose each layer's LR C by 3-fold CV on the training photos only (mean AP over all concepts)."""
+"""Choose each layer's LR C by 3-fold CV on the training photos only (mean AP over all concepts).
+
+Arguments (optional): a comma-separated C grid, comma-separated layers.
+"""
 import sys, time
 sys.path.insert(0, "benchmarks/explore")
 from lr_cache import *
 names = ["voc", "scene15", "intel"]
 train = cat([load(n, "train", "whole") for n in names])
 n = len(train["labels"]); rng = np.random.default_rng(0); fold = rng.permutation(n) % 3
-grid = [0.01, 0.03, 0.1, 0.3, 1.0]
-for layer in LAYERS:
+grid = [float(c) for c in sys.argv[1].split(",")] if len(sys.argv) > 1 else [0.01, 0.03, 0.1, 0.3, 1.0]
+for layer in (sys.argv[2].split(",") if len(sys.argv) > 2 else LAYERS):
     res = {}
     for c in grid:
         t = time.time(); aps = []

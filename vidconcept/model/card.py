@@ -25,14 +25,14 @@ def _training_section(training: dict | None, level: str = "") -> list[str]:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
     keys = ("backbone", "strategy", "datasets", "repeat", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
             "image_size", "train_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos",
-            "precision", "seed", "loss", "hardware", "train_time")
+            "precision", "seed", "detector_c", "loss", "hardware", "train_time")
     lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) not in (None, {})]
     lines += ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
     refit = training.get("detectors")
     if refit:
         lines += [f"LR detectors fitted again afterwards on {', '.join(f'`{d}`' for d in refit['datasets'])} "
                   f"(split `{refit['split']}`, {refit['images']} images" + (f"; {refit['time']}" if refit.get("time") else "") +
-                  ") with:", "", "```", refit["command"], "```", ""]
+                  (f"; C per layer: `{refit['c']}`" if refit.get("c") else "") + ") with:", "", "```", refit["command"], "```", ""]
     if training.get("before"):  # trained on from another bundle: how that one was made
         lines += [f"###{level} Before: how `{training.get('init')}` was trained", ""]
         lines += _training_section(training["before"], level + "#")

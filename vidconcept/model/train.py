@@ -44,7 +44,7 @@ from vidconcept.model.backbones import backbone_info, create_backbone
 from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, load_weights, read_config, save_bundle
 from vidconcept.model.card import write_model_card
 from vidconcept.model.concept_model import eval_transform, same_size_batches
-from vidconcept.model.detectors import LayerDetectors, fit_layer
+from vidconcept.model.detectors import LayerDetectors, fit_layers, parse_c
 from vidconcept.model.strategies import ConceptNet, parse_strategy
 
 log = logging.getLogger(__name__)
@@ -355,10 +355,9 @@ class Trainer:
                 run(rows, x)
         return parts
 
-    def fit_detectors(self) -> list[LayerDetectors]:
-        outputs = self.layer_outputs()
-        return [fit_layer(name, outputs[name], self.data.labels, self.data.mask, self.cfg.seed)
-                for name in self.net.lr_layers]
+    def fit_detectors(self, c: float | str | None = None) -> tuple[list[LayerDetectors], dict[str, float]]:
+        """LR detectors on the training images' layer outputs, and the C of each layer (see :func:`fit_layers`)."""
+        return fit_layers(self.layer_outputs(), self.data.labels, self.data.mask, c, self.cfg.seed)
 
 
 def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: int = 4, lr_mult: float = 0.1,
@@ -366,7 +365,8 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
           device: str | None = None, resume: bool = False, split: str = "train", cache_stages: int = 0,
           workers: int = 0, detectors: bool = True, weights: str = "pretrained",
           crop_pct: float | None = None, crop_mode: str | None = None, init: str | Path | None = None,
-          train_size: int | None = None, precision: str = "auto", repeat: dict[str, int] | None = None) -> Path:
+          train_size: int | None = None, precision: str = "auto", repeat: dict[str, int] | None = None,
+          detector_c: float | str | None = None) -> Path:
     """Fine-tune ``backbone`` with ``strategy`` on ``datasets`` and write a bundle to ``out``.
 
     Args:
@@ -401,6 +401,9 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         repeat: ``{spec: n}``: the photos of data set ``spec`` appear ``n`` times in each epoch of
             network training (a small set among large ones gets more of the gradient); the LR
             detectors still see each photo once.
+        detector_c: the LR detectors' inverse regularisation: a number (default 1, sklearn's and
+            the paper's) or ``"cv"``: each layer's own C by 3-fold cross-validation on the
+            training photos (:func:`.detectors.choose_c`; adds a few fits per layer).
 
     Returns:
         ``out``, a bundle loadable with :meth:`ConceptModel.load`.
@@ -411,6 +414,7 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         raise UsageError(f"train_size must be at least 32 pixels, got {train_size}")
     _check_crop_mode(crop_mode)
     repeat = _check_repeat(repeat or {}, list(datasets))
+    detector_c = parse_c(detector_c)
     autocast_dtype("cpu", precision)  # checks the name
     backbone_info(backbone), parse_strategy(strategy)  # cheap name checks before any data is read
     cfg = TrainConfig(backbone, strategy, list(datasets), epochs, lr_mult, batch_size, lr, image_size, seed, split,
@@ -424,8 +428,8 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
     if resume:
         trainer.load_checkpoint()
     trainer.fit()
-    fitted = trainer.fit_detectors() if detectors else None
-    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "hardware": _hardware(trainer.device, trainer.amp_dtype),
+    fitted, used_c = trainer.fit_detectors(detector_c) if detectors else (None, None)
+    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "detector_c": used_c, "hardware": _hardware(trainer.device, trainer.amp_dtype),
               "train_time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall, network and detectors"
                             + (" (this process; resumed)" if resume else "")}
     if init is not None:  # the weights came from there: keep how that bundle was made
@@ -441,7 +445,7 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
 
 def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str = "train",
                     crop_mode: str | None = None, batch_size: int = 32, device: str | None = None,
-                    seed: int = 0) -> Path:
+                    seed: int = 0, detector_c: float | str | None = None) -> Path:
     """Fit a fine-tuned bundle's LR detectors again, leaving its network as it is.
 
     For when the photos or the preprocessing change after training, e.g. a bundle trained on a
@@ -454,7 +458,7 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
         bundle: a bundle with a concept layer (written by :func:`train`).
         datasets: data set specs; default: those it was trained on. Their concept union
             must be the bundle's concepts.
-        split, batch_size, device, seed: as in :func:`train`.
+        split, batch_size, device, seed, detector_c: as in :func:`train`.
         crop_mode: switch the bundle's inference crop first (``"center"`` or ``"none"``).
 
     Returns:
@@ -466,6 +470,7 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     from vidconcept.model.concept_model import ConceptModel
 
     _check_crop_mode(crop_mode)
+    detector_c = parse_c(detector_c)
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     bundle = Path(bundle)
@@ -480,6 +485,7 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
         raise UsageError(f"the data sets' concepts ({len(data.concepts)}) are not the bundle's ({len(config.concepts)})")
     if crop_mode:
         config.data_config["crop_mode"] = crop_mode
+    started = time.perf_counter()
     net = build_network(bundle, config)
     model = ConceptModel(config, net, [], resolve_device(device))
     parts: dict[str, list[np.ndarray]] = {name: [] for name in net.lr_layers}
@@ -489,9 +495,12 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
             parts[name].append(outputs[name])
     columns = [data.concepts.index(c) for c in config.concepts]
     labels, mask = data.labels[:, columns], data.mask[:, columns]
-    detectors = [fit_layer(name, np.concatenate(p), labels, mask, seed) for name, p in parts.items()]
+    detectors, used_c = fit_layers({name: np.concatenate(p) for name, p in parts.items()}, labels, mask, detector_c, seed)
     config.training = {**(config.training or {}),
-                       "detectors": {"datasets": specs, "split": split, "images": len(data), "command": shlex.join(sys.argv)}}
+                       "detectors": {"datasets": specs, "split": split, "images": len(data), "c": used_c,
+                                     "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall on "
+                                             f"{_hardware(model.device, torch.float16 if model.device.startswith('cuda') else None)}",
+                                     "command": shlex.join(sys.argv)}}
     config.metrics = {}
     save_bundle(bundle, config, None, detectors)
     write_model_card(bundle)
