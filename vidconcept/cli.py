@@ -159,7 +159,8 @@ def cmd_train(args) -> int:
 def cmd_refit_detectors(args) -> int:
     from .model.train import refit_detectors
 
-    out = refit_detectors(args.bundle, datasets=args.dataset, **_given(args, "split", "crop_mode", "batch_size", "device", "detector_c"))
+    out = refit_detectors(args.bundle, datasets=args.dataset,
+                          **_given(args, "split", "crop_mode", "batch_size", "device", "detector_c"))
     print(f"LR detectors of {out} fitted again; evaluate it to record new metrics")
     return 0
 

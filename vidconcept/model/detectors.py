@@ -78,7 +78,7 @@ def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, s
     jobs = (delayed(_fit_one)(xs[mask[:, j] > 0], labels[mask[:, j] > 0, j] > 0.5, seed, c)
             for j in range(labels.shape[1]))
     fitted = Parallel(n_jobs=n_jobs)(jobs)
-    coef = np.stack([c for c, _ in fitted]).astype(np.float32) if fitted else np.zeros((0, x.shape[1]), np.float32)
+    coef = np.stack([w for w, _ in fitted]).astype(np.float32) if fitted else np.zeros((0, x.shape[1]), np.float32)
     intercept = np.array([b for _, b in fitted], np.float32)
     return LayerDetectors(layer, mean.astype(np.float32), scale.astype(np.float32), coef, intercept)
 

@@ -429,7 +429,8 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
         trainer.load_checkpoint()
     trainer.fit()
     fitted, used_c = trainer.fit_detectors(detector_c) if detectors else (None, None)
-    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "detector_c": used_c, "hardware": _hardware(trainer.device, trainer.amp_dtype),
+    record = {**vars(cfg), "images": len(data), "loss": trainer.losses, "detector_c": used_c,
+              "hardware": _hardware(trainer.device, trainer.amp_dtype),
               "train_time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall, network and detectors"
                             + (" (this process; resumed)" if resume else "")}
     if init is not None:  # the weights came from there: keep how that bundle was made
