@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument("--repeat", nargs="*", default=[], metavar="SET=N",
                         help="a training set's photos (voc2007, intel_scenes, scene15) appear N times an epoch")
+    parser.add_argument("--detector-c", default=None, metavar="C|cv",
+                        help="LR detectors' C (default 1) or 'cv': each layer's by cross-validation (models/default)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -82,7 +84,7 @@ def main() -> None:
               seed=args.seed, resume=args.resume, cache_stages=args.cache_stages, workers=args.workers,
               weights=args.weights, crop_pct=args.crop_pct, crop_mode=args.crop_mode, init=args.init,
               train_size=args.train_size, precision=args.precision,
-              repeat=repeat_specs(args.data, args.repeat))
+              repeat=repeat_specs(args.data, args.repeat), detector_c=args.detector_c)
     for spec, split in [] if args.no_eval else eval_specs(args.eval_data):
         report = evaluate(args.out, spec, split)
         record_metrics(args.out, report, command)
