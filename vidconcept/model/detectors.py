@@ -57,7 +57,9 @@ def _fit_one(xs: np.ndarray, y: np.ndarray, seed: int, c: float) -> tuple[np.nda
 
 def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
               n_jobs: int | None = None, c: float | None = None) -> LayerDetectors:
-    """Fit one LR per concept on the judged rows (``mask``) of ``x``, with inverse regularisation ``c`` (default :data:`LR_C`).
+    """Fit one LR per concept on the judged rows (``mask``) of ``x``.
+
+    ``c`` is the inverse regularisation strength (default :data:`LR_C`).
 
     A concept with only one judged class cannot be separated: it gets a zero weight vector
     and the log-odds of its positive rate, so it scores as its prior. Concepts are fitted in
@@ -105,7 +107,7 @@ def choose_c(x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
                 continue
             p = fit_layer("cv", x[~held], labels[~held], mask[~held], seed, n_jobs, c).predict(x[held])
             aps[k] = [average_precision(p[:, j], labels[held, j], mask[held, j]) for j in range(labels.shape[1])]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: concepts no fold can score
             scores[c] = float(np.nanmean(np.nanmean(aps, axis=0)))
     measured = {c: v for c, v in scores.items() if np.isfinite(v)}

@@ -497,10 +497,11 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     columns = [data.concepts.index(c) for c in config.concepts]
     labels, mask = data.labels[:, columns], data.mask[:, columns]
     detectors, used_c = fit_layers({name: np.concatenate(p) for name, p in parts.items()}, labels, mask, detector_c, seed)
+    inference_dtype = torch.float16 if model.device.startswith("cuda") else None  # as layer_outputs ran
     config.training = {**(config.training or {}),
                        "detectors": {"datasets": specs, "split": split, "images": len(data), "c": used_c,
                                      "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall on "
-                                             f"{_hardware(model.device, torch.float16 if model.device.startswith('cuda') else None)}",
+                                             f"{_hardware(model.device, inference_dtype)}",
                                      "command": shlex.join(sys.argv)}}
     config.metrics = {}
     save_bundle(bundle, config, None, detectors)
