@@ -324,3 +324,39 @@ def test_detector_c_is_checked_and_recorded(bundle, folder_spec, tmp_path):
         np.testing.assert_allclose(det.coef, want.coef, rtol=1e-4, atol=1e-5)
     assert read_config(copy).training["detectors"]["c"] == {"features": 0.1, "ext1": 0.1, "logits": 0.1}
     assert "C per layer" in (copy / "MODEL.md").read_text()
+
+
+def test_refit_with_background_open_world_and_calibration(bundle, folder_spec, tmp_path):
+    import shutil
+
+    from vidconcept.data.background import write_background
+    from vidconcept.model.train import refit_detectors
+
+    copy = shutil.copytree(bundle, tmp_path / "copy")
+    background = write_background(tmp_path / "bg", read_config(copy).concepts, count=6)
+    cache = tmp_path / "cache"
+    refit_detectors(copy, [folder_spec, background], device="cpu", open_world=True, calibrate="platt", cache=cache)
+    config = read_config(copy)
+    assert config.calibration["method"] == "platt" and (copy / "calibration.npz").is_file()
+    assert {"ece_uncalibrated", "ece_calibrated"} <= set(config.calibration) and config.aliases["cats"] == "cat"
+    assert config.training["detectors"]["open_world"] and config.training["detectors"]["images"] == 24 + 6
+    cached = sorted(cache.glob("*.npz"))
+    assert len(cached) == 2  # one per data set
+    model = ConceptModel.load(copy, device="cpu")
+    data = open_dataset(folder_spec)
+    scores, _ = model.predict_all([data.load_image(i) for i in range(0, len(data), 4)])
+    np.testing.assert_allclose(scores["fused"], model.calibration.apply(scores["uncalibrated"]), rtol=1e-6)
+    first = model.detectors
+    refit_detectors(copy, [folder_spec, background], device="cpu", open_world=True, calibrate="platt", cache=cache)
+    assert sorted(cache.glob("*.npz")) == cached  # read back, not computed again
+    for a, b in zip(first, ConceptModel.load(copy, device="cpu").detectors):
+        np.testing.assert_array_equal(a.coef, b.coef)
+    refit_detectors(copy, [folder_spec], device="cpu", cache=cache)  # no calibration asked: the old one goes
+    assert read_config(copy).calibration is None and not (copy / "calibration.npz").exists()
+
+
+def test_a_bundle_without_calibration_loads_as_before(bundle, folder_spec):
+    model = ConceptModel.load(bundle, device="cpu")
+    data = open_dataset(folder_spec)
+    scores, _ = model.predict_all([data.load_image(0)])
+    assert model.calibration is None and "uncalibrated" not in scores and read_config(bundle).calibration is None

@@ -160,7 +160,8 @@ def cmd_refit_detectors(args) -> int:
     from .model.train import refit_detectors
 
     out = refit_detectors(args.bundle, datasets=args.dataset,
-                          **_given(args, "split", "crop_mode", "batch_size", "device", "detector_c"))
+                          **_given(args, "split", "crop_mode", "batch_size", "device", "detector_c", "open_world",
+                                   "calibrate", "cache"))
     print(f"LR detectors of {out} fitted again; evaluate it to record new metrics")
     return 0
 
@@ -168,7 +169,7 @@ def cmd_refit_detectors(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate
 
-    data = evaluate(args.model, args.dataset, **_given(args, "split", "metric", "device", "limit"))
+    data = evaluate(args.model, args.dataset, **_given(args, "split", "metric", "device", "limit", "cache"))
     if args.record:
         import shlex
 
@@ -256,8 +257,8 @@ def _add_crop_mode(p: argparse.ArgumentParser) -> None:
 
 def _add_detector_c(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector-c", metavar="C|cv",
-                   help="LR detectors' inverse regularisation: a number (default 1) or 'cv': each layer's own C "
-                        "by 3-fold cross-validation on the training photos")
+                   help="LR detectors' inverse regularisation: a number (default 1), 'cv': each layer's own C "
+                        "by 3-fold cross-validation on the training photos, or LAYER=C,… (e.g. features=0.03,ext1=0.1)")
 
 
 def _add_index(p: argparse.ArgumentParser) -> None:
@@ -377,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detector_c(p)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device")
+    p.add_argument("--open-world", action="store_true", default=None,
+                   help="a photo of one set is a negative for another set's concepts unless it may show them")
+    p.add_argument("--calibrate", choices=["auto", "platt", "isotonic"],
+                   help="calibrate the fused scores per concept on out-of-fold scores (auto: lower held-out ECE)")
+    p.add_argument("--cache", metavar="DIR", help="keep the data sets' layer outputs here for the next refit")
     p.set_defaults(func=cmd_refit_detectors)
 
     p = sub.add_parser("serve", help="local web UI and REST API over an index")
@@ -404,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=["ap", "infap"])
     p.add_argument("--limit", type=int, help="evaluate on the first N images only")
     p.add_argument("--device")
+    p.add_argument("--cache", metavar="DIR", help="keep the data set's layer outputs here (same network: read back)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--record", action="store_true",
                    help="store the result and this command in the bundle's config.json and MODEL.md")

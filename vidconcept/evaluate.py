@@ -95,7 +95,13 @@ def concept_metric(metric: str, scores: np.ndarray, labels: np.ndarray, mask: np
 
 def metric_table(metric: str, scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, concepts: list[str],
                  strata: np.ndarray | None = None, inclusion: dict[int, float] | None = None) -> dict:
-    """``{"map": …, "ap": {concept: …}}`` over the concepts with at least one judged positive."""
+    """``{"map": …, "ap": {concept: …}, "ece": …}`` over the concepts with at least one judged positive.
+
+    ``ece``: expected calibration error of the scores over all judged (image, concept) pairs
+    (:func:`vidconcept.model.calibration.expected_calibration_error`, 10 equal-width bins).
+    """
+    from vidconcept.model.calibration import expected_calibration_error
+
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     per_concept = {}
@@ -104,41 +110,47 @@ def metric_table(metric: str, scores: np.ndarray, labels: np.ndarray, mask: np.n
         if not np.isnan(value):
             per_concept[concept] = round(value, 6)
     mean = float(np.mean(list(per_concept.values()))) if per_concept else float("nan")
-    return {"map": round(mean, 6), "ap": per_concept}
+    return {"map": round(mean, 6), "ap": per_concept, "ece": round(expected_calibration_error(scores, labels, mask), 6)}
 
 
 def evaluate(model_dir: str | Path | None, dataset_spec: str, split: str = "test", metric: str = "ap",
-             batch_size: int = 32, device: str | None = None, limit: int | None = None) -> dict:
+             batch_size: int = 32, device: str | None = None, limit: int | None = None,
+             cache: str | Path | None = None) -> dict:
     """Score a data set with a bundle and report AP/MAP per output over shared concepts.
 
     Returns:
-        ``{"dataset", "split", "metric", "images", "concepts", "outputs": {"direct": {"map", "ap"},
-        "fused": …, "lr:<layer>": …}}``; only concepts both the model and the data set know
-        (after lower-casing) are scored.
+        ``{"dataset", "split", "metric", "images", "concepts", "aliases", "outputs": {"direct": {"map", "ap",
+        "ece"}, "fused": …, "lr:<layer>": …}}``; only concepts both the model and the data set know
+        are scored, each under the model's own name (a data set's ``living_room`` is the model's
+        ``livingroom``: :func:`vidconcept.model.names.resolve` with the bundle's aliases; ``aliases``
+        lists those renamed). ``cache``: a folder keeping the data set's layer outputs
+        (:mod:`vidconcept.model.outputs_cache`), so detectors refitted on one network are
+        measured without running it again.
     """
-    from tqdm.auto import tqdm
-
     from vidconcept.data import open_dataset
     from vidconcept.model import ConceptModel
+    from vidconcept.model.names import resolve
+    from vidconcept.model.outputs_cache import layer_outputs_of
 
     model = ConceptModel.load(model_dir, device=device)
     data = open_dataset(dataset_spec, split)
     if limit:
         data = data.subset(np.arange(min(limit, len(data))))
-    shared = [c for c in data.concepts if c in set(model.concepts)]
+    names = {c: resolve(c, model.concepts, model.config.aliases) for c in data.concepts}
+    names = {c: m for c, m in names.items() if m is not None}
+    if len(set(names.values())) < len(names):  # two of the set's concepts are one of the model's: keep exact names
+        names = {c: m for c, m in names.items() if c == m or list(names.values()).count(m) == 1}
+    shared = list(names.values())
     if not shared:
         raise UsageError(f"model {model.name!r} and data set {dataset_spec!r} share no concept")
-    outputs: dict[str, list[np.ndarray]] = {}
-    for start in tqdm(range(0, len(data), batch_size), desc=f"evaluate {dataset_spec}", unit="batch"):
-        images = [data.load_image(i) for i in range(start, min(start + batch_size, len(data)))]
-        for kind, scores in model.score_outputs(model.layer_outputs(images)).items():
-            outputs.setdefault(kind, []).append(scores)
+
+    outputs = model.score_outputs(layer_outputs_of(model, data, batch_size, cache, desc=f"evaluate {dataset_spec}"))
     model_cols = [model.concepts.index(c) for c in shared]
-    data_cols = [data.concepts.index(c) for c in shared]
+    data_cols = [data.concepts.index(c) for c in names]
     labels, mask = data.labels[:, data_cols], data.mask[:, data_cols]
     report = {"dataset": dataset_spec, "split": split, "metric": metric, "images": len(data), "concepts": shared,
-              "outputs": {}}
-    for kind, parts in outputs.items():
-        scores = np.concatenate(parts)[:, model_cols]
+              "aliases": {c: m for c, m in names.items() if c != m}, "outputs": {}}
+    for kind, all_scores in outputs.items():
+        scores = all_scores[:, model_cols]
         report["outputs"][kind] = metric_table(metric, scores, labels, mask, shared, data.strata, data.inclusion)
     return report

@@ -182,7 +182,7 @@ def model_fingerprint(model) -> dict:
 
 
 def bundle_digest(model) -> str | None:
-    """SHA-1 of what makes a bundle's scores: its preprocessing, weights and detectors files.
+    """SHA-1 of what makes a bundle's scores: its preprocessing, weights, detectors and calibration files.
 
     Two versions of a model with one name and concept list (a retrained default) score
     differently; the index keeps this to tell them apart. ``None`` for a model without a
@@ -191,9 +191,10 @@ def bundle_digest(model) -> str | None:
     folder, config = getattr(model, "bundle_dir", None), getattr(model, "config", None)
     if folder is None or config is None:
         return None
-    h = hashlib.sha1(json.dumps([config.data_config, config.weights, config.strategy, config.detectors],
-                                sort_keys=True).encode())
-    for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file")):
+    calibration = getattr(config, "calibration", None)
+    described = [config.data_config, config.weights, config.strategy, config.detectors] + ([calibration] if calibration else [])
+    h = hashlib.sha1(json.dumps(described, sort_keys=True).encode())  # a bundle without calibration: as before
+    for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file"), (calibration or {}).get("file")):
         if name and (Path(folder) / name).is_file():
             h.update((Path(folder) / name).read_bytes())
     return h.hexdigest()[:16]
@@ -254,6 +255,7 @@ class Ingestor:
             with self.store.db.atomic():
                 self.store.set_meta("model", {**fp, "bundle_sha1": digest} if digest else fp)
                 self.store.set_meta("feature_dim", fp["feature_dim"])
+                self.store.set_meta("aliases", dict(getattr(getattr(model, "config", None), "aliases", None) or {}))
                 self.store.ensure_concepts(model.concepts, source="model")
 
     # ---- run --------------------------------------------------------------

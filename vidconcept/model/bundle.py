@@ -5,6 +5,7 @@ Layout of ``models/<name>/``::
     config.json           BundleConfig below (backbone, strategy, concepts, data_config, …)
     weights.safetensors   network weights (fp16), absent when weights come from a package
     detectors.npz         LR detectors per layer (optional)
+    calibration.npz       per-concept calibration of the fused scores (optional; :mod:`.calibration`)
     MODEL.md              model card with measured metrics and the command that made them
 
 ``config.json``'s ``weights`` is ``{"file": "weights.safetensors"}`` or
@@ -23,6 +24,7 @@ from torch import nn
 
 from vidconcept.errors import ModelError
 from vidconcept.model.backbones import Backbone, create_backbone
+from vidconcept.model.calibration import Calibration, load_calibration, save_calibration
 from vidconcept.model.detectors import LayerDetectors, load_detectors, save_detectors
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 DETECTORS_FILE = "detectors.npz"
+CALIBRATION_FILE = "calibration.npz"
 CARD_FILE = "MODEL.md"
 FORMAT_VERSION = 1
 
@@ -51,6 +54,10 @@ class BundleConfig:
         training: data set specs and hyper-parameters, ``None`` when not trained here.
         seed: training seed.
         metrics: measured results (see MODEL.md).
+        calibration: ``{"file": …, "method": "platt" | "isotonic", …}`` when the fused scores are
+            calibrated to probabilities (:mod:`.calibration`); ``None``: scores as the detectors give them.
+        aliases: other names of concepts, ``{alias: concept}`` (e.g. ``"living_room": "livingroom"``):
+            evaluation and search accept them.
     """
 
     name: str
@@ -65,6 +72,8 @@ class BundleConfig:
     seed: int | None = None
     metrics: dict = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    calibration: dict | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 def read_config(bundle: Path) -> BundleConfig:
@@ -128,8 +137,11 @@ def save_weights(net: nn.Module, path: Path, half: bool = True) -> None:
 
 
 def save_bundle(bundle: Path, config: BundleConfig, net: nn.Module | None = None,
-                detectors: list[LayerDetectors] | None = None) -> Path:
-    """Write a bundle folder: config, weights (unless pretrained) and detectors."""
+                detectors: list[LayerDetectors] | None = None, calibration: Calibration | None = None) -> Path:
+    """Write a bundle folder: config, weights (unless pretrained), detectors and their calibration.
+
+    New detectors without a calibration drop the bundle's old one (it mapped the old detectors' scores).
+    """
     bundle = Path(bundle)
     bundle.mkdir(parents=True, exist_ok=True)
     if net is not None and "file" in config.weights:
@@ -137,6 +149,12 @@ def save_bundle(bundle: Path, config: BundleConfig, net: nn.Module | None = None
     if detectors:
         save_detectors(bundle / DETECTORS_FILE, detectors)
         config.detectors = {"file": DETECTORS_FILE, "layers": [d.layer for d in detectors], "fusion": "mean"}
+        if calibration is None:
+            config.calibration = None
+            (bundle / CALIBRATION_FILE).unlink(missing_ok=True)
+    if calibration is not None:
+        save_calibration(bundle / CALIBRATION_FILE, calibration)
+        config.calibration = {**(config.calibration or {}), "file": CALIBRATION_FILE, "method": calibration.method}
     write_config(bundle, config)
     return bundle
 
@@ -146,6 +164,17 @@ def bundle_detectors(bundle: Path, config: BundleConfig) -> list[LayerDetectors]
     if not config.detectors:
         return []
     return load_detectors(Path(bundle) / config.detectors["file"])
+
+
+def bundle_calibration(bundle: Path, config: BundleConfig) -> Calibration | None:
+    """The bundle's score calibration, or ``None`` (bundles made before calibration existed)."""
+    if not config.calibration:
+        return None
+    calibration = load_calibration(Path(bundle) / config.calibration["file"])
+    if calibration.size != len(config.concepts):
+        raise ModelError(f"{bundle}: its calibration covers {calibration.size} concepts, its config.json "
+                         f"{len(config.concepts)}: refit the detectors (`vidconcept refit-detectors`)")
+    return calibration
 
 
 def imagenet_bundle_config(backbone: str = "tf_efficientnet_lite0", name: str = "default") -> BundleConfig:

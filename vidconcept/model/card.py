@@ -50,6 +50,8 @@ def _metrics_section(metrics: dict) -> list[str]:
                   entry["command"], "```", "",
                   "| concept | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds),
                   "| **MAP** | " + " | ".join(f"**{outputs[k]['map']:.4f}**" for k in kinds) + " |"]
+        if all("ece" in outputs[k] for k in kinds):  # expected calibration error, 10 equal-width bins
+            lines.append("| ECE (10 bins) | " + " | ".join(f"{outputs[k]['ece']:.4f}" for k in kinds) + " |")
         for concept in outputs[kinds[0]]["ap"]:
             lines.append(f"| {concept} | " + " | ".join(f"{outputs[k]['ap'].get(concept, float('nan')):.4f}"
                                                         for k in kinds) + " |")
@@ -62,6 +64,10 @@ def write_model_card(bundle: Path) -> Path:
     config = read_config(bundle)
     scores = "fused LR detectors (mean of " + ", ".join(config.detectors["layers"]) + ")" if config.detectors \
         else f"{config.output} of the concept layer"
+    if config.detectors and config.calibration:
+        cal = config.calibration
+        scores += (f", calibrated per concept ({cal['method']}; held-out ECE {cal.get('ece_uncalibrated')} before, "
+                   f"{cal.get('ece_calibrated')} after, {cal.get('bins', 10)} equal-width bins)")
     lines = [f"# Model card: {config.name}", "",
              f"- backbone: `{config.backbone}`, strategy: `{config.strategy}`",
              f"- {len(config.concepts)} concepts: " + ", ".join(config.concepts[:60]) +

@@ -21,7 +21,9 @@ from PIL import Image
 from vidconcept.config import resolve_device, resolve_model_dir
 from vidconcept.errors import UsageError
 from vidconcept.model.backbones import Backbone
-from vidconcept.model.bundle import BundleConfig, backbone_of, build_network, bundle_detectors, read_config
+from vidconcept.model.bundle import (BundleConfig, backbone_of, build_network, bundle_calibration, bundle_detectors,
+                                     read_config)
+from vidconcept.model.calibration import Calibration
 from vidconcept.model.detectors import LayerDetectors, fuse
 
 log = logging.getLogger(__name__)
@@ -182,7 +184,8 @@ def _first_output(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 class ConceptModel:
     """A loaded bundle: network, concept names, preprocessing and optional LR detectors."""
 
-    def __init__(self, config: BundleConfig, net: torch.nn.Module, detectors: list[LayerDetectors], device: str):
+    def __init__(self, config: BundleConfig, net: torch.nn.Module, detectors: list[LayerDetectors], device: str,
+                 calibration: Calibration | None = None):
         self.config = config
         self.name = config.name
         self.concepts = list(config.concepts)
@@ -197,6 +200,7 @@ class ConceptModel:
         self.net = net.to(device, memory_format=torch.channels_last)
         self._runner = runner.to(device, memory_format=torch.channels_last)
         self.detectors = detectors
+        self.calibration = calibration if detectors else None  # it maps fused detector scores
         self.feature_dim = backbone_of(net).num_features
         self._transform = eval_transform(self.data_config)
 
@@ -207,7 +211,7 @@ class ConceptModel:
         config = read_config(path)
         net = build_network(path, config)
         log.info("loaded model %s (%s, %d concepts) from %s", config.name, config.backbone, len(config.concepts), path)
-        model = cls(config, net, bundle_detectors(path, config), resolve_device(device))
+        model = cls(config, net, bundle_detectors(path, config), resolve_device(device), bundle_calibration(path, config))
         model.bundle_dir = path.resolve()  # where it came from: remote workers load the same bundle
         return model
 
@@ -253,7 +257,10 @@ class ConceptModel:
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     def score_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every score kind: ``direct``, one ``lr:<layer>`` per detector layer and ``fused``."""
+        """Every score kind: ``direct``, one ``lr:<layer>`` per detector layer and ``fused``.
+
+        With a calibration, ``fused`` is calibrated (a probability) and ``uncalibrated`` is the raw mean.
+        """
         logits = torch.from_numpy(outputs["logits"])
         direct = logits.softmax(-1) if self.config.output == "softmax" else logits.sigmoid()
         scores = {"direct": direct.numpy().astype(np.float32)}
@@ -261,6 +268,9 @@ class ConceptModel:
             scores[f"lr:{det.layer}"] = det.predict(outputs[det.layer])
         if self.detectors:
             scores["fused"] = fuse([scores[f"lr:{d.layer}"] for d in self.detectors])
+            if self.calibration is not None:
+                scores["uncalibrated"] = scores["fused"]
+                scores["fused"] = self.calibration.apply(scores["fused"])
         return scores
 
     def predict_all(self, images: Sequence[ImageLike], batch_size: int = 32) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -117,12 +117,16 @@ def choose_c(x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
     return max(measured, key=measured.get), scores
 
 
-def fit_layers(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray, c: float | str | None = None,
+def fit_layers(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray,
+               c: float | str | dict[str, float] | None = None,
                seed: int = 0) -> tuple[list[LayerDetectors], dict[str, float]]:
-    """Detectors for every layer of ``outputs``, and the C each used (``c="cv"``: :func:`choose_c` per layer)."""
+    """Detectors for every layer of ``outputs``, and the C each used (``c="cv"``: :func:`choose_c` per layer;
+    a dict: each layer's own C, :data:`LR_C` for a layer it does not name)."""
     detectors, used = [], {}
     for name, x in outputs.items():
-        if c == "cv":
+        if isinstance(c, dict):
+            used[name] = float(c.get(name, LR_C))
+        elif c == "cv":
             used[name], cv = choose_c(x, labels, mask, seed)
             log.info("LR detectors on %s: C = %s by %d-fold CV (MAP %s)", name, used[name], CV_FOLDS,
                      {k: round(v, 4) for k, v in cv.items()})
@@ -132,10 +136,15 @@ def fit_layers(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndar
     return detectors, used
 
 
-def parse_c(value: str | float | None) -> float | str | None:
-    """``"cv"``, a positive number or ``None`` (the default), as given on a command line or to the API."""
+def parse_c(value: str | float | dict | None) -> float | str | dict[str, float] | None:
+    """``"cv"``, a positive number, per-layer numbers (``"features=0.03,ext1=0.1"`` or a dict) or ``None``
+    (the default), as given on a command line or to the API."""
     if value is None or value == "cv":
         return value
+    if isinstance(value, str) and "=" in value:
+        value = dict(part.split("=", 1) for part in value.split(",") if part.strip())
+    if isinstance(value, dict):
+        return {str(layer).strip(): parse_c(c) for layer, c in value.items()}
     try:
         c = float(value)
     except (TypeError, ValueError):
@@ -166,3 +175,22 @@ def load_detectors(path: Path) -> list[LayerDetectors]:
         count = len({k.split("/")[0] for k in data.files})
         return [LayerDetectors(str(data[f"{i}/layer"]), *(data[f"{i}/{k}"] for k in ("mean", "scale", "coef", "intercept")))
                 for i in range(count)]
+
+
+def out_of_fold_fused(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray, c: dict[str, float],
+                      seed: int = 0, folds: int = CV_FOLDS, n_jobs: int | None = None) -> np.ndarray:
+    """Fused scores ``[N, C]`` of every row by detectors fitted without it (``folds``-fold).
+
+    Why: calibration must be fitted on scores of photos the detectors did not see; in-sample
+    scores of a 1280-d LR are near 0 or 1. ``c``: the C of each layer (as :func:`fit_layers` used).
+    """
+    fold = np.random.default_rng(seed + 1).permutation(len(labels)) % folds
+    fused = np.zeros(labels.shape, np.float32)
+    for k in range(folds):
+        held = fold == k
+        if held.all() or not held.any():
+            continue
+        probabilities = [fit_layer(name, x[~held], labels[~held], mask[~held], seed, n_jobs, c.get(name, LR_C)).predict(x[held])
+                         for name, x in outputs.items()]
+        fused[held] = fuse(probabilities)
+    return fused

@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from vidconcept.config import resolve_device
-from vidconcept.data import LabelledImages, merge, open_dataset, open_datasets
+from vidconcept.data import LabelledImages, merge, open_dataset
 from vidconcept.errors import UsageError
 from vidconcept.model.backbones import backbone_info, create_backbone
 from vidconcept.model.bundle import WEIGHTS_FILE, BundleConfig, load_weights, read_config, save_bundle
@@ -446,32 +446,45 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
 
 def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str = "train",
                     crop_mode: str | None = None, batch_size: int = 32, device: str | None = None,
-                    seed: int = 0, detector_c: float | str | None = None) -> Path:
+                    seed: int = 0, detector_c: float | str | None = None, open_world: bool = False,
+                    calibrate: str | None = None, cache: Path | None = None) -> Path:
     """Fit a fine-tuned bundle's LR detectors again, leaving its network as it is.
 
     For when the photos or the preprocessing change after training, e.g. a bundle trained on a
     GPU machine from compressed copies of the photos gets detectors fitted on the originals
-    here, or switches to whole-image inference (``crop_mode="none"``). Layer outputs come from
-    the inference path (:meth:`ConceptModel.layer_outputs`), so the detectors see exactly what
-    they will score. The bundle's recorded metrics measured the old detectors and are dropped.
+    here, or switches to whole-image inference (``crop_mode="none"``), or gets negatives from
+    other sets and a background pool. Layer outputs come from the inference path
+    (:meth:`ConceptModel.layer_outputs`), so the detectors see exactly what they will score.
+    The bundle's recorded metrics measured the old detectors and are dropped.
 
     Args:
         bundle: a bundle with a concept layer (written by :func:`train`).
         datasets: data set specs; default: those it was trained on. Their concept union
-            must be the bundle's concepts.
+            must be the bundle's concepts (a background pool is a ``csv:`` set of all of them, 0).
         split, batch_size, device, seed, detector_c: as in :func:`train`.
         crop_mode: switch the bundle's inference crop first (``"center"`` or ``"none"``).
+        open_world: a photo of one set is a negative for another set's concepts unless it may
+            show them (:func:`vidconcept.data.open_world.merge_open_world`).
+        calibrate: ``"platt"``, ``"isotonic"`` or ``"auto"`` (the one with the lower held-out ECE):
+            calibrate the fused scores per concept on out-of-fold scores of these rows
+            (:mod:`.calibration`); ``None``: no calibration.
+        cache: a folder keeping the layer outputs of each data set (:mod:`.outputs_cache`), so the
+            next refit of this network reads them instead of running it.
 
     Returns:
         ``bundle``.
     """
-    from tqdm.auto import tqdm
-
+    from vidconcept.data.open_world import merge_open_world
     from vidconcept.model.bundle import build_network
+    from vidconcept.model.calibration import METHODS
     from vidconcept.model.concept_model import ConceptModel
+    from vidconcept.model.names import aliases_for
+    from vidconcept.model.outputs_cache import layer_outputs_of
 
     _check_crop_mode(crop_mode)
     detector_c = parse_c(detector_c)
+    if calibrate not in (None, "auto", *METHODS):
+        raise UsageError(f"calibrate must be auto, {' or '.join(METHODS)}, got {calibrate!r}")
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     bundle = Path(bundle)
@@ -481,7 +494,8 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     specs = list(datasets or (config.training or {}).get("datasets") or [])
     if not specs:
         raise UsageError(f"{bundle}: its config names no training data sets: give datasets")
-    data = open_datasets(specs, split)
+    sets = [open_dataset(spec, split) for spec in specs]
+    data = merge_open_world(sets) if open_world else merge(sets)
     if sorted(data.concepts) != sorted(config.concepts):
         raise UsageError(f"the data sets' concepts ({len(data.concepts)}) are not the bundle's ({len(config.concepts)})")
     if crop_mode:
@@ -489,25 +503,46 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     started = time.perf_counter()
     net = build_network(bundle, config)
     model = ConceptModel(config, net, [], resolve_device(device))
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in net.lr_layers}
-    for start in tqdm(range(0, len(data), batch_size), desc="layer outputs", unit="batch"):
-        outputs = model.layer_outputs([data.load_image(i) for i in range(start, min(start + batch_size, len(data)))])
-        for name in parts:
-            parts[name].append(outputs[name])
+    model.bundle_dir = bundle.resolve()
+    per_set = [layer_outputs_of(model, s, batch_size, cache, desc=f"layer outputs {s.spec}") for s in sets]
+    outputs = {name: np.concatenate([p[name] for p in per_set]) for name in net.lr_layers}
     columns = [data.concepts.index(c) for c in config.concepts]
     labels, mask = data.labels[:, columns], data.mask[:, columns]
-    detectors, used_c = fit_layers({name: np.concatenate(p) for name, p in parts.items()}, labels, mask, detector_c, seed)
+    detectors, used_c = fit_layers(outputs, labels, mask, detector_c, seed)
+    calibration, calibration_record = None, None
+    if calibrate:
+        calibration, calibration_record = _calibrate(outputs, labels, mask, used_c, seed, calibrate)
     inference_dtype = torch.float16 if model.device.startswith("cuda") else None  # as layer_outputs ran
     config.training = {**(config.training or {}),
                        "detectors": {"datasets": specs, "split": split, "images": len(data), "c": used_c,
+                                     "open_world": open_world, "calibration": calibrate,
                                      "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall on "
                                              f"{_hardware(model.device, inference_dtype)}",
                                      "command": shlex.join(sys.argv)}}
     config.metrics = {}
-    save_bundle(bundle, config, None, detectors)
+    config.aliases = config.aliases or aliases_for(config.concepts)
+    config.calibration = calibration_record
+    save_bundle(bundle, config, None, detectors, calibration)
     write_model_card(bundle)
     log.info("refitted %d layers of LR detectors of %s on %d images", len(detectors), bundle, len(data))
     return bundle
+
+
+def _calibrate(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray, used_c: dict[str, float],
+               seed: int, method: str):
+    """The calibration of the fused scores, fitted on out-of-fold scores, and what to record of it."""
+    from vidconcept.model.calibration import ECE_BINS, choose_method, expected_calibration_error, fit_calibration
+    from vidconcept.model.detectors import CV_FOLDS, out_of_fold_fused
+
+    held_out = out_of_fold_fused(outputs, labels, mask, used_c, seed)
+    chosen, eces = choose_method(held_out, labels, mask, seed)
+    method = chosen if method == "auto" else method
+    record = {"method": method, "bins": ECE_BINS,
+              "fitted_on": f"out-of-fold fused scores of the refit's rows ({CV_FOLDS} folds)",
+              "ece_uncalibrated": round(expected_calibration_error(held_out, labels, mask), 6),
+              "ece_calibrated": eces, "ece_measured_on": "the other half of those rows (fitted on one half, both ways)"}
+    log.info("calibration: %s (held-out ECE %s, uncalibrated %s)", method, eces, record["ece_uncalibrated"])
+    return fit_calibration(held_out, labels, mask, method), record
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:

