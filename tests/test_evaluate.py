@@ -1,6 +1,8 @@
 """AP, MAP and inferred AP, and the evaluate() report."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import skimage.data
@@ -60,7 +62,7 @@ def test_metric_table_skips_concepts_without_positives():
     scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.3]])
     labels = np.array([[1, 0], [0, 0], [1, 0]], dtype=np.float32)
     table = metric_table("ap", scores, labels, np.ones_like(labels), ["a", "b"])
-    assert table == {"map": 1.0, "ap": {"a": 1.0}}
+    assert table["map"] == 1.0 and table["ap"] == {"a": 1.0} and 0 <= table["ece"] <= 1
     with pytest.raises(UsageError, match="metric"):
         metric_table("auc", scores, labels, np.ones_like(labels), ["a", "b"])
 
@@ -94,3 +96,21 @@ def test_record_metrics_updates_the_card(tmp_path, espresso_csv):
     record_metrics(bundle, report, "vidconcept evaluate …")
     card = (bundle / "MODEL.md").read_text()
     assert "vidconcept evaluate …" in card and "| espresso | 1.0000 |" in card
+
+
+def test_evaluate_scores_a_data_set_under_the_models_own_names(tmp_path, espresso_csv):
+    import shutil
+
+    from vidconcept.config import DEFAULT_MODEL_DIR
+    from vidconcept.model.bundle import read_config, write_config
+
+    bundle = shutil.copytree(DEFAULT_MODEL_DIR.parent / "imagenet-lite0", tmp_path / "b")
+    config = read_config(bundle)
+    config.aliases = {"kitty": "tabby"}
+    write_config(bundle, config)
+    root = Path(espresso_csv[4:]).parent
+    rows = [f"img/coffee/{i}.jpg,1,0" for i in range(3)] + [f"img/cat/{i}.jpg,0,1" for i in range(3)]
+    (root / "renamed.csv").write_text("path,Espresso,kitty\n" + "\n".join(rows) + "\n")
+    report = evaluate(bundle, f"csv:{root / 'renamed.csv'}", split="test", batch_size=6, device="cpu")
+    assert report["concepts"] == ["espresso", "tabby"] and report["aliases"] == {"kitty": "tabby"}
+    assert report["outputs"]["direct"]["ap"]["espresso"] == pytest.approx(1.0, abs=1e-4)

@@ -14,6 +14,14 @@ negatives up to that number. A random shot almost never shows a new, specific co
 the few that do are label noise the classifier tolerates, and labelling them later
 (``refine``) corrects it. Classes are balanced by weighting (``class_weight="balanced"``).
 
+Scores: with at least :data:`MIN_CALIBRATION` positives and negatives (sampled ones included),
+the detector's log-odds are calibrated by Platt scaling fitted on 3-fold cross-validated
+predictions, and folded into its weights (``sigmoid(a·z + b)`` of a linear ``z`` is linear), so
+a score estimates the chance that a shot like the labelled ones shows the concept, at the mix of
+labelled and sampled shots it was trained on. With fewer labels the class-balanced score is kept
+as it is: 0.5 is the boundary between the two weighted classes, not a probability
+(``info["calibrated"]`` says which).
+
 Example::
 
     from vidconcept import Index
@@ -56,6 +64,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: mean AP over rounds in ``benchmarks/concept_on_demand.py`` (1, 3 and 10 tried on scene15).
 LR_C = 3.0
 MIN_NEGATIVES = 50
+#: Positives and negatives a user concept needs before its scores are calibrated (3 folds of ≥ 2).
+MIN_CALIBRATION = 6
 NEGATIVES_PER_POSITIVE = 4
 #: Shots proposed by :func:`suggest` by default (half most uncertain, half top-scored).
 SUGGEST_COUNT = 10
@@ -121,7 +131,7 @@ class UserConcept:
     def to_dict(self) -> dict:
         """Public view: labels, dates, model, counts (not the detector weights)."""
         keep = ("positive", "negative", "images", "sampled_negatives", "updated_at", "rounds", "model", "scored",
-                "timing")
+                "calibrated", "timing")
         return {"name": self.name, "source": SOURCE, "created_at": self.created_at,
                 **{k: self.info[k] for k in keep if k in self.info}}
 
@@ -139,6 +149,27 @@ def fit_detector(positive: np.ndarray, negative: np.ndarray, c: float = LR_C) ->
     y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
     lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(x, y)
     return Detector(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]))
+
+
+def calibrate_detector(detector: Detector, positive: np.ndarray, negative: np.ndarray, c: float = LR_C,
+                       seed: int = 0) -> tuple[Detector, bool]:
+    """Platt-scale ``detector`` on 3-fold cross-validated log-odds; too few labels: unchanged (``False``).
+
+    The map ``sigmoid(a·z + b)`` folds into the linear detector (``a·coef``, ``a·intercept + b``).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if min(len(positive), len(negative)) < MIN_CALIBRATION:
+        return detector, False
+    x = np.concatenate([positive, negative]).astype(np.float32)
+    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    folds = StratifiedKFold(3, shuffle=True, random_state=seed)
+    z = cross_val_predict(LogisticRegression(C=c, class_weight="balanced", max_iter=1000), x, y, cv=folds,
+                          method="decision_function")
+    platt = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y)
+    a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    return Detector((detector.coef * a).astype(np.float32), detector.intercept * a + b), True
 
 
 def sample_negatives(ids: np.ndarray, labelled: Iterable[ShotId], positives: int, negatives: int,
@@ -350,7 +381,8 @@ def _train(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
     _, extra_x = store.features_of(extra.tolist())
     info["sampled_negatives"] = int(len(extra_x))
     negatives = np.concatenate([neg_x, extra_x]) if len(extra_x) else neg_x
-    return fit_detector(pos_x, negatives), info
+    detector, info["calibrated"] = calibrate_detector(fit_detector(pos_x, negatives), pos_x, negatives)
+    return detector, info
 
 
 def _score_all(store: Store, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
@@ -392,5 +424,5 @@ def _unb64(s: str, dtype=np.float16) -> np.ndarray:
 
 
 __all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "UnknownShotError", "UserConcept", "add_concept",
-           "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept", "remove_concept",
-           "rescore", "rescore_store", "sample_negatives", "suggest", "suggest_from_scores"]
+           "calibrate_detector", "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept",
+           "remove_concept", "rescore", "rescore_store", "sample_negatives", "suggest", "suggest_from_scores"]

@@ -29,12 +29,15 @@ INDOOR = "bedroom kitchen livingroom office store"
 URBAN = "buildings highway industrial insidecity street suburb tallbuilding"
 NATURE = "coast forest glacier mountain opencountry sea"
 EVERYWHERE = "*"
+VOC = ("aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike person pottedplant "
+       "sheep sofa train tvmonitor")
 
 #: ``a: "b c …"``: a photo showing ``a`` may also show ``b``, ``c`` … (read both ways); ``*``: anything.
 #: Pairs within one data set do not matter: that set's own labels judge them.
 MAY_CO_OCCUR: dict[str, str] = {
     # objects (VOC) and the scenes they appear in
-    "person": EVERYWHERE,
+    # people are everywhere, but hardly on a glacier: a VOC photo of people is a negative for it
+    "person": f"{INDOOR} {URBAN} coast forest mountain opencountry sea {VOC}",
     "dog": EVERYWHERE,
     "cat": f"{INDOOR} {URBAN} coast forest opencountry bird bottle chair diningtable pottedplant sofa tvmonitor",
     "bottle": f"{INDOOR} {URBAN} coast forest opencountry sea",
