@@ -161,7 +161,7 @@ def cmd_refit_detectors(args) -> int:
 
     out = refit_detectors(args.bundle, datasets=args.dataset,
                           **_given(args, "split", "crop_mode", "batch_size", "device", "detector_c", "open_world",
-                                   "calibrate", "cache"))
+                                   "calibrate", "cache", "background"))
     print(f"LR detectors of {out} fitted again; evaluate it to record new metrics")
     return 0
 
@@ -175,8 +175,11 @@ def cmd_evaluate(args) -> int:
 
         from .model.card import record_metrics
 
-        # the command that reproduces the numbers: this one, without --record
-        command = shlex.join(["vidconcept", *(a for a in (args.argv or sys.argv[1:]) if a != "--record")])
+        # the command that reproduces the numbers: this one, without --record (and --cache, which changes no number)
+        argv = list(args.argv or sys.argv[1:])
+        argv = [a for i, a in enumerate(argv) if a != "--record" and a != "--cache" and (i == 0 or argv[i - 1] != "--cache")
+                and not a.startswith("--cache=")]
+        command = shlex.join(["vidconcept", *argv])
         record_metrics(args.model, data, command)
     if args.json:
         _print_json(data)
@@ -383,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", choices=["auto", "platt", "isotonic"],
                    help="calibrate the fused scores per concept on out-of-fold scores (auto: lower held-out ECE)")
     p.add_argument("--cache", metavar="DIR", help="keep the data sets' layer outputs here for the next refit")
+    p.add_argument("--background", type=int, metavar="N",
+                   help="add N generated background frames (title cards, text, charts, black…): negatives for every concept")
     p.set_defaults(func=cmd_refit_detectors)
 
     p = sub.add_parser("serve", help="local web UI and REST API over an index")

@@ -447,7 +447,7 @@ def train(backbone: str, strategy: str, datasets: list[str], out: Path, epochs: 
 def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str = "train",
                     crop_mode: str | None = None, batch_size: int = 32, device: str | None = None,
                     seed: int = 0, detector_c: float | str | None = None, open_world: bool = False,
-                    calibrate: str | None = None, cache: Path | None = None) -> Path:
+                    calibrate: str | None = None, cache: Path | None = None, background: int = 0) -> Path:
     """Fit a fine-tuned bundle's LR detectors again, leaving its network as it is.
 
     For when the photos or the preprocessing change after training, e.g. a bundle trained on a
@@ -470,6 +470,9 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
             (:mod:`.calibration`); ``None``: no calibration.
         cache: a folder keeping the layer outputs of each data set (:mod:`.outputs_cache`), so the
             next refit of this network reads them instead of running it.
+        background: add this many generated background frames, negatives for every concept
+            (:func:`vidconcept.data.background.write_background`, seeded by ``seed``; drawn into
+            ``cache`` when given, else a temporary folder).
 
     Returns:
         ``bundle``.
@@ -494,7 +497,11 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     specs = list(datasets or (config.training or {}).get("datasets") or [])
     if not specs:
         raise UsageError(f"{bundle}: its config names no training data sets: give datasets")
+    if background < 0:
+        raise UsageError(f"background must be a number of frames ≥ 0, got {background}")
     sets = [open_dataset(spec, split) for spec in specs]
+    if background:
+        sets.append(_background_set(config.concepts, background, seed, cache))
     data = merge_open_world(sets) if open_world else merge(sets)
     if sorted(data.concepts) != sorted(config.concepts):
         raise UsageError(f"the data sets' concepts ({len(data.concepts)}) are not the bundle's ({len(config.concepts)})")
@@ -515,7 +522,7 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     inference_dtype = torch.float16 if model.device.startswith("cuda") else None  # as layer_outputs ran
     config.training = {**(config.training or {}),
                        "detectors": {"datasets": specs, "split": split, "images": len(data), "c": used_c,
-                                     "open_world": open_world, "calibration": calibrate,
+                                     "open_world": open_world, "calibration": calibrate, "background": background,
                                      "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall on "
                                              f"{_hardware(model.device, inference_dtype)}",
                                      "command": shlex.join(sys.argv)}}
@@ -526,6 +533,20 @@ def refit_detectors(bundle: Path, datasets: list[str] | None = None, split: str 
     write_model_card(bundle)
     log.info("refitted %d layers of LR detectors of %s on %d images", len(detectors), bundle, len(data))
     return bundle
+
+
+def _background_set(concepts: list[str], count: int, seed: int, cache: Path | None) -> LabelledImages:
+    """The generated background pool as a data set (kept beside the cache, so its outputs are cached too)."""
+    import tempfile
+
+    from vidconcept.data.background import write_background
+
+    folder = Path(cache) / f"background-{count}-seed{seed}" if cache else Path(tempfile.mkdtemp(prefix="background-"))
+    if not (folder / "labels.csv").is_file():
+        write_background(folder, list(concepts), count, seed)
+    data = open_dataset(f"csv:{folder / 'labels.csv'}")
+    data.spec = f"background:{count}"
+    return data
 
 
 def _calibrate(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndarray, used_c: dict[str, float],
