@@ -217,6 +217,29 @@ def export_frames(out: Path, footage: list[Path]) -> dict:
             "spec": f"csv:{out / 'labels.csv'}"}
 
 
+def record(args, report: dict) -> None:
+    """The result in the bundle's config.json and MODEL.md (AP per concept as a metrics table, the rest as a line)."""
+    import shlex
+
+    from vidconcept.model.card import record_metrics
+
+    argv, skip = [], False
+    for a in sys.argv[1:]:  # the command without what changes no number
+        if a in ("--record", "--json") or skip:
+            skip = False
+            continue
+        if a == "--index":
+            skip = True
+            continue
+        argv.append(a)
+    keep = ("clips", "shots", "judged_pairs", "positives", "claims", "claim_precision", "recall", "map_concepts", "ece")
+    record_metrics(args.model, {"dataset": "real footage (benchmarks/openworld.py)", "split": args.split, "metric": "ap",
+                                "images": report["shots"],
+                                "outputs": {"fused": {"map": report["map"], "ap": report["ap"], "ece": report["ece"]}},
+                                "summary": {k: report[k] for k in keep}},
+                   shlex.join(["python", "benchmarks/openworld.py", *argv]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(ROOT / "models" / "default"))
@@ -227,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diagram", help="write the reliability diagram PNG here")
     parser.add_argument("--export-frames", metavar="DIR", help="write the dev shots' frames and labels.csv, then stop")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--record", action="store_true", help="store the result and this command in the model's MODEL.md")
     args = parser.parse_args(argv)
     footage = footage_dirs(args.footage)
     if args.export_frames:
@@ -248,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.diagram:
         draw_diagram(report, Path(args.diagram), f"{Path(args.model).name}, {args.split} real clips")
         report["diagram"] = args.diagram
+    if args.record:
+        record(args, report)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -15,7 +15,7 @@ def record_metrics(bundle: str | Path, report: dict, command: str) -> None:
     config = read_config(bundle)
     key = f"{report['dataset']} {report['split']}"
     config.metrics[key] = {"metric": report["metric"], "images": report["images"], "command": command,
-                           "outputs": report["outputs"]}
+                           "outputs": report["outputs"], **({"summary": report["summary"]} if report.get("summary") else {})}
     write_config(bundle, config)
     write_model_card(bundle)
 
@@ -32,7 +32,11 @@ def _training_section(training: dict | None, level: str = "") -> list[str]:
     if refit:
         lines += [f"LR detectors fitted again afterwards on {', '.join(f'`{d}`' for d in refit['datasets'])} "
                   f"(split `{refit['split']}`, {refit['images']} images" + (f"; {refit['time']}" if refit.get("time") else "") +
-                  (f"; C per layer: `{refit['c']}`" if refit.get("c") else "") + ") with:", "", "```", refit["command"], "```", ""]
+                  (f"; C per layer: `{refit['c']}`" if refit.get("c") else "") +
+                  (f"; {refit['background']} generated background frames" if refit.get("background") else "") +
+                  ("; cross-set negatives (open world)" if refit.get("open_world") else "") +
+                  (f"; calibration `{refit['calibration']}`" if refit.get("calibration") else "") +
+                  ") with:", "", "```", refit["command"], "```", ""]
     if training.get("before"):  # trained on from another bundle: how that one was made
         lines += [f"###{level} Before: how `{training.get('init')}` was trained", ""]
         lines += _training_section(training["before"], level + "#")
@@ -47,7 +51,10 @@ def _metrics_section(metrics: dict) -> list[str]:
         outputs = entry["outputs"]
         kinds = list(outputs)
         lines += [f"### {key} ({entry['images']} images, {entry['metric'].upper()})", "", "```",
-                  entry["command"], "```", "",
+                  entry["command"], "```", ""]
+        if entry.get("summary"):
+            lines += [", ".join(f"{k}: {v}" for k, v in entry["summary"].items()), ""]
+        lines += [
                   "| concept | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds),
                   "| **MAP** | " + " | ".join(f"**{outputs[k]['map']:.4f}**" for k in kinds) + " |"]
         if all("ece" in outputs[k] for k in kinds):  # expected calibration error, 10 equal-width bins
