@@ -234,7 +234,7 @@ def record(args, report: dict) -> None:
         argv.append(a)
     keep = ("clips", "shots", "judged_pairs", "positives", "claims", "claim_precision", "recall", "map_concepts", "ece")
     record_metrics(args.model, {"dataset": "real footage (benchmarks/openworld.py)", "split": args.split, "metric": "ap",
-                                "images": report["shots"],
+                                "images": report["shots"], "unit": "shots",
                                 "outputs": {"fused": {"map": report["map"], "ap": report["ap"], "ece": report["ece"]}},
                                 "summary": {k: report[k] for k in keep}},
                    shlex.join(["python", "benchmarks/openworld.py", *argv]))

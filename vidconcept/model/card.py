@@ -15,7 +15,7 @@ def record_metrics(bundle: str | Path, report: dict, command: str) -> None:
     config = read_config(bundle)
     key = f"{report['dataset']} {report['split']}"
     config.metrics[key] = {"metric": report["metric"], "images": report["images"], "command": command,
-                           "outputs": report["outputs"], **({"summary": report["summary"]} if report.get("summary") else {})}
+                           "outputs": report["outputs"], **{k: report[k] for k in ("summary", "unit") if report.get(k)}}
     write_config(bundle, config)
     write_model_card(bundle)
 
@@ -50,7 +50,7 @@ def _metrics_section(metrics: dict) -> list[str]:
     for key, entry in metrics.items():
         outputs = entry["outputs"]
         kinds = list(outputs)
-        lines += [f"### {key} ({entry['images']} images, {entry['metric'].upper()})", "", "```",
+        lines += [f"### {key} ({entry['images']} {entry.get('unit', 'images')}, {entry['metric'].upper()})", "", "```",
                   entry["command"], "```", ""]
         if entry.get("summary"):
             lines += [", ".join(f"{k}: {v}" for k, v in entry["summary"].items()), ""]
