@@ -21,6 +21,7 @@ import numpy as np
 
 from . import config
 from .errors import ModelError, UsageError, VidconceptError
+from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
 from .search.query import parse
@@ -83,6 +84,7 @@ class Index:
         self._model = None
         self._vectors = None
         self._columns = None
+        self._score_columns = Columns(self.store)
         self._vectors_version = None
 
     def close(self) -> None:
@@ -134,6 +136,7 @@ class Index:
 
         with write_lock(self.root, wait):
             vectors = open_vectors(self.store, None, rebuild=True)
+            open_columns(self.store, rebuild=True)
         self._vectors = vectors
         return vectors.ntotal if vectors is not None else 0
 
@@ -145,6 +148,7 @@ class Index:
             paths = self.store.prune_missing()
             self._vectors = None
             open_vectors(self.store, None, rebuild=True)
+            open_columns(self.store)
         return paths
 
     # ---- search -----------------------------------------------------------
@@ -163,7 +167,7 @@ class Index:
                 raise UsageError(f"no video with id {video} in {self.root} (see `vidconcept info` / GET /api/videos)")
             within = self.store.shot_ids_of(int(video))
         hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
-                           cache=self._columns, within=within)
+                           cache=self._columns, within=within, columns=self._score_columns)
         return SearchResults(self.results_for(hits), total)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
@@ -217,9 +221,15 @@ class Index:
         return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model")}
 
     def concepts(self, min_score: float = 0.5) -> list[dict]:
-        """Concepts of the index with how many shots score at least ``min_score``."""
-        counts = dict(self.store.db.execute(
-            "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
+        """Concepts of the index with how many shots score at least ``min_score`` (from the
+        column store when it is current, else counted in SQLite)."""
+        cs = self._score_columns.get()
+        if cs is not None:
+            floor = max(min_score, 1e-12)  # a score that is not stored is not counted
+            counts = {cid: cs.count(cid, floor) for cid in cs.files}
+        else:
+            counts = dict(self.store.db.execute(
+                "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
         return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0)} for c in self.store.concepts()]
 
     def videos(self) -> list[dict]:

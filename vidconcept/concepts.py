@@ -270,9 +270,13 @@ def remove_concept(index: Index, name: str, wait: float = 0.0) -> None:
     """Delete a user concept and its scores."""
     from .index.lock import write_lock
 
+    from .index import columns
+
     concept = get_concept(index, name)
     with write_lock(index.root, wait):
+        before = index.store.scores_generation()
         index.store.delete_concept(concept.id)
+        columns.drop_concept(index.store, before, concept.id)
 
 
 def suggest(index: Index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
@@ -301,16 +305,22 @@ def user_detectors(store: Store) -> list[tuple[int, Detector]]:
 
 def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
     """:func:`rescore` for a caller that already holds the write lock (ingest, at the end of a run)."""
+    from .index import columns
+
     rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]
     for row in rows:
         detector = Detector.from_json(json.loads(row["info"])["detector"])
-        store.replace_concept_scores(row["id"], *_score_all(store, detector))
+        ids, scores = _score_all(store, detector)
+        before = store.scores_generation()
+        store.replace_concept_scores(row["id"], ids, scores)
+        columns.replace_concept(store, before, row["id"], ids, scores)
     return [row["name"] for row in rows]
 
 
 # ---- internals -----------------------------------------------------------------------------------
 def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait: float,
                      new: bool = False) -> UserConcept:
+    from .index import columns
     from .index.lock import write_lock
 
     store = index.store
@@ -324,7 +334,9 @@ def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait:
         t2 = time.perf_counter()
         info |= {"detector": detector.to_json(), "scored": int(len(ids))}
         info["timing"] = {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}
+        before = store.scores_generation()
         cid = store.write_concept(name, SOURCE, created_at, json.dumps(info), ids, scores)
+        columns.replace_concept(store, before, cid, ids, scores)
         info["timing"]["write_s"] = round(time.perf_counter() - t2, 3)
     log.info("concept %s: %d+/%d- labels, %d shots scored in %.2f s", name, len(info["positive"]),
              len(info["negative"]), len(ids), time.perf_counter() - t0)
