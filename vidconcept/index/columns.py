@@ -79,6 +79,7 @@ class ColumnStore:
     ids: np.ndarray  # int64, ascending: row → shot id
     files: dict[int, tuple[str, str]]  # concept id → (codes file, exact file)
     digest: dict
+    hists: dict[int, np.ndarray] = field(default_factory=dict)  # concept id → shots per code (256)
     _codes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     _exact: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -109,10 +110,17 @@ class ColumnStore:
         pos = pos[pos < len(self.ids)]
         return pos[self.ids[pos] == want[: len(pos)]] if len(pos) else pos
 
+    def histogram(self, concept_id: int) -> np.ndarray:
+        """Shots per code of one concept (kept in the manifest: no scan)."""
+        hist = self.hists.get(concept_id)
+        if hist is None:
+            hist = self.hists[concept_id] = np.bincount(self.codes(concept_id), minlength=256)
+        return hist
+
     def count(self, concept_id: int, floor: float) -> int:
-        """Shots whose score is ``>= floor`` (``floor > 0``): from the codes, exact scores only
-        for the one or two codes that straddle ``floor``."""
-        hist = np.bincount(self.codes(concept_id), minlength=256)
+        """Shots whose score is ``>= floor`` (``floor > 0``): from the histogram, exact scores
+        only for the one or two codes that straddle ``floor``."""
+        hist = self.histogram(concept_id)
         sure, maybe = code_bounds(floor)
         total = int(hist[sure:].sum())
         if maybe < sure and hist[maybe:sure].any():
@@ -159,7 +167,8 @@ def read(root: Path) -> ColumnStore | None:
         ):
             log.warning("%s: column store files do not match their manifest; rebuilding", folder)
             return None
-        return ColumnStore(folder, int(meta["generation"]), ids, files, meta["digest"])
+        hists = {int(cid): np.asarray(h, np.int64) for cid, h in meta.get("hists", {}).items()}
+        return ColumnStore(folder, int(meta["generation"]), ids, files, meta["digest"], hists)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -177,6 +186,7 @@ class Writer:
         self.ids = np.ascontiguousarray(ids, np.int64)
         self.tag = f"{generation}-{secrets.token_hex(4)}"
         self.files: dict[int, tuple[str, str]] = {}
+        self.hists: dict[int, list[int]] = {}
         self.ids_name = f"ids.{self.tag}.i8"
         self.ids.tofile(self.folder / self.ids_name)
 
@@ -186,18 +196,22 @@ class Writer:
         if scores.shape != self.ids.shape:
             raise ValueError(f"concept {concept_id}: {scores.shape} scores for {len(self.ids)} shots")
         names = (f"{concept_id}.{self.tag}.u8", f"{concept_id}.{self.tag}.f32")
-        encode(scores).tofile(self.folder / names[0])
+        codes = encode(scores)
+        codes.tofile(self.folder / names[0])
         scores.tofile(self.folder / names[1])
         self.files[concept_id] = names
+        self.hists[concept_id] = np.bincount(codes, minlength=256).tolist()
 
     def keep(self, old: ColumnStore, concept_id: int) -> None:
         """Reuse an unchanged column of ``old`` (same rows)."""
         self.files[concept_id] = old.files[concept_id]
+        self.hists[concept_id] = old.histogram(concept_id).tolist()
 
     def commit(self, root: Path) -> ColumnStore:
         """Publish this version unless a newer one is there already; return the published store."""
         manifest = {"format": FORMAT, "generation": self.generation, "n": len(self.ids), "ids": self.ids_name,
-                    "digest": self.digest, "concepts": {str(c): list(f) for c, f in self.files.items()}}
+                    "digest": self.digest, "concepts": {str(c): list(f) for c, f in self.files.items()},
+                    "hists": {str(c): h for c, h in self.hists.items()}}
         with _manifest_lock(self.folder):
             current = read(root)
             if current is None or current.generation <= self.generation:
@@ -207,7 +221,8 @@ class Writer:
             _collect_garbage(self.folder)
         published = read(root)
         return published if published is not None else ColumnStore(
-            self.folder, self.generation, self.ids, dict(self.files), self.digest)
+            self.folder, self.generation, self.ids, dict(self.files), self.digest,
+            {c: np.asarray(h) for c, h in self.hists.items()})
 
 
 @contextlib.contextmanager

@@ -186,31 +186,16 @@ def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, off
 
     k = offset + top
     tiny = least_positive(node)
-    if has_weights(node):
-        value = evaluate(node, {name: DECODE[coarse(cid)] for name, cid in ids.items()}).astype(np.float32)
-        sure_mask = value > 0 if floor <= tiny else value >= floor + MARGIN
-        maybe = np.flatnonzero(~sure_mask & (value >= floor - MARGIN)) if floor > tiny else np.empty(0, np.int64)
-        sure = np.flatnonzero(sure_mask)
-        if len(sure) > k:
-            kth = np.partition(value[sure], len(sure) - k)[len(sure) - k]
-            cand = sure[value[sure] >= kth - 2 * MARGIN]
-        else:
-            cand = sure
-    else:
+    if has_weights(node):  # bins' centres, within MARGIN of the exact score
+        value = evaluate(node, {name: DECODE[coarse(cid)] for name, cid in ids.items()})
+        sure, maybe, cand = _select_values(value, floor, tiny, k)
+    else:  # min, max and NOT map codes to codes
         code = evaluate_codes(node, {name: coarse(cid) for name, cid in ids.items()})
-        hist = np.bincount(code, minlength=256)
-        sure_code, maybe_code = code_bounds(floor, tiny)
-        maybe = (np.flatnonzero((code >= maybe_code) & (code < sure_code)) if hist[maybe_code:sure_code].any()
-                 else np.empty(0, np.int64))
-        at_least = np.cumsum(hist[::-1])[::-1]  # at_least[c]: shots with code >= c
-        sure = at_least[sure_code] if sure_code < 256 else 0
-        # Codes below t-1 score below every shot of code >= t (bins are 1/254 wide).
-        t = int(np.flatnonzero(at_least >= k).max()) if sure > k else sure_code
-        cand = np.flatnonzero(code >= max(t - 1, sure_code))
+        hist = cs.histogram(ids[node.name]) if isinstance(node, Concept) and rows is None else None
+        sure, maybe, cand = _select_codes(code, floor, tiny, k, hist)
     maybe_score = exact(maybe)
     passed = maybe_score >= floor
-    total = len(sure) if has_weights(node) else int(sure)
-    total += int(np.count_nonzero(passed))
+    total = sure + int(np.count_nonzero(passed))
     sel = np.concatenate([cand, maybe[passed]])
     score = np.concatenate([exact(cand), maybe_score[passed]])
     keep = score >= floor
@@ -218,3 +203,41 @@ def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, off
     shot = cs.ids[sel if rows is None else rows[sel]]
     order = np.lexsort((shot, -score))[offset:k]
     return [(int(shot[i]), float(score[i])) for i in order], total
+
+
+def _select_codes(code: np.ndarray, floor: float, tiny: float, k: int,
+                  hist: np.ndarray | None) -> tuple[int, np.ndarray, np.ndarray]:
+    """From uint8 codes: ``(how many surely pass floor, rows only exact scores decide,
+    rows holding the best k of those that surely pass)``. Counts come from ``hist``
+    (a stored histogram) or from one comparison pass each (cheaper than a histogram)."""
+    if hist is not None:
+        at_least = np.cumsum(hist[::-1])[::-1]
+        count = lambda t: int(at_least[t]) if t < 256 else 0  # noqa: E731
+    else:
+        count = lambda t: int(np.count_nonzero(code >= t)) if t < 256 else 0  # noqa: E731
+    sure_code, maybe_code = code_bounds(floor, tiny)
+    sure = count(sure_code)
+    maybe = np.empty(0, np.int64)
+    if maybe_code < sure_code and count(maybe_code) > sure:
+        maybe = np.flatnonzero((code >= maybe_code) & (code < sure_code))
+    t = sure_code
+    if sure > k:  # the highest code t with at least k shots at or above it (binary search)
+        lo, hi = sure_code, int(code.max())
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if count(mid) >= k else (lo, mid - 1)
+        t = lo
+    # A shot of code t-2 or lower scores below every shot of code >= t (bins are 1/254 wide).
+    return sure, maybe, np.flatnonzero(code >= max(t - 1, sure_code))
+
+
+def _select_values(value: np.ndarray, floor: float, tiny: float, k: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """:func:`_select_codes` for approximate scores within ``MARGIN`` of the exact ones."""
+    sure_mask = value > 0 if floor <= tiny else value >= floor + MARGIN
+    maybe = np.flatnonzero(~sure_mask & (value >= floor - MARGIN)) if floor > tiny else np.empty(0, np.int64)
+    sure = np.flatnonzero(sure_mask)
+    if len(sure) > k:
+        kth = np.partition(value[sure], len(sure) - k)[len(sure) - k]
+        sure_rows = sure
+        return len(sure), maybe, sure_rows[value[sure_rows] >= kth - 2 * MARGIN]
+    return len(sure), maybe, sure
