@@ -215,3 +215,32 @@ def test_kill_9_during_writes_leaves_the_store_stale_then_consistent(store, tmp_
     for text in QUERIES:
         assert rank(reader, parse(text), 10, columns=view) == reference(reader, text, 10)
     reader.close()
+
+
+def _video(store: Store, path: str, n: int, seed: int) -> tuple[list[int], np.ndarray, list[int], list[int]]:
+    rng = np.random.default_rng(seed)
+    cids = [store.concept_ids()[c] for c in CONCEPTS]
+    scores = rng.random((n, len(CONCEPTS))).astype(np.float32) ** 3  # some below the storage floor
+    shots = [ShotData(i, i, i + 1, i, i + 1.0, None) for i in range(n)]
+    _, ids = store.replace_video({"path": path}, shots, scores, cids, rng.normal(size=(n, 8)).astype(np.float32))
+    return ids, scores, cids, store.last_removed
+
+
+@pytest.mark.parametrize("untracked", [False, True])
+def test_update_after_a_writers_videos_equals_a_rebuild(filled, untracked):
+    store, _ = filled
+    columns.open_columns(store)
+    update = columns.Update(store)
+    for path, n, seed in [("/videos/v1.mp4", 6, 1), ("/videos/new.mp4", 9, 2), ("/videos/v0.mp4", 2, 3)]:
+        update.before_write()
+        update.wrote(*_video(store, path, n, seed))
+    if untracked:  # a write the update did not see: it rebuilds instead
+        _video(store, "/videos/other.mp4", 3, 4)
+    cs = update.finish()
+    assert cs.generation == store.scores_generation() and cs.digest == store.shot_digest()
+    assert cs.ids.tolist() == sorted(store.shot_ids().tolist())
+    for cid in store.concept_ids().values():
+        np.testing.assert_array_equal(np.asarray(cs.exact(cid)), columns.scatter(cs.ids, *store.concept_column(cid)))
+        np.testing.assert_array_equal(cs.histogram(cid), np.bincount(cs.codes(cid), minlength=256))
+    for text in QUERIES:
+        assert rank(store, parse(text), 10, columns=columns.Columns(store)) == reference(store, text, 10)
