@@ -121,7 +121,7 @@ class ColumnStore:
         """Shots whose score is ``>= floor`` (``floor > 0``): from the histogram, exact scores
         only for the one or two codes that straddle ``floor``."""
         hist = self.histogram(concept_id)
-        sure, maybe = code_bounds(floor)
+        sure, maybe = code_bounds(floor, 2.0**-24)  # a stored score is >= 0.001
         total = int(hist[sure:].sum())
         if maybe < sure and hist[maybe:sure].any():
             codes = self.codes(concept_id)
@@ -152,12 +152,13 @@ def folder_of(root: Path) -> Path:
     return Path(root) / FOLDER
 
 
-def read(root: Path) -> ColumnStore | None:
-    """The store the manifest names, every file checked for size; None when missing or unreadable."""
+def read(root: Path, generation: int | None = None) -> ColumnStore | None:
+    """The store the manifest names, every file checked for size; None when missing, unreadable,
+    or (cheaply, before loading anything else) not at ``generation`` when one is given."""
     folder = folder_of(root)
     try:
         meta = json.loads((folder / MANIFEST).read_text())
-        if meta.get("format") != FORMAT:
+        if meta.get("format") != FORMAT or (generation is not None and meta["generation"] != generation):
             return None
         n = int(meta["n"])
         ids = np.fromfile(folder / meta["ids"], dtype=np.int64)
@@ -167,7 +168,8 @@ def read(root: Path) -> ColumnStore | None:
         ):
             log.warning("%s: column store files do not match their manifest; rebuilding", folder)
             return None
-        hists = {int(cid): np.asarray(h, np.int64) for cid, h in meta.get("hists", {}).items()}
+        hist = np.fromfile(folder / meta["hists"], dtype=np.int64).reshape(len(files), 256)
+        hists = dict(zip(files, hist))
         return ColumnStore(folder, int(meta["generation"]), ids, files, meta["digest"], hists)
     except FileNotFoundError:
         return None
@@ -209,9 +211,12 @@ class Writer:
 
     def commit(self, root: Path) -> ColumnStore:
         """Publish this version unless a newer one is there already; return the published store."""
+        hists = f"hists.{self.tag}.i8"
+        np.asarray([self.hists[c] for c in self.files], np.int64).reshape(len(self.files), 256).tofile(
+            self.folder / hists)
         manifest = {"format": FORMAT, "generation": self.generation, "n": len(self.ids), "ids": self.ids_name,
                     "digest": self.digest, "concepts": {str(c): list(f) for c, f in self.files.items()},
-                    "hists": {str(c): h for c, h in self.hists.items()}}
+                    "hists": hists}
         with _manifest_lock(self.folder):
             current = read(root)
             if current is None or current.generation <= self.generation:
@@ -242,7 +247,7 @@ def _collect_garbage(folder: Path) -> None:
         meta = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return
-    keep = {meta["ids"], *(n for f in meta["concepts"].values() for n in f)}
+    keep = {meta["ids"], meta["hists"], *(n for f in meta["concepts"].values() for n in f)}
     for path in folder.iterdir():
         if path.name in keep or path.name.startswith((MANIFEST, ".")):
             continue
@@ -378,8 +383,8 @@ class Columns:
         generation = self.store.scores_generation()
         if self.current is not None and self.current.generation == generation:
             return self.current
-        cs = read(self.store.root)
-        if cs is not None and not (cs.generation == generation and cs.digest == self.store.shot_digest()):
+        cs = read(self.store.root, generation)
+        if cs is not None and cs.digest != self.store.shot_digest():
             cs = None
         if cs is None and self.rebuild and not writer_running(self.store.root):
             try:
