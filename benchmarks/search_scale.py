@@ -282,8 +282,9 @@ def main() -> None:
         return
     try:
         info = build(args, root)
+        sqlite_queries = 0 if args.concepts else args.sqlite_queries  # its scores are not in SQLite
         cmd = [sys.executable, __file__, "--query-only", "--dir", str(root), "--queries", str(args.queries),
-               "--sqlite-queries", str(args.sqlite_queries), "--seed", str(args.seed)]
+               "--sqlite-queries", str(sqlite_queries), "--seed", str(args.seed)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out = {"shots": args.shots, "model": f"synthetic {args.concepts} sigmoid" if args.concepts else "models/default",
                **info, **json.loads(proc.stdout.strip().splitlines()[-1]), "disk": disk(root),

@@ -244,3 +244,12 @@ def test_update_after_a_writers_videos_equals_a_rebuild(filled, untracked):
         np.testing.assert_array_equal(cs.histogram(cid), np.bincount(cs.codes(cid), minlength=256))
     for text in QUERIES:
         assert rank(store, parse(text), 10, columns=columns.Columns(store)) == reference(store, text, 10)
+
+
+def test_concept_counts_at_bin_edges_and_between(store):
+    _fill_ties(store)
+    cs = columns.open_columns(store)
+    for cid in store.concept_ids().values():
+        sid, sc = store.concept_column(cid)
+        for floor in (1e-12, SCORE_FLOOR, 0.0039, 0.004, 0.49999, 0.5, 0.50005, 0.999, 1.0):
+            assert cs.count(cid, floor) == int(np.count_nonzero(sc >= floor)), floor

@@ -122,6 +122,9 @@ class ColumnStore:
         only for the one or two codes that straddle ``floor``."""
         hist = self.histogram(concept_id)
         sure, maybe = code_bounds(floor, 2.0**-24)  # a stored score is >= 0.001
+        # One concept's bins are half-open ([(k-1)/254, k/254)), so a floor on a bin
+        # edge (0.5 is 127/254) leaves nothing for the exact scores to decide.
+        maybe = min(max(maybe, int(np.searchsorted(UPPER[:255], floor, "right"))), sure)
         total = int(hist[sure:].sum())
         if maybe < sure and hist[maybe:sure].any():
             codes = self.codes(concept_id)
