@@ -253,3 +253,14 @@ def test_concept_counts_at_bin_edges_and_between(store):
         sid, sc = store.concept_column(cid)
         for floor in (1e-12, SCORE_FLOOR, 0.0039, 0.004, 0.49999, 0.5, 0.50005, 0.999, 1.0):
             assert cs.count(cid, floor) == int(np.count_nonzero(sc >= floor)), floor
+
+
+def test_exact_at_reads_pages_or_the_column(tmp_path):
+    ids = np.arange(1, 5001, dtype=np.int64) * 3
+    scores = np.random.default_rng(0).random(len(ids)).astype(np.float32)
+    writer = columns.Writer(tmp_path, 1, ids, {"count": len(ids), "sum": int(ids.sum()), "max": int(ids.max())})
+    writer.add(7, scores)
+    cs = writer.commit(tmp_path)
+    for rows in ([0], [4999, 0, 1023, 1024, 4999], list(range(0, 5000, 97)), list(range(5000)), []):
+        np.testing.assert_array_equal(cs.exact_at(7, np.asarray(rows, np.int64)), scores[rows])
+    np.testing.assert_array_equal(cs.positions(np.array([3, 6, 7, 15000, 15003])), [0, 1, 4999])

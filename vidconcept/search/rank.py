@@ -182,7 +182,7 @@ def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, off
 
     def exact(sel: np.ndarray) -> np.ndarray:  # the query's exact score at selected rows (of ``rows``)
         at = sel if rows is None else rows[sel]
-        return evaluate(node, {name: np.asarray(cs.exact(cid)[at]) for name, cid in ids.items()})
+        return evaluate(node, {name: cs.exact_at(cid, at) for name, cid in ids.items()})
 
     k = offset + top
     tiny = least_positive(node)
