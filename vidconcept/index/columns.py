@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import mmap
 import os
 import secrets
 from collections.abc import Iterator
@@ -53,8 +54,6 @@ LOWER = np.r_[0.0, (_K[1:255] - 1) / LEVELS, 1.0]
 UPPER = np.r_[0.0, _K[1:255] / LEVELS, 1.0]
 #: The value a code stands for in weighted sums (bin centre; 0 and 1 exact).
 DECODE = np.r_[0.0, (_K[1:255] - 0.5) / LEVELS, 1.0].astype(np.float32)
-#: Above this many 4 KiB pages of exact scores, one read of their whole span is cheaper.
-PREAD_PAGES = 128
 #: Largest error of :data:`DECODE` (plus float32 rounding).
 MARGIN = 0.5 / LEVELS + 1e-6
 
@@ -83,7 +82,7 @@ class ColumnStore:
     digest: dict
     hists: dict[int, np.ndarray] = field(default_factory=dict)  # concept id → shots per code (256)
     _codes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-    _exact: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _exact: dict[int, mmap.mmap] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,36 +98,28 @@ class ColumnStore:
         return col
 
     def exact(self, concept_id: int) -> np.ndarray:
-        """The float32 scores of one concept over all shots (memory-mapped; index it sparingly)."""
-        col = self._exact.get(concept_id)
-        if col is None:
-            col = self._exact[concept_id] = self._map(self.files[concept_id][1], np.float32)
-        return col
-
-    def exact_at(self, concept_id: int, rows: np.ndarray) -> np.ndarray:
-        """Exact scores at some rows, read with ``pread`` (4 KiB pages): memory-mapping them
-        instead would keep every page touched (and its neighbours, by fault-around) resident."""
-        rows = np.asarray(rows, np.int64)
-        path = self.folder / self.files[concept_id][1]
-        if not len(rows):
-            return np.empty(0, np.float32)
-        pages, where = np.unique(rows >> 10, return_inverse=True)
+        """The float32 scores of one concept over all shots, read into memory (4 bytes a shot)."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            return np.fromfile(self.folder / self.files[concept_id][1], np.float32)
         except FileNotFoundError as exc:
             raise StaleColumns(str(exc)) from exc
-        try:
-            if len(pages) > PREAD_PAGES:  # many: one read of the span (a few ms at most)
-                first, last = int(pages[0]), int(pages[-1])
-                span = np.frombuffer(os.pread(fd, (last - first + 1) * 4096, first * 4096), np.float32)
-                return span[rows - first * 1024]
-            buf = np.zeros((len(pages), 1024), np.float32)
-            for i, page in enumerate(pages.tolist()):
-                data = os.pread(fd, 4096, page * 4096)
-                buf[i, : len(data) // 4] = np.frombuffer(data, np.float32)
-            return buf[where, rows & 1023]
-        finally:
-            os.close(fd)
+
+    def exact_at(self, concept_id: int, rows: np.ndarray) -> np.ndarray:
+        """Exact scores at some rows, from a memory map whose pages are dropped again after
+        (``MADV_DONTNEED``): reading a few hundred scattered scores costs microseconds, and
+        neither they nor their neighbours (fault-around) stay resident."""
+        mm = self._exact.get(concept_id)
+        if mm is None:
+            if not len(self.ids):
+                return np.empty(0, np.float32)
+            try:
+                with open(self.folder / self.files[concept_id][1], "rb") as fh:
+                    mm = self._exact[concept_id] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except FileNotFoundError as exc:
+                raise StaleColumns(str(exc)) from exc
+        out = np.frombuffer(mm, np.float32)[np.asarray(rows, np.int64)]
+        mm.madvise(mmap.MADV_DONTNEED)
+        return out
 
     def positions(self, shot_ids: np.ndarray) -> np.ndarray:
         """Rows of the given shot ids, ascending (ids the store does not hold are left out)."""
@@ -408,6 +399,7 @@ class Columns:
     def __init__(self, store: Store, *, rebuild: bool = True):
         self.store, self.rebuild = store, rebuild
         self.current: ColumnStore | None = None
+        self.names: dict[str, int] = {}  # the concepts the current store was built with
 
     def get(self) -> ColumnStore | None:
         generation = self.store.scores_generation()
@@ -418,6 +410,8 @@ class Columns:
         # its O(log n) part; writers check all of it (open_columns, Update).
         if cs is not None and cs.digest["max"] != self.store.max_shot_id():
             cs = None
+        if cs is not None:
+            self.names = self.store.concept_ids()  # concepts change only with the generation
         if cs is None and self.rebuild and not writer_running(self.store.root):
             try:
                 cs = build(self.store)
@@ -425,6 +419,8 @@ class Columns:
                 log.warning("cannot write the column store (%s); searching through SQLite", exc)
                 self.rebuild = False
             cs = cs if cs is not None and cs.generation == self.store.scores_generation() else None
+            if cs is not None:
+                self.names = self.store.concept_ids()
         self.current = cs
         return cs
 
@@ -479,7 +475,7 @@ class Update:
             return open_columns(store, rebuild=True)
         writer = Writer(store.root, generation, new_ids, digest)
         for cid in store.concept_ids().values():
-            parts = [np.asarray(base.exact(cid)[keep]) if base.has(cid) else np.zeros(int(keep.sum()), np.float32)]
+            parts = [base.exact(cid)[keep] if base.has(cid) else np.zeros(int(keep.sum()), np.float32)]
             for ids, scores, cids in self.added:
                 parts.append(scores[:, cids.index(cid)] if cid in cids else np.zeros(len(ids), np.float32))
             col = np.concatenate(parts)[order]

@@ -15,6 +15,8 @@ combines dense per-concept columns read from SQLite, kept in a
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import unknown
@@ -23,13 +25,17 @@ from ..index.store import Store
 from .query import And, Concept, Node, Not, Or, Weighted, concepts_of
 
 
-def resolve_concepts(store: Store, node: Node) -> dict[str, int]:
-    """Map the query's concept names to ids; unknown names raise with suggestions."""
-    known = store.concept_ids()
-    lowered = {k.lower(): v for k, v in known.items()}
+def resolve_concepts(store: Store, node: Node, known: dict[str, int] | None = None) -> dict[str, int]:
+    """Map the query's concept names to ids (``known``: name → id, when the caller has it);
+    unknown names raise with suggestions."""
+    known = store.concept_ids() if known is None else known
+    lowered = None
     out = {}
     for name in concepts_of(node):
-        cid = known.get(name, lowered.get(name.lower().replace(" ", "_"), lowered.get(name.lower())))
+        cid = known.get(name)
+        if cid is None:  # case-insensitively, and "ice cream" for ice_cream
+            lowered = lowered or {k.lower(): v for k, v in known.items()}
+            cid = lowered.get(name.lower().replace(" ", "_"), lowered.get(name.lower()))
         if cid is None:
             raise unknown("concept", name, known)
         out[name] = cid
@@ -107,9 +113,9 @@ def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: fl
     """Return ``([(shot_id, score), …], total)``: one page of shots scoring above
     ``min_score`` (and above 0), best first, and how many match in all.
     ``within`` restricts the ranking to these shot ids (e.g. one video's)."""
-    ids = resolve_concepts(store, node)
-    floor = max(min_score, 1e-12)
     cs = columns.get() if columns is not None else None
+    ids = resolve_concepts(store, node, columns.names if cs is not None else None)
+    floor = max(min_score, 1e-12)
     if cs is not None and all(cs.has(cid) for cid in ids.values()):
         try:
             return rank_columns(cs, node, ids, top, offset, floor, within)
@@ -167,8 +173,8 @@ def evaluate_codes(node: Node, columns: dict[str, np.ndarray]) -> np.ndarray:
         return columns[node.name]
     if isinstance(node, Not):
         return 255 - evaluate_codes(node.child, columns)
-    reduce = np.minimum.reduce if isinstance(node, And) else np.maximum.reduce
-    return reduce([evaluate_codes(c, columns) for c in node.children])
+    return functools.reduce(np.minimum if isinstance(node, And) else np.maximum,
+                            [evaluate_codes(c, columns) for c in node.children])
 
 
 def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, offset: int, floor: float,
@@ -221,14 +227,26 @@ def _select_codes(code: np.ndarray, floor: float, tiny: float, k: int,
     if maybe_code < sure_code and count(maybe_code) > sure:
         maybe = np.flatnonzero((code >= maybe_code) & (code < sure_code))
     t = sure_code
-    if sure > k:  # the highest code t with at least k shots at or above it (binary search)
-        lo, hi = sure_code, int(code.max())
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if count(mid) >= k else (lo, mid - 1)
-        t = lo
+    if sure > k:
+        t = _highest_code_with(count, k, sure_code, int(code.max()))
     # A shot of code t-2 or lower scores below every shot of code >= t (bins are 1/254 wide).
     return sure, maybe, np.flatnonzero(code >= max(t - 1, sure_code))
+
+
+def _highest_code_with(count, k: int, low: int, top: int) -> int:
+    """The highest code ``t`` in ``[low, top]`` with ``count(t) >= k`` (``count(low) >= k``;
+    ``count`` falls as ``t`` rises). Galloping down from the top, then bisecting: the best k
+    of a query usually lie within a few codes of its maximum, so this is 2-4 passes."""
+    if count(top) >= k:
+        return top
+    bad, step, good = top, 1, max(low, top - 1)
+    while good > low and count(good) < k:
+        bad, step = good, step * 2
+        good = max(low, top - step)
+    while bad - good > 1:  # count(good) >= k > count(bad)
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if count(mid) >= k else (good, mid)
+    return good
 
 
 def _select_values(value: np.ndarray, floor: float, tiny: float, k: int) -> tuple[int, np.ndarray, np.ndarray]:
