@@ -176,9 +176,29 @@ def folder_of(root: Path) -> Path:
 def read(root: Path, generation: int | None = None) -> ColumnStore | None:
     """The store the manifest names, every file checked for size; None when missing, unreadable,
     or (cheaply, before loading anything else) not at ``generation`` when one is given."""
+    for _ in range(3):  # a writer may replace the manifest and delete its files meanwhile
+        try:
+            return _read(root, generation)
+        except _Replaced:
+            continue
+    return None
+
+
+class _Replaced(Exception):
+    pass
+
+
+def _read(root: Path, generation: int | None) -> ColumnStore | None:
     folder = folder_of(root)
     try:
-        meta = json.loads((folder / MANIFEST).read_text())
+        text = (folder / MANIFEST).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("%s: column store manifest is unreadable (%s); rebuilding", folder, exc)
+        return None
+    try:
+        meta = json.loads(text)
         if meta.get("format") != FORMAT or (generation is not None and meta["generation"] != generation):
             return None
         n = int(meta["n"])
@@ -193,6 +213,10 @@ def read(root: Path, generation: int | None = None) -> ColumnStore | None:
         hists = dict(zip(files, hist))
         return ColumnStore(folder, int(meta["generation"]), ids, files, meta["digest"], hists)
     except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            if (folder / MANIFEST).read_text() != text:
+                raise _Replaced from None
+        log.warning("%s: a column store file is missing; rebuilding", folder)
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("%s: column store is unreadable (%s); rebuilding", folder, exc)
@@ -240,7 +264,8 @@ class Writer:
                     "hists": hists}
         with _manifest_lock(self.folder):
             current = read(root)
-            if current is None or current.generation <= self.generation:
+            # The same generation is the same database state: keep the one already there.
+            if current is None or current.generation < self.generation:
                 tmp = self.folder / f"{MANIFEST}.{self.tag}.tmp"
                 tmp.write_text(json.dumps(manifest))
                 os.replace(tmp, self.folder / MANIFEST)
