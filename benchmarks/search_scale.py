@@ -145,7 +145,7 @@ class _NoColumns:
         return None
 
 
-def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int) -> dict:
+def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int, similar: bool = True) -> dict:
     """Run in a fresh process: everything a searcher sees."""
     t = time.perf_counter()
     from vidconcept.api import Index
@@ -182,7 +182,8 @@ def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int) -> d
         out["sqlite_boolean_query"] = pct(timed(lambda q: index.search(q, top=20), boolean[:sqlite_queries]))
         index._score_columns = cols
     dim = index.store.get_meta("feature_dim")
-    if index.store.feature_digest()["count"]:
+    similar = similar and index.store.feature_digest()["count"] > 0
+    if similar:
         ids = np.sort(index.store.shot_ids())
         probes = rng.choice(ids, size=n_queries)
         t = time.perf_counter()
@@ -192,7 +193,7 @@ def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int) -> d
         out["similar"] = pct(timed(lambda s: index.similar(shot=int(s), top=10), probes))
     out["rss_mb"] = rss_mb()
     out["peak_rss_mb"] = rss_mb("VmHWM")
-    if dim and index.store.feature_digest()["count"]:
+    if dim and similar:
         out["similar_recall_at_10"] = recall_at_10(index, probes[:50])
     index.close()
     return out
@@ -245,18 +246,22 @@ def build(args, root: Path) -> dict:
 
 
 def extrapolate(paths: list[str]) -> dict:
-    """Latency as ``a + b·N`` through the two runs' p95s (a scan grows linearly), read at 10M shots."""
+    """Cost as ``a + b·N`` through the two runs (the scans grow linearly with shots), read at
+    10M. On CPU time: wall time on a loaded machine is too noisy to fit a line through."""
     runs = sorted((json.loads(Path(p).read_text()) for p in paths), key=lambda r: r["shots"])
     small, large = runs[0], runs[-1]
-    out = {"from": [small["shots"], large["shots"]]}
-    for key in ("concept_query", "boolean_query", "similar"):
+    n0, n1, n = small["shots"], large["shots"], 10_000_000
+
+    def line(a: float, b: float) -> float:
+        return round(b + (b - a) / (n1 - n0) * (n - n1), 1)
+
+    out: dict = {"from": [n0, n1]}
+    for key in ("concept_query", "boolean_query", "boolean_offset_1000", "similar"):
         if key in small and key in large:
-            a, b = small[key]["p95"], large[key]["p95"]
-            slope = (b - a) / (large["shots"] - small["shots"])
-            out[key] = {"p95_growth": round(b / a, 2), "p95_at_10M_ms": round(b + slope * (10_000_000 - large["shots"]), 1)}
-    for key in ("rss_mb",):
-        out[key + "_at_10M"] = round(large[key] + (large[key] - small[key]) / (large["shots"] - small["shots"])
-                                     * (10_000_000 - large["shots"]), 0)
+            out[key] = {f"{q}_growth": round(large[key][q] / small[key][q], 2) for q in ("cpu_p50", "cpu_p95")}
+            out[key] |= {f"{q}_at_10M_ms": line(small[key][q], large[key][q]) for q in ("cpu_p50", "cpu_p95")}
+    out["rss_mb_at_10M"] = line(small["rss_mb"], large["rss_mb"])
+    out["disk_mb_at_10M"] = line(sum(small["disk"].values()), sum(large["disk"].values()))
     return out
 
 
@@ -270,7 +275,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dir", help="index folder to (re)use; default: a temporary folder, deleted after")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--query-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--query-only", action="store_true",
+                    help="only time queries on the index in --dir (prints the query figures)")
+    ap.add_argument("--no-similar", action="store_true", help="skip `similar` (and its FAISS load)")
     ap.add_argument("--extrapolate", nargs=2, metavar="RUN.json", help="growth between two runs' JSON, and 10M")
     args = ap.parse_args()
     if args.extrapolate:
@@ -278,13 +285,13 @@ def main() -> None:
         return
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="vidconcept-scale-"))
     if args.query_only:
-        print(json.dumps(query_phase(root, args.queries, args.sqlite_queries, args.seed)))
+        print(json.dumps(query_phase(root, args.queries, args.sqlite_queries, args.seed, not args.no_similar)))
         return
     try:
         info = build(args, root)
         sqlite_queries = 0 if args.concepts else args.sqlite_queries  # its scores are not in SQLite
         cmd = [sys.executable, __file__, "--query-only", "--dir", str(root), "--queries", str(args.queries),
-               "--sqlite-queries", str(sqlite_queries), "--seed", str(args.seed)]
+               "--sqlite-queries", str(sqlite_queries), "--seed", str(args.seed)] + ["--no-similar"] * args.no_similar
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out = {"shots": args.shots, "model": f"synthetic {args.concepts} sigmoid" if args.concepts else "models/default",
                **info, **json.loads(proc.stdout.strip().splitlines()[-1]), "disk": disk(root),
