@@ -264,3 +264,15 @@ def test_exact_at_reads_pages_or_the_column(tmp_path):
     for rows in ([0], [4999, 0, 1023, 1024, 4999], list(range(0, 5000, 97)), list(range(5000)), []):
         np.testing.assert_array_equal(cs.exact_at(7, np.asarray(rows, np.int64)), scores[rows])
     np.testing.assert_array_equal(cs.positions(np.array([3, 6, 7, 15000, 15003])), [0, 1, 4999])
+
+
+def test_background_rebuild_answers_through_sqlite_meanwhile(filled):
+    store, _ = filled
+    columns.open_columns(store)
+    fill_store(store, n_videos=1, shots_per_video=4, seed=3)  # stale now
+    view = columns.Columns(store, background=True)
+    assert view.get() is None  # not rebuilt before answering
+    assert rank(store, parse("cat OR night"), 5, columns=view) == reference(store, "cat OR night", 5)
+    view._builder.join(30)
+    cs = view.get()
+    assert cs is not None and cs.generation == store.scores_generation()

@@ -151,6 +151,11 @@ class Index:
             open_columns(self.store)
         return paths
 
+    def rebuild_columns_in_background(self) -> None:
+        """A stale column store (after a crashed ingest) is rebuilt in a thread while
+        searches go through SQLite, instead of before the first search (for servers)."""
+        self._score_columns.background = True
+
     # ---- search -----------------------------------------------------------
     def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0,
                video: int | None = None) -> SearchResults:

@@ -32,6 +32,7 @@ import logging
 import mmap
 import os
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,12 +419,15 @@ class Columns:
 
     The database's generation is one indexed read per query; the manifest is read
     again only when it changed. A stale store is rebuilt here when no writer is
-    running (after a crash); while one runs, its own update follows its commits.
+    running (after a crash: minutes at a million shots), before answering, or with
+    ``background=True`` (a server) in a thread while queries go through SQLite;
+    while a writer runs, its own update follows its commits.
     """
 
-    def __init__(self, store: Store, *, rebuild: bool = True):
-        self.store, self.rebuild = store, rebuild
+    def __init__(self, store: Store, *, rebuild: bool = True, background: bool = False):
+        self.store, self.rebuild, self.background = store, rebuild, background
         self.current: ColumnStore | None = None
+        self._builder: threading.Thread | None = None
         self.names: dict[str, int] = {}  # the concepts the current store was built with
 
     def get(self) -> ColumnStore | None:
@@ -438,6 +442,10 @@ class Columns:
         if cs is not None:
             self.names = self.store.concept_ids()  # concepts change only with the generation
         if cs is None and self.rebuild and not writer_running(self.store.root):
+            if self.background:  # a server: answer through SQLite until the new store is there
+                self._build_in_background()
+                self.current = None
+                return None
             try:
                 cs = build(self.store)
             except OSError as exc:  # a read-only folder: rank through SQLite
@@ -448,6 +456,24 @@ class Columns:
                 self.names = self.store.concept_ids()
         self.current = cs
         return cs
+
+
+    def _build_in_background(self) -> None:
+        if self._builder is not None and self._builder.is_alive():
+            return
+
+        def run() -> None:
+            store = Store.open(self.store.root, create=False)
+            try:
+                build(store)
+            except Exception as exc:  # noqa: BLE001 - logged; searches go on through SQLite
+                log.warning("%s: could not rebuild the column store: %s", self.store.root, exc)
+            finally:
+                store.close()
+
+        log.info("%s: rebuilding the column store in the background", self.store.root)
+        self._builder = threading.Thread(target=run, name="vidconcept-columns", daemon=True)
+        self._builder.start()
 
 
 class Update:
