@@ -19,8 +19,10 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".3gp", ".ogv"}
 )
 
-#: Keyframes are stored as JPEG with this longest side (pixels).
-KEYFRAME_MAX_SIDE = 320
+#: Keyframes are stored as JPEG with this longest side (pixels): the size the model is fed
+#: (a 16:9 frame at 512 px is 288 px high, the default model's input), so the stored
+#: keyframe is what was scored and an upgrade can rescore it (docs/upgrade.md has the disk cost).
+KEYFRAME_MAX_SIDE = 512
 KEYFRAME_JPEG_QUALITY = 88
 
 #: Number of top concepts reported with each shot.

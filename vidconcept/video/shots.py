@@ -32,7 +32,8 @@ from scenedetect import FrameTimecode
 
 from vidconcept.video.decode import Frame, FrameReader, VideoInfo
 from vidconcept.video.detectors import BGR_WIDTH, DetectorSpec, get_detector
-from vidconcept.video.keyframes import CandidateBuffer, pick_keyframe
+from vidconcept.config import KEYFRAME_MAX_SIDE
+from vidconcept.video.keyframes import CandidateBuffer, pick_candidate
 from vidconcept.video.transitions import is_black
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class Shot:
     end_frame: int
     start_s: float
     end_s: float
+    keyframe_frame: int | None = None  # the frame the keyframe was taken from, and its time
+    keyframe_s: float | None = None
 
     def to_dict(self, index: bool = True) -> dict:
         """JSON-ready dict; ``index=False`` leaves the shot number out."""
@@ -117,9 +120,11 @@ class _ShotBuilder:
         if end_mark.content_before == start_mark.content_before:
             log.debug("dropping black segment [%d, %d)", start, end)
             return
-        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s)
+        best = pick_candidate(samples, start, end) if self.keyframe_side else None
+        kf_at = (best.index, best.time_s) if best is not None else (None, None)
+        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s, *kf_at)
         self.count += 1
-        yield shot, (pick_keyframe(samples, start, end, self.keyframe_side) if self.keyframe_side else None)
+        yield shot, (best.rgb(self.keyframe_side) if best is not None else None)
 
     def close_at(self, end: int) -> Iterator[tuple[Shot, np.ndarray | None]]:
         mark = self.marks.get(end)
@@ -156,7 +161,7 @@ class ShotScanner:
         threshold: float | None = None,
         min_shot_s: float | None = None,
         keyframes: bool = True,
-        keyframe_side: int = 512,
+        keyframe_side: int = KEYFRAME_MAX_SIDE,
         progress: Progress | None = None,
     ):
         self._spec: DetectorSpec = get_detector(detector)
@@ -189,7 +194,8 @@ class ShotScanner:
         if builder.count == 0 and self.info.frames:
             # Nothing but black: still one shot, so the video is indexed and not "undecodable".
             first = builder.first_frame.rgb(self._keyframe_side) if builder.first_frame is not None else None
-            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s), first
+            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s, 0 if first is not None else None,
+                       0.0 if first is not None else None), first
 
     def _timecode(self, index: int) -> FrameTimecode:
         return FrameTimecode(index, fps=self.info.fps if self.info.fps > 0 else 25.0)
