@@ -9,9 +9,10 @@ from pathlib import Path
 DEFAULT_INDEX_DIR = Path("vidconcept-index")
 INDEX_ENV_VAR = "VIDCONCEPT_INDEX"
 
-#: Model bundle used when none is named: ``models/default`` of this checkout.
+#: Model bundle used when none is named: the one shipped inside the package (package data;
+#: in a source checkout ``vidconcept/models/default`` is a symlink to ``models/default``).
 PACKAGE_ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL_DIR = PACKAGE_ROOT.parent / "models" / "default"
+DEFAULT_MODEL_DIR = PACKAGE_ROOT / "models" / "default"
 MODEL_ENV_VAR = "VIDCONCEPT_MODEL"
 
 #: File name extensions treated as videos when a folder is ingested.
