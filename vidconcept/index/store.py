@@ -184,11 +184,17 @@ class Store:
         rows = [{"video_id": video_id, "idx": s.idx, "start_frame": s.start_frame, "end_frame": s.end_frame,
                  "start_s": s.start_s, "end_s": s.end_s, "keyframe": s.keyframe, "keyframe_frame": s.keyframe_frame,
                  "keyframe_s": s.keyframe_s} for s in shots]
-        self.db["shots"].upsert_all([{"id": kept[i], **rows[i]} for i in sorted(kept)], pk="id")
-        table = self.db["shots"]
-        ids = [kept[i] if i in kept else int(table.insert(r).last_pk) for i, r in enumerate(rows)]
+        if kept:
+            self.db["shots"].upsert_all([{"id": kept[i], **rows[i]} for i in sorted(kept)], pk="id")
+        ids = [kept[i] if i in kept else self._insert_shot(r) for i, r in enumerate(rows)]
         spans = {i: (s.start_s, s.end_s) for i, s in zip(ids, shots)}
         return ids, Reshoot(set(kept.values()), gone, spans)
+
+    def _insert_shot(self, row: dict) -> int:
+        """One new shot; a plain INSERT (a million-shot index is built through here)."""
+        cur = self.db.execute(f"INSERT INTO shots ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values()))
+        return int(cur.lastrowid)
 
     def _insert_scores(self, shot_ids: Sequence[int], scores: np.ndarray, concept_ids: Sequence[int]) -> None:
         if not len(shot_ids):
