@@ -133,6 +133,14 @@ def test_kill_9_mid_upgrade_then_rerun(old_index, fresh):
         assert summary["resumed"] == 1 and summary["videos"] == 1
         assert_equal_to_fresh(snapshot(idx), fresh)
         assert idx.info()["upgrade_pending"] is None
+        version = idx.info()["model_version"]
+    cli = [sys.executable, "-m", "vidconcept"]
+    out = subprocess.run(cli + ["upgrade", "--index", str(old_index), "--model", str(NEW), "--json"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and json.loads(out.stdout)["up_to_date"] is True, out.stderr
+    out = subprocess.run(cli + ["info", "--index", str(old_index), "--json"], env={**env, "VIDCONCEPT_MODEL": str(NEW)},
+                         capture_output=True, text=True, timeout=300)
+    assert json.loads(out.stdout)["model_version"] == version
 
 
 def test_small_keyframes_are_read_again_from_the_video(old_index, fresh):

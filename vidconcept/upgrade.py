@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
+from .engines.local import _torch_threads
 from .errors import UsageError, VidconceptError
 from .index.store import SCORE_FLOOR, Store, now_iso
 from .ingest import model_version, progress_bar, same_version
@@ -64,10 +65,12 @@ class UpgradeSummary:
     concepts_dropped: list[str] = field(default_factory=list)
     user_concepts: list[str] = field(default_factory=list)  # retrained
     wall_s: float = 0.0
+    timing: dict = field(default_factory=lambda: {"frames_s": 0.0, "model_s": 0.0, "stage_write_s": 0.0, "swap_s": 0.0})
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["wall_s"] = round(self.wall_s, 3)
+        out["timing"] = {k: round(v, 3) for k, v in self.timing.items()}
         return out
 
 
@@ -127,6 +130,16 @@ class Upgrader:
         shots = store.db.execute("SELECT count(*) FROM shots WHERE video_id IN (SELECT id FROM videos WHERE id NOT IN "
                                  "(SELECT video_id FROM upgrade_videos))").fetchone()[0]
         bar = progress_bar(total=shots, desc="upgrade", unit="shot", disable=not self.progress)
+        with _torch_threads(self.model):  # on CPU: threads that spin-wait for a busy core cost 3x here
+            self._stage_all(todo, bar)
+        t = time.perf_counter()
+        self._swap()
+        summary.timing["swap_s"] = time.perf_counter() - t
+        summary.wall_s = time.perf_counter() - start
+        return summary
+
+    def _stage_all(self, todo: list[dict], bar) -> None:
+        store = self.store
         try:
             for video in todo:
                 self._stage(video)
@@ -135,9 +148,6 @@ class Upgrader:
                     self.after_video(video["id"])
         finally:
             bar.close()
-        self._swap()
-        summary.wall_s = time.perf_counter() - start
-        return summary
 
     # ---- start / resume -----------------------------------------------------
     def _begin(self, known: dict) -> bool:
@@ -178,8 +188,9 @@ class Upgrader:
 
     # ---- one video ----------------------------------------------------------
     def _stage(self, video: dict) -> None:
-        store = self.store
+        store, timing = self.store, self.summary.timing
         shots = list(store.db.query("SELECT * FROM shots WHERE video_id = ? ORDER BY idx", [video["id"]]))
+        t0 = time.perf_counter()
         try:
             frames, sources = self._frames(video, shots)
         except VidconceptError as exc:
@@ -188,7 +199,9 @@ class Upgrader:
                       "(ingest the file again, or `vidconcept prune` it)", video["path"], reason)
             self.summary.failed.append({"path": video["path"], "reason": reason})
             return
+        t1 = time.perf_counter()
         pred = self.model.predict(frames, batch_size=self.batch_size)
+        t2 = time.perf_counter()
         ids = np.array([s["id"] for s in shots], np.int64)
         rows, cols = np.nonzero(pred.scores >= SCORE_FLOOR)
         with store.db.atomic():
@@ -198,6 +211,9 @@ class Upgrader:
                                       zip(ids.tolist(), (f.astype(np.float16).tobytes() for f in pred.features)))
             store.db["upgrade_videos"].insert({"video_id": video["id"], "shots": len(shots), "done_at": now_iso(),
                                                "source": json.dumps(sources)}, replace=True)
+        timing["frames_s"] += t1 - t0
+        timing["model_s"] += t2 - t1
+        timing["stage_write_s"] += time.perf_counter() - t2
         self.summary.videos += 1
         self.summary.shots += len(shots)
         self.summary.from_keyframes += sources.get("keyframe", 0)
