@@ -46,6 +46,11 @@ BLACK_MEAN = 24.0
 BLACK_STD = 10.0
 #: Largest residual/spread ratio for the middle of a dissolve (see ``_nonlinearity``).
 LINEARITY = 0.4
+#: Least HSV content_val of a hard cut (AdaptiveDetector's ``min_content_val``).
+HSV_MIN = 15.0
+#: A cut's YUV difference is measured on the moving part of the picture when that
+#: part is at least this share of it (static overlays seldom cover more than half).
+MIN_MOVING_SHARE = 0.4
 #: Histogram bins for Y, U, V; the histogram is normalised to sum 1 per channel.
 _HIST_BINS = (32, 16, 16)
 
@@ -58,7 +63,9 @@ class _FrameStats:
     small: np.ndarray  # int16 YUV, for pixel differences
     hist: np.ndarray  # concatenated Y/U/V histograms, each summing to 1
     black: bool
+    hsv: np.ndarray  # uint8 HSV, for the colour cue of hard cuts
     diff: float = 0.0  # mean |YUV| difference to the previous frame
+    hsv_diff: float = 0.0  # mean |HSV| difference to the previous frame (PySceneDetect's content_val)
 
 
 def _histogram(yuv: np.ndarray) -> np.ndarray:
@@ -74,6 +81,25 @@ def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
 def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two int16 YUV images (0..255)."""
     return float(cv2.absdiff(a, b).mean())
+
+
+def to_hsv(yuv: np.ndarray) -> np.ndarray:
+    """HSV of a small YUV frame (what ContentDetector/AdaptiveDetector measure)."""
+    return cv2.cvtColor(cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR), cv2.COLOR_BGR2HSV_FULL)
+
+
+def moving_share(frames: list[np.ndarray], floor: int = 6) -> float:
+    """Share of pixels whose value changes by more than ``floor`` somewhere in ``frames``.
+
+    Static overlays (tickers, logos, caption bars) and letterbox/pillarbox bars
+    stay the same across a cut; dividing a frame difference by this share
+    measures the change on the picture alone, so a cut between two dark shots
+    under a broadcast overlay is not diluted by the third of the frame that
+    never changes.
+    """
+    stack = np.stack(frames)
+    spread = (stack.max(axis=0) - stack.min(axis=0)).max(axis=2)
+    return max(float((spread > floor).mean()), 0.05)
 
 
 def is_black(y: np.ndarray) -> bool:
@@ -135,9 +161,10 @@ class TransitionDetector(SceneDetector):
 
     def _push(self, index: int, yuv: np.ndarray) -> None:
         small = yuv.astype(np.int16)
-        stats = _FrameStats(index, small, _histogram(yuv), is_black(yuv[:, :, 0]))
+        stats = _FrameStats(index, small, _histogram(yuv), is_black(yuv[:, :, 0]), to_hsv(yuv))
         if self._buf:
             stats.diff = pixel_distance(small, self._buf[-1].small)
+            stats.hsv_diff = float(cv2.absdiff(stats.hsv, self._buf[-1].hsv).mean())
         self._buf.append(stats)
         while len(self._buf) > 4 * self._k + 2:
             self._buf.popleft()
@@ -156,15 +183,31 @@ class TransitionDetector(SceneDetector):
             return []
         buf = self._buf
         cand, before = buf[-1 - p], buf[-2 - p]
-        if cand.black or before.black or cand.diff < self.threshold:
-            return []
-        neighbours = [buf[i].diff for i in (-3 - p, -2 - p, -p, 1 - p)]
-        if cand.diff < self.ratio * (sum(neighbours) / len(neighbours)):
+        if cand.black or before.black or not self._abrupt(cand, [buf[i] for i in (-3 - p, -2 - p, -p, 1 - p)]):
             return []
         earlier = [buf[i] for i in range(-2 - p, -6 - p, -1) if -i <= len(buf)]
         if not all(self._persists(e, cand, buf[-1]) for e in earlier):
             return []
         return [(cand.index, "cut")]
+
+    def _abrupt(self, cand: _FrameStats, neighbours: list[_FrameStats]) -> bool:
+        """A spike of the frame difference: ``ratio`` times its neighbours' and above threshold.
+
+        Two cues, either suffices: the YUV difference measured on the moving part
+        of the picture (see :func:`moving_share`), and PySceneDetect's HSV
+        ``content_val`` with AdaptiveDetector's defaults (ratio 3, at least 15),
+        which keeps hue/saturation changes between dark shots visible.
+        """
+        yuv_near = sum(n.diff for n in neighbours) / len(neighbours)
+        hsv_near = sum(n.hsv_diff for n in neighbours) / len(neighbours)
+        if cand.hsv_diff >= HSV_MIN and cand.hsv_diff >= self.ratio * hsv_near:
+            return True
+        if cand.diff < self.ratio * yuv_near or cand.diff < self.threshold * MIN_MOVING_SHARE:
+            return False
+        if cand.diff >= self.threshold:
+            return True
+        window = [f.small for f in self._buf if abs(f.index - cand.index) <= self.persist]
+        return cand.diff / moving_share(window) >= self.threshold
 
     @staticmethod
     def _persists(before: _FrameStats, cand: _FrameStats, later: _FrameStats) -> bool:
