@@ -3,7 +3,7 @@
 Not real footage and never a headline figure: it renders reels of Scene-15
 photos (``../shared/data/scene15``, greyscale, about 200-300 px) filmed with
 slow zooms and pans (:mod:`vidconcept.video.synth`), each shot 1-3 s, joined by
-hard cuts only, encoded as H.264 at 200 px height, and reports hard-cut recall
+hard cuts only, encoded as H.264 at 150-256 px height, and reports hard-cut recall
 and precision of ours, ``detect-adaptive`` and ``detect-content``. Reels from
 the ``train`` photos are the dev split, reels from the ``test`` photos the
 held-out one (the detector was never tuned on those).
@@ -36,7 +36,8 @@ from vidconcept.video.synth import Clip, ShotSpec, Transition  # noqa: E402
 
 SCENE15 = Path(os.environ.get("VIDCONCEPT_SHARED", ROOT.parent / "shared")) / "data" / "scene15"
 MOVES = ("zoom_in", "zoom_out", "pan_right", "pan_left", "static")
-SIZE = (266, 200)
+#: Frame sizes of the reels (low resolution, as in film archives' proxies): one per reel, in turn.
+SIZES = ((200, 150), (266, 200), (340, 256))
 FPS = 25
 
 
@@ -44,12 +45,12 @@ def photos(split: str) -> list[Path]:
     return sorted((SCENE15 / split).glob("*/*.jpg"))
 
 
-def reel(paths: list[Path], rng: random.Random) -> Clip:
+def reel(paths: list[Path], rng: random.Random, size: tuple[int, int]) -> Clip:
     shots = []
     for path in paths:
         image = np.asarray(Image.open(path).convert("L"))
         shots.append(ShotSpec(image, rng.randint(25, 75), path.parent.name, rng.choice(MOVES)))
-    return Clip(shots, [Transition("cut")] * (len(shots) - 1), size=SIZE, fps=FPS)
+    return Clip(shots, [Transition("cut")] * (len(shots) - 1), size=size, fps=FPS)
 
 
 def run(split: str, reels: int, shots: int, seed: int, workdir: Path) -> dict:
@@ -59,7 +60,7 @@ def run(split: str, reels: int, shots: int, seed: int, workdir: Path) -> dict:
     per_reel = {}
     for i in range(reels):
         path = workdir / f"{split}_{i}.mp4"
-        truth = reel(rng.sample(pool, shots), rng).write(path)
+        truth = reel(rng.sample(pool, shots), rng, SIZES[i % len(SIZES)]).write(path)
         per_reel[path.stem] = {}
         for name, detect in RUNS.items():
             score = score_typed(detect(path), truth)["cuts"]

@@ -46,11 +46,21 @@ BLACK_MEAN = 24.0
 BLACK_STD = 10.0
 #: Largest residual/spread ratio for the middle of a dissolve (see ``_nonlinearity``).
 LINEARITY = 0.4
+#: Chroma spread below which a frame is black-and-white.
+GREY_CHROMA_STD = 2.0
 #: Least HSV content_val of a hard cut (AdaptiveDetector's ``min_content_val``).
 HSV_MIN = 15.0
+#: Least YUV difference of a cut found by the HSV cue (compression noise is below it).
+YUV_FLOOR = 3.0
 #: A cut's YUV difference is measured on the moving part of the picture when that
 #: part is at least this share of it (static overlays seldom cover more than half).
 MIN_MOVING_SHARE = 0.4
+#: Half-window multiples at which gradual transitions are looked for.
+SCALES = (1, 2)
+#: Largest residual/spread ratio for a dissolve with one side already changing (back-to-back transitions).
+CHAINED_LINEARITY = 0.32
+#: Largest wipe residual (see ``_wipe_residual``) for the middle of a wipe.
+WIPE = 0.25
 #: Histogram bins for Y, U, V; the histogram is normalised to sum 1 per channel.
 _HIST_BINS = (32, 16, 16)
 
@@ -64,7 +74,8 @@ class _FrameStats:
     hist: np.ndarray  # concatenated Y/U/V histograms, each summing to 1
     black: bool
     hsv: np.ndarray  # uint8 HSV, for the colour cue of hard cuts
-    diff: float = 0.0  # mean |YUV| difference to the previous frame
+    grey: bool  # black-and-white: no chroma
+    diff: float = 0.0  # mean |YUV| difference to the previous frame (|Y| between grey frames)
     hsv_diff: float = 0.0  # mean |HSV| difference to the previous frame (PySceneDetect's content_val)
 
 
@@ -102,10 +113,24 @@ def moving_share(frames: list[np.ndarray], floor: int = 6) -> float:
     return max(float((spread > floor).mean()), 0.05)
 
 
+def is_grey(yuv: np.ndarray) -> bool:
+    """Whether a YUV frame is black-and-white (both chroma planes flat)."""
+    _, std = cv2.meanStdDev(yuv[:, :, 1:])
+    return bool(std.max() < GREY_CHROMA_STD)
+
+
 def is_black(y: np.ndarray) -> bool:
     """Whether a luma image is (nearly) black: dark *and* without structure."""
     mean, std = cv2.meanStdDev(y)
     return bool(mean[0, 0] < BLACK_MEAN and std[0, 0] < BLACK_STD)
+
+
+def frame_distance(a: _FrameStats, b: _FrameStats) -> float:
+    """Mean absolute YUV difference; between black-and-white frames, of luma alone
+    (chroma carries nothing there, and averaging it in would divide a cut by three)."""
+    if a.grey and b.grey:
+        return float(cv2.absdiff(a.small[:, :, 0], b.small[:, :, 0]).mean())
+    return pixel_distance(a.small, b.small)
 
 
 class TransitionDetector(SceneDetector):
@@ -139,12 +164,18 @@ class TransitionDetector(SceneDetector):
         self._k = 0  # dissolve half-window in frames, set from the frame rate
         self._min_len = 0
         self._buf: deque[_FrameStats] = deque()
+        self._pending: list[tuple[int, str]] = []
         self._last_cut = -(10**9)  # last boundary emitted
         self._last_abrupt = -(10**9)  # last frame that was a hard cut or black edge
 
     @property
     def event_buffer_length(self) -> int:
-        return max(2 * self._k, self.persist) + 2
+        return self._delay + 2
+
+    @property
+    def _delay(self) -> int:
+        """Frames between the newest frame and the oldest one still undecided."""
+        return max(2 * SCALES[-1] * self._k, self.persist)
 
     def _setup(self, timecode: FrameTimecode) -> None:
         fps = float(timecode.frame_rate or 25.0)
@@ -156,17 +187,37 @@ class TransitionDetector(SceneDetector):
         if not self._k:
             self._setup(timecode)
         self._push(timecode.frame_num, frame_img)
-        frames = [*self._black_edges(), *self._cut_candidate(), *self._gradual_candidate()]
-        return [FrameTimecode(f, fps=timecode) for f in self._accept(frames)]
+        self._pending += [*self._black_edges(), *self._cut_candidate(), *self._gradual_candidate()]
+        return [FrameTimecode(f, fps=timecode) for f in self._release(timecode.frame_num - self._delay)]
+
+    def post_process(self, timecode: FrameTimecode) -> list[FrameTimecode]:
+        """Boundaries still pending at the end of the video."""
+        return [FrameTimecode(f, fps=timecode) for f in self._release(None)]
+
+    def _release(self, upto: int | None) -> list[int]:
+        """Accept the pending candidates up to frame ``upto`` (all when ``None``), in frame order.
+
+        Candidates are held until every test has decided about their frame, so
+        a cut found late (shorter delay) never overtakes a dissolve just before
+        it, and a gradual candidate near a cut or black edge yields to it.
+        """
+        pending = sorted(set(self._pending))
+        ready = [c for c in pending if upto is None or c[0] <= upto]
+        self._pending = [c for c in pending if upto is not None and c[0] > upto]
+        abrupt = [f for f, kind in pending if kind != "gradual"]
+        ready = [(f, kind) for f, kind in ready
+                 if kind != "gradual" or not any(0 < a - f < 2 * self._k for a in abrupt)]
+        return self._accept(ready)
 
     def _push(self, index: int, yuv: np.ndarray) -> None:
         small = yuv.astype(np.int16)
-        stats = _FrameStats(index, small, _histogram(yuv), is_black(yuv[:, :, 0]), to_hsv(yuv))
+        stats = _FrameStats(index, small, _histogram(yuv), is_black(yuv[:, :, 0]), to_hsv(yuv), is_grey(yuv))
         if self._buf:
-            stats.diff = pixel_distance(small, self._buf[-1].small)
+            prev = self._buf[-1]
+            stats.diff = frame_distance(stats, prev)
             stats.hsv_diff = float(cv2.absdiff(stats.hsv, self._buf[-1].hsv).mean())
         self._buf.append(stats)
-        while len(self._buf) > 4 * self._k + 2:
+        while len(self._buf) > 4 * SCALES[-1] * self._k + 2:
             self._buf.popleft()
 
     def _black_edges(self) -> list[tuple[int, str]]:
@@ -193,19 +244,23 @@ class TransitionDetector(SceneDetector):
     def _abrupt(self, cand: _FrameStats, neighbours: list[_FrameStats]) -> bool:
         """A spike of the frame difference: ``ratio`` times its neighbours' and above threshold.
 
-        Two cues, either suffices: the YUV difference measured on the moving part
-        of the picture (see :func:`moving_share`), and PySceneDetect's HSV
-        ``content_val`` with AdaptiveDetector's defaults (ratio 3, at least 15),
-        which keeps hue/saturation changes between dark shots visible.
+        The YUV difference must spike (``ratio`` times its neighbours'); then
+        either cue suffices: the YUV difference measured on the moving part of
+        the picture (see :func:`moving_share`) reaching ``threshold``, or
+        PySceneDetect's HSV ``content_val`` passing AdaptiveDetector's defaults
+        (ratio 3, at least 15), which keeps hue/saturation changes between dark
+        shots visible.
         """
         yuv_near = sum(n.diff for n in neighbours) / len(neighbours)
         hsv_near = sum(n.hsv_diff for n in neighbours) / len(neighbours)
-        if cand.hsv_diff >= HSV_MIN and cand.hsv_diff >= self.ratio * hsv_near:
-            return True
-        if cand.diff < self.ratio * yuv_near or cand.diff < self.threshold * MIN_MOVING_SHARE:
-            return False
+        if cand.diff < self.ratio * yuv_near:
+            return False  # no spike in the picture (hue alone flickers on grey, low-saturation areas)
         if cand.diff >= self.threshold:
             return True
+        if cand.hsv_diff >= HSV_MIN and cand.hsv_diff >= self.ratio * hsv_near and cand.diff >= YUV_FLOOR:
+            return True
+        if cand.diff < self.threshold * MIN_MOVING_SHARE:
+            return False
         window = [f.small for f in self._buf if abs(f.index - cand.index) <= self.persist]
         return cand.diff / moving_share(window) >= self.threshold
 
@@ -216,31 +271,74 @@ class TransitionDetector(SceneDetector):
         Checked against each of the few frames before the candidate, so the
         end of a flash (whose previous frame is the bright one) is rejected too.
         """
-        pix = pixel_distance(before.small, later.small) >= 0.5 * cand.diff
+        pix = frame_distance(before, later) >= 0.5 * cand.diff
         hist = hist_distance(before.hist, later.hist) >= 0.5 * hist_distance(before.hist, cand.hist)
         return pix and hist
 
     def _gradual_candidate(self) -> list[tuple[int, str]]:
-        """Decide about the frame ``2K`` back: the peak of a gradual transition?"""
-        k, buf = self._k, self._buf
-        if len(buf) < 4 * k + 1:
-            return []
-        window = list(buf)[-4 * k - 1 :]
+        """Decide about the frame ``2 * scale * K`` back: the peak of a gradual transition?
+
+        Tried at half-windows ``K`` and ``2K`` so that transitions longer than
+        the short window (20-60 frame dissolves, slow wipes) still show stable
+        sides; the first scale that accepts wins.
+        """
+        buf = list(self._buf)
+        for scale in SCALES:
+            k, lag = scale * self._k, self._lag(scale)
+            if len(buf) < lag + 4 * k + 1:
+                continue
+            window = buf[len(buf) - lag - 4 * k - 1 : len(buf) - lag]
+            if self._is_gradual(window, k):
+                return [(window[2 * k].index, "gradual")]
+        return []
+
+    def _lag(self, scale: int) -> int:
+        """How many frames the window of ``scale`` ends before the newest one, so every
+        scale decides about the same frame."""
+        return 2 * (SCALES[-1] - scale) * self._k
+
+    def _is_gradual(self, window: list[_FrameStats], k: int) -> bool:
+        if len(window) < 4 * k + 1:
+            return False
         if any(f.black for f in window) or max(f.diff for f in window[1:]) >= self.threshold:
-            return []
+            return False
         mid = window[2 * k]
-        change = self._span_change(window, 2 * k)
+        change = self._span_change(window, 2 * k, k)
         if change < self.gradual_threshold:
-            return []
-        if max(self._span_change(window, 2 * k + d) for d in (-2, -1, 1, 2)) > change:
-            return []  # not the peak
+            return False
+        if max(self._span_change(window, 2 * k + d, k) for d in (-2, -1, 1, 2)) > change:
+            return False  # not the peak
         before = hist_distance(window[0].hist, window[k].hist)
         after = hist_distance(window[3 * k].hist, window[4 * k].hist)
-        if max(before, after) > 0.5 * change:
-            return []  # the content keeps changing: motion, not a transition
-        if self._nonlinearity(window[k].small, mid.small, window[3 * k].small) > LINEARITY:
-            return []  # the middle is not a blend of both sides: motion, not a mix
-        return [(mid.index, "gradual")]
+        a, b = window[k].small, window[3 * k].small
+        if max(before, after) <= 0.5 * change:
+            # A dissolve's middle is a blend of both sides; a wipe's middle is, pixel by pixel, one side or the other.
+            return self._nonlinearity(a, mid.small, b) <= LINEARITY or self._wipe_residual(a, mid.small, b) <= WIPE
+        if min(before, after) <= 0.25 * change and max(before, after) <= 0.6 * change:
+            # Chained transitions: the next (or previous) one already changes one side; ask for a cleaner blend.
+            return self._nonlinearity(a, mid.small, b) <= CHAINED_LINEARITY
+        return False  # the content keeps changing: motion, not a transition
+
+    @staticmethod
+    def _wipe_residual(a: np.ndarray, mid: np.ndarray, b: np.ndarray) -> float:
+        """How far ``mid`` is from the nearer of ``a`` and ``b`` where they differ, relative
+        to their difference, and 1.0 unless ``mid`` is part one and part the other.
+
+        A wipe (an edge or blocks sweeping across the frame) leaves each pixel of
+        its middle frame equal to one side: ratio near 0 with a share of both
+        sides. Motion moves edges to places where neither side has them (ratio
+        0.4 and above), and a dissolve is near neither side (about 0.5).
+        """
+        spread = cv2.absdiff(a, b).max(axis=2)
+        changed = spread > 20
+        if changed.mean() < 0.2:
+            return 1.0
+        to_a = cv2.absdiff(mid, a).max(axis=2)[changed]
+        to_b = cv2.absdiff(mid, b).max(axis=2)[changed]
+        share_b = float((to_b < to_a).mean())
+        if not 0.15 <= share_b <= 0.85:
+            return 1.0
+        return float(np.minimum(to_a, to_b).mean()) / float(spread[changed].mean())
 
     @staticmethod
     def _nonlinearity(a: np.ndarray, mid: np.ndarray, b: np.ndarray) -> float:
@@ -254,8 +352,8 @@ class TransitionDetector(SceneDetector):
         residual = float(np.abs(2 * mid - a - b).mean()) / 2
         return residual / spread if spread > 0 else 1.0
 
-    def _span_change(self, window: list[_FrameStats], centre: int) -> float:
-        k = self._k
+    @staticmethod
+    def _span_change(window: list[_FrameStats], centre: int, k: int) -> float:
         lo, hi = max(0, centre - k), min(len(window) - 1, centre + k)
         return hist_distance(window[lo].hist, window[hi].hist)
 
