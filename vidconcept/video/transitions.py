@@ -46,8 +46,8 @@ BLACK_MEAN = 24.0
 BLACK_STD = 10.0
 #: Largest residual/spread ratio for the middle of a dissolve (see ``_nonlinearity``).
 LINEARITY = 0.4
-#: Chroma spread below which a frame is black-and-white.
-GREY_CHROMA_STD = 2.0
+#: Chroma spread (standard deviation of U and V) below which a frame is black-and-white.
+GREY_CHROMA_STD = 1.5
 #: Least HSV content_val of a hard cut (AdaptiveDetector's ``min_content_val``).
 HSV_MIN = 15.0
 #: Least YUV difference of a cut found by the HSV cue (compression noise is below it).
@@ -59,6 +59,8 @@ MIN_MOVING_SHARE = 0.4
 SCALES = (1, 2)
 #: Largest residual/spread ratio for a dissolve with one side already changing (back-to-back transitions).
 CHAINED_LINEARITY = 0.32
+#: A gradual candidate is the peak when no neighbour's change exceeds its own by more than this share.
+PEAK_SLACK = 0.02
 #: Largest wipe residual (see ``_wipe_residual``) for the middle of a wipe.
 WIPE = 0.25
 #: Histogram bins for Y, U, V; the histogram is normalised to sum 1 per channel.
@@ -70,7 +72,7 @@ class _FrameStats:
     """What the detector remembers about one frame."""
 
     index: int
-    small: np.ndarray  # int16 YUV, for pixel differences
+    small: np.ndarray  # uint8 YUV, for pixel differences
     hist: np.ndarray  # concatenated Y/U/V histograms, each summing to 1
     black: bool
     hsv: np.ndarray  # uint8 HSV, for the colour cue of hard cuts
@@ -90,8 +92,8 @@ def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two int16 YUV images (0..255)."""
-    return float(cv2.absdiff(a, b).mean())
+    """Mean absolute difference of two YUV images (0..255)."""
+    return cv2.norm(a, b, cv2.NORM_L1) / a.size
 
 
 def to_hsv(yuv: np.ndarray) -> np.ndarray:
@@ -113,12 +115,6 @@ def moving_share(frames: list[np.ndarray], floor: int = 6) -> float:
     return max(float((spread > floor).mean()), 0.05)
 
 
-def is_grey(yuv: np.ndarray) -> bool:
-    """Whether a YUV frame is black-and-white (both chroma planes flat)."""
-    _, std = cv2.meanStdDev(yuv[:, :, 1:])
-    return bool(std.max() < GREY_CHROMA_STD)
-
-
 def is_black(y: np.ndarray) -> bool:
     """Whether a luma image is (nearly) black: dark *and* without structure."""
     mean, std = cv2.meanStdDev(y)
@@ -129,7 +125,7 @@ def frame_distance(a: _FrameStats, b: _FrameStats) -> float:
     """Mean absolute YUV difference; between black-and-white frames, of luma alone
     (chroma carries nothing there, and averaging it in would divide a cut by three)."""
     if a.grey and b.grey:
-        return float(cv2.absdiff(a.small[:, :, 0], b.small[:, :, 0]).mean())
+        return pixel_distance(cv2.extractChannel(a.small, 0), cv2.extractChannel(b.small, 0))
     return pixel_distance(a.small, b.small)
 
 
@@ -210,12 +206,15 @@ class TransitionDetector(SceneDetector):
         return self._accept(ready)
 
     def _push(self, index: int, yuv: np.ndarray) -> None:
-        small = yuv.astype(np.int16)
-        stats = _FrameStats(index, small, _histogram(yuv), is_black(yuv[:, :, 0]), to_hsv(yuv), is_grey(yuv))
+        small = np.ascontiguousarray(yuv)
+        mean, std = cv2.meanStdDev(small)  # per plane: Y for black, U/V for black-and-white
+        black = bool(mean[0, 0] < BLACK_MEAN and std[0, 0] < BLACK_STD)
+        grey = bool(std[1:].max() < GREY_CHROMA_STD)
+        stats = _FrameStats(index, small, _histogram(small), black, to_hsv(small), grey)
         if self._buf:
             prev = self._buf[-1]
             stats.diff = frame_distance(stats, prev)
-            stats.hsv_diff = float(cv2.absdiff(stats.hsv, self._buf[-1].hsv).mean())
+            stats.hsv_diff = pixel_distance(stats.hsv, prev.hsv)
         self._buf.append(stats)
         while len(self._buf) > 4 * SCALES[-1] * self._k + 2:
             self._buf.popleft()
@@ -306,8 +305,8 @@ class TransitionDetector(SceneDetector):
         change = self._span_change(window, 2 * k, k)
         if change < self.gradual_threshold:
             return False
-        if max(self._span_change(window, 2 * k + d, k) for d in (-2, -1, 1, 2)) > change:
-            return False  # not the peak
+        if max(self._span_change(window, 2 * k + d, k) for d in (-2, -1, 1, 2)) > change * (1 + PEAK_SLACK):
+            return False  # not the peak (a transition shorter than the window gives a plateau: any of it will do)
         before = hist_distance(window[0].hist, window[k].hist)
         after = hist_distance(window[3 * k].hist, window[4 * k].hist)
         a, b = window[k].small, window[3 * k].small
@@ -348,8 +347,9 @@ class TransitionDetector(SceneDetector):
         the mean of frames on either side (ratio near 0); camera or object motion
         moves edges instead, leaving the ratio near 0.5 or above.
         """
-        spread = float(cv2.absdiff(a, b).mean())
-        residual = float(np.abs(2 * mid - a - b).mean()) / 2
+        spread = pixel_distance(a, b)
+        a16, mid16, b16 = (x.astype(np.int16) for x in (a, mid, b))
+        residual = float(np.abs(2 * mid16 - a16 - b16).mean()) / 2
         return residual / spread if spread > 0 else 1.0
 
     @staticmethod
