@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.video_fixtures import cut, dissolve, make_clip, mosaic, shot, wipe
-from vidconcept.video import detect_shots
+from vidconcept.video import ShotScanner, detect_shots
+from vidconcept.video.decode import FrameReader
 from vidconcept.video.evaluate_shots import score_typed, shots_to_boundaries, typed_spans
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +84,21 @@ def test_real_footage_labels_are_consistent(label):
         assert 0 <= a <= b < frames
     spans, _ = typed_spans(truth)
     assert all(a.end < b.start for a, b in zip(spans, spans[1:]))
+
+
+def test_keyframe_never_a_mixed_frame_of_a_dissolve(tmp_path):
+    """A short, smooth shot (moon) after a dissolve from a detailed one (coins): its
+    middle lies near the dissolve's end, and a mix with the coins is sharper than the
+    moon, yet its keyframe must show the moon, not a mixed frame."""
+    shots = [shot("coins", 60, "static"), shot("moon", 36, "static"), shot("chelsea", 40, "static")]
+    path, truth = make_clip(tmp_path, "short_after_dissolve", shots, [dissolve(24), cut()])
+    scanned = list(ShotScanner(path, keyframe_side=160))
+    assert len(scanned) == 3, [s.to_dict() for s, _ in scanned]
+    start, end = truth["gradual_transitions"][0]["from"], truth["gradual_transitions"][0]["to"]
+    frames = [f.rgb(160) for f in FrameReader(path)]
+    pure = frames[end + 2 : truth["hard_cuts"][0]]
+    mixed = frames[start + 4 : end - 4]
+    key = scanned[1][1].astype(np.int16)
+    to_pure = min(np.abs(key - f).mean() for f in pure)
+    to_mixed = min(np.abs(key - f).mean() for f in mixed)
+    assert to_pure < 2.0 <= to_mixed, (to_pure, to_mixed)

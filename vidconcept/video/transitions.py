@@ -161,6 +161,10 @@ class TransitionDetector(SceneDetector):
         self._min_len = 0
         self._buf: deque[_FrameStats] = deque()
         self._pending: list[tuple[int, str]] = []
+        self._extent: dict[int, tuple[int, int]] = {}  # gradual candidate -> frames its window saw change
+        #: Frames ``(first, last)`` of the latest accepted gradual transitions: their
+        #: mixed frames belong to neither shot, so no keyframe is taken from them.
+        self.gradual_spans: deque[tuple[int, int]] = deque(maxlen=64)
         self._last_cut = -(10**9)  # last boundary emitted
         self._last_abrupt = -(10**9)  # last frame that was a hard cut or black edge
 
@@ -288,7 +292,9 @@ class TransitionDetector(SceneDetector):
                 continue
             window = buf[len(buf) - lag - 4 * k - 1 : len(buf) - lag]
             if self._is_gradual(window, k):
-                return [(window[2 * k].index, "gradual")]
+                centre = window[2 * k].index
+                self._extent[centre] = (centre - k, centre + k)
+                return [(centre, "gradual")]
         return []
 
     def _lag(self, scale: int) -> int:
@@ -369,6 +375,10 @@ class TransitionDetector(SceneDetector):
                 continue
             if kind != "gradual":
                 self._last_abrupt = frame
+            else:
+                self.gradual_spans.append(self._extent[frame])
             self._last_cut = frame
             accepted.append(frame)
+        for frame in [f for f in self._extent if f <= self._last_cut]:
+            del self._extent[frame]
         return accepted
