@@ -363,11 +363,22 @@ class TransitionDetector(SceneDetector):
         lo, hi = max(0, centre - k), min(len(window) - 1, centre + k)
         return hist_distance(window[lo].hist, window[hi].hist)
 
+    def _same_transition(self, extent: tuple[int, int]) -> bool:
+        """Whether a gradual candidate's frames overlap the last accepted transition's: a
+        long dissolve seen twice is one transition (its span grows to cover both)."""
+        if not self.gradual_spans or extent[0] > self.gradual_spans[-1][1]:
+            return False
+        first, last = self.gradual_spans[-1]
+        self.gradual_spans[-1] = (first, max(last, extent[1]))
+        return True
+
     def _accept(self, candidates: list[tuple[int, str]]) -> list[int]:
         """Order candidates, apply the minimum shot length, drop duplicates."""
         accepted = []
         for frame, kind in sorted(candidates):
             if frame <= self._last_cut:
+                continue
+            if kind == "gradual" and self._same_transition(self._extent[frame]):
                 continue
             if kind == "gradual" and frame - self._last_abrupt < 2 * self._k:
                 continue
