@@ -1,28 +1,37 @@
-"""The ``vidconcept`` shot-boundary detector: cuts, dissolves and fades in one pass.
+"""The ``vidconcept`` shot-boundary detector: cuts, dissolves, wipes and fades in one pass.
 
 It is a PySceneDetect :class:`~scenedetect.SceneDetector` (``process_frame`` in,
 boundary frame numbers out) that looks at small YUV frames and keeps a short
 ring buffer of per-frame statistics, so every decision costs a few vectorised
 numpy/OpenCV operations on a ~160x90 image and memory does not grow with the
-video's length. Three rules, each the classic answer to one transition kind:
+video's length. Candidates are held until every rule has decided about their
+frame (about 1.4 s), then accepted in frame order. The rules:
 
-* **Hard cuts** -- the mean absolute YUV difference to the previous frame (the
-  ``content_val`` of PySceneDetect's ContentDetector, in YUV) must exceed an
-  absolute ``threshold`` *and* ``ratio`` times the average of its neighbours,
-  which is the rolling-average test of AdaptiveDetector and what keeps fast
-  motion from splitting a shot. A candidate must also *persist*: the frame
-  ``persist`` frames later must still differ from the last frame before the
-  candidate, which rejects camera flashes and single-frame glitches.
+* **Hard cuts** -- the mean absolute YUV difference to the previous frame
+  (luma alone between black-and-white frames, where chroma is empty) must
+  spike to ``ratio`` times the average of its neighbours (AdaptiveDetector's
+  rolling-average test, which keeps fast motion and whip pans from splitting
+  a shot) and be large: above ``threshold`` over the whole frame, or over the
+  part of the picture that moves (static tickers, logos, caption bars and
+  letterbox bars do not dilute it), or by PySceneDetect's HSV ``content_val``
+  with AdaptiveDetector's defaults (hue/saturation changes between dark shots).
+  A candidate must also *persist*: the frames ``persist`` later must still
+  differ from the frames before it, which rejects flashes, explosions and
+  single-frame glitches.
 * **Fades through black** -- a run of black frames (low mean and spread of
   luma) is bounded on both sides, so fade-out + black + fade-in becomes one
   transition and the black run itself becomes a separate, all-black segment
   that :class:`~vidconcept.video.shots.ShotScanner` drops (black is not a shot).
-* **Dissolves** (and other gradual changes such as wipes) -- the colour
-  histogram of frame ``t-K`` and ``t+K`` differ a lot while each side is
-  stable (the frames ``K`` further out change little): the "twin comparison"
-  idea of Zhang, Kankanhalli & Smoliar, *Automatic partitioning of full-motion
-  video* (Multimedia Systems 1993) expressed with a fixed window. The boundary
-  is put at the peak, i.e. the middle of the transition.
+* **Dissolves and wipes** -- the colour histogram of frame ``t-K`` and ``t+K``
+  differ a lot while each side is stable (the frames ``K`` further out change
+  little): the "twin comparison" idea of Zhang, Kankanhalli & Smoliar,
+  *Automatic partitioning of full-motion video* (Multimedia Systems 1993),
+  tried at two window sizes for 20-60 frame transitions. The middle frame must
+  be a blend of both sides (dissolve) or, pixel by pixel, one side or the
+  other (a wipe or block mosaic sweeping across); back-to-back transitions
+  may leave one side changing if the blend is clean. The boundary is put at
+  the peak, i.e. the middle of the transition, and the transition's frames
+  are recorded in ``gradual_spans`` so that no keyframe is taken from them.
 
 Reference: Smeaton, Over & Doherty, *Video shot boundary detection: Seven years
 of TRECVid activity* (CVIU 2010) for the taxonomy and the matching rule used
