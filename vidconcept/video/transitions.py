@@ -274,7 +274,7 @@ class TransitionDetector(SceneDetector):
         if cand.diff < self.threshold * MIN_MOVING_SHARE:
             return False
         window = [f.small for f in self._buf if abs(f.index - cand.index) <= self.persist]
-        return cand.diff / moving_share(window) >= self.threshold
+        return cand.diff / max(moving_share(window), MIN_MOVING_SHARE) >= self.threshold
 
     @staticmethod
     def _persists(before: _FrameStats, cand: _FrameStats, later: _FrameStats) -> bool:
