@@ -6,6 +6,8 @@ each shot as soon as the detector has reported the boundary that ends it,
 together with its keyframe chosen from a bounded sample of the shot (see
 :mod:`vidconcept.video.keyframes`). Nothing is decoded twice and nothing seeks.
 
+Keyframes are never taken from the mixed frames of a gradual transition
+(the detector's ``gradual_spans``): those belong to neither shot.
 Segments in which every frame is black (leading/trailing black, the black
 between a fade-out and a fade-in) are not content shots and are not yielded,
 except that a video that is black throughout is one shot.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +99,7 @@ class _ShotBuilder:
     content: int = 0  # non-black frames so far
     count: int = 0  # shots yielded
     first_frame: Frame | None = None  # keyframe of last resort (an all-black video)
+    transitions: Sequence[tuple[int, int]] = ()  # the detector's gradual spans (live view)
 
     def add(self, frame: Frame) -> None:
         if frame.index == 0 and self.keyframe_side:
@@ -114,7 +117,7 @@ class _ShotBuilder:
         """End the current shot before frame ``end``; yield it unless it is all black."""
         if end <= self.start:
             return
-        samples = self.candidates.split(end) if self.keyframe_side else []
+        samples = self._outside_transitions(self.candidates.split(end)) if self.keyframe_side else []
         start, start_mark = self.start, self.start_mark
         self.start, self.start_mark = end, end_mark
         if end_mark.content_before == start_mark.content_before:
@@ -125,6 +128,11 @@ class _ShotBuilder:
         shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s, *kf_at)
         self.count += 1
         yield shot, (best.rgb(self.keyframe_side) if best is not None else None)
+
+    def _outside_transitions(self, samples: list) -> list:
+        """Samples that are not mixed frames of a gradual transition (all of them if none is)."""
+        clean = [c for c in samples if not any(a <= c.index <= b for a, b in self.transitions)]
+        return clean or samples
 
     def close_at(self, end: int) -> Iterator[tuple[Shot, np.ndarray | None]]:
         mark = self.marks.get(end)
@@ -172,7 +180,8 @@ class ShotScanner:
         self.info: VideoInfo = self._reader.info
 
     def __iter__(self) -> Iterator[tuple[Shot, np.ndarray | None]]:
-        builder = _ShotBuilder(self._keyframe_side, candidates=CandidateBuffer.for_fps(self.info.fps))
+        builder = _ShotBuilder(self._keyframe_side, candidates=CandidateBuffer.for_fps(self.info.fps),
+                               transitions=getattr(self._detector, "gradual_spans", ()))
         pending = 0
         last = None
         for frame in self._reader:
