@@ -19,7 +19,7 @@ import functools
 
 import numpy as np
 
-from ..errors import unknown
+from ..errors import UsageError, unknown
 from ..index.columns import DECODE, MARGIN, Columns, ColumnStore, StaleColumns, code_bounds
 from ..index.store import Store
 from .query import And, Concept, Node, Not, Or, Weighted, concepts_of
@@ -37,6 +37,11 @@ def resolve_concepts(store: Store, node: Node, known: dict[str, int] | None = No
             lowered = lowered or {k.lower(): v for k, v in known.items()}
             cid = lowered.get(name.lower().replace(" ", "_"), lowered.get(name.lower()))
         if cid is None:
+            dropped = (store.get_meta("dropped_concepts") or {}).get(name.lower())
+            if dropped:  # not a typo: the model the index was upgraded to has no such concept
+                raise UsageError(f"concept {name!r} was dropped when this index was upgraded to model "
+                                 f"{dropped['model']!r} (version {dropped['version']}) on {dropped['at']}: "
+                                 "see `vidconcept concepts` for the concepts it has")
             raise unknown("concept", name, known)
         out[name] = cid
     return out
