@@ -431,11 +431,13 @@ class Ingestor:
         cids = self.store.ensure_concepts(model.concepts)
         scores, concept_ids = self._with_user_concepts(item.scores, item.features, [cids[c] for c in model.concepts])
         old_dirs = self.store.keyframe_dirs(job.key)
-        self.columns.before_write()
+        if self.columns is not None:
+            self.columns.before_write()
         with self.store.db.atomic():  # the shots and the labels that follow them, together
             _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
             relabel = follow_labels(self.store, self.store.last_reshoot, job.key)
-        self.columns.wrote(shot_ids, scores, concept_ids, self.store.last_removed)
+        if self.columns is not None:
+            self.columns.wrote(shot_ids, scores, concept_ids, self.store.last_removed)
         for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
         self._update_vectors(shot_ids, item.features, self.store.last_removed)
