@@ -21,6 +21,7 @@ import numpy as np
 
 from . import config
 from .errors import ModelError, UsageError, VidconceptError
+from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
 from .search.query import parse
@@ -83,6 +84,7 @@ class Index:
         self._model = None
         self._vectors = None
         self._columns = None
+        self._score_columns = Columns(self.store)
         self._vectors_version = None
 
     def close(self) -> None:
@@ -128,12 +130,25 @@ class Index:
         self._vectors = None
         return summary
 
+    def upgrade(self, *, batch_size: int = 32, progress: bool = False, wait: float = 0.0):
+        """Move the index to this Index's model (``model=`` / ``$VIDCONCEPT_MODEL`` / the default)
+        in place: same videos, shots and ids, new scores and features, user concepts retrained.
+        Resumable; see :mod:`vidconcept.upgrade`. Returns an ``UpgradeSummary``."""
+        from .index.lock import write_lock
+        from .upgrade import Upgrader
+
+        with write_lock(self.root, wait):
+            summary = Upgrader(self.store, self.model, batch_size=batch_size, progress=progress).run()
+        self._vectors = self._columns = None
+        return summary
+
     def reindex(self, wait: float = 0.0) -> int:
         """Rebuild the FAISS file from the database; return the number of vectors."""
         from .index.lock import write_lock
 
         with write_lock(self.root, wait):
             vectors = open_vectors(self.store, None, rebuild=True)
+            open_columns(self.store, rebuild=True)
         self._vectors = vectors
         return vectors.ntotal if vectors is not None else 0
 
@@ -145,7 +160,13 @@ class Index:
             paths = self.store.prune_missing()
             self._vectors = None
             open_vectors(self.store, None, rebuild=True)
+            open_columns(self.store)
         return paths
+
+    def rebuild_columns_in_background(self) -> None:
+        """A stale column store (after a crashed ingest) is rebuilt in a thread while
+        searches go through SQLite, instead of before the first search (for servers)."""
+        self._score_columns.background = True
 
     # ---- search -----------------------------------------------------------
     def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0,
@@ -163,7 +184,7 @@ class Index:
                 raise UsageError(f"no video with id {video} in {self.root} (see `vidconcept info` / GET /api/videos)")
             within = self.store.shot_ids_of(int(video))
         hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
-                           cache=self._columns, within=within)
+                           cache=self._columns, within=within, columns=self._score_columns)
         return SearchResults(self.results_for(hits), total)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
@@ -213,13 +234,23 @@ class Index:
 
     # ---- info -------------------------------------------------------------
     def info(self) -> dict:
-        """Counts of videos, shots and concepts, and the model the index was built with."""
-        return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model")}
+        """Counts of videos, shots and concepts, the model the index was built with (and its
+        version), an unfinished upgrade, and whether the configured model is another version."""
+        from .upgrade import status
+
+        return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model"),
+                **status(self.store, self.model_dir)}
 
     def concepts(self, min_score: float = 0.5) -> list[dict]:
-        """Concepts of the index with how many shots score at least ``min_score``."""
-        counts = dict(self.store.db.execute(
-            "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
+        """Concepts of the index with how many shots score at least ``min_score`` (from the
+        column store when it is current, else counted in SQLite)."""
+        cs = self._score_columns.get()
+        if cs is not None:
+            floor = max(min_score, 1e-12)  # a score that is not stored is not counted
+            counts = {cid: cs.count(cid, floor) for cid in cs.files}
+        else:
+            counts = dict(self.store.db.execute(
+                "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
         return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0)} for c in self.store.concepts()]
 
     def videos(self) -> list[dict]:

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ModelError, UsageError, unknown
+from .errors import ModelError, UsageError, VidconceptError, unknown
+from .index.shot_match import Reshoot, follow
 from .index.store import Store, now_iso
 from .search.query import OPERATORS
 
@@ -131,7 +132,7 @@ class UserConcept:
     def to_dict(self) -> dict:
         """Public view: labels, dates, model, counts (not the detector weights)."""
         keep = ("positive", "negative", "images", "sampled_negatives", "updated_at", "rounds", "model", "scored",
-                "calibrated", "timing")
+                "calibrated", "timing", "lost_labels")
         return {"name": self.name, "source": SOURCE, "created_at": self.created_at,
                 **{k: self.info[k] for k in keep if k in self.info}}
 
@@ -301,9 +302,13 @@ def remove_concept(index: Index, name: str, wait: float = 0.0) -> None:
     """Delete a user concept and its scores."""
     from .index.lock import write_lock
 
+    from .index import columns
+
     concept = get_concept(index, name)
     with write_lock(index.root, wait):
+        before = index.store.scores_generation()
         index.store.delete_concept(concept.id)
+        columns.drop_concept(index.store, before, concept.id)
 
 
 def suggest(index: Index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
@@ -330,18 +335,141 @@ def user_detectors(store: Store) -> list[tuple[int, Detector]]:
             for c in store.concepts() if c["source"] == SOURCE]
 
 
+@dataclass
+class Relabel:
+    """What :func:`follow_labels` did: labels moved to new shots, and the ones that could not move."""
+
+    moved: int = 0
+    lost: list[dict] = field(default_factory=list)
+
+
+def follow_labels(store: Store, reshoot: Reshoot, video: str) -> Relabel:
+    """Move the user concepts' labels on shots a re-ingest removed to the new shot that
+    overlaps each most in time (:func:`~vidconcept.index.shot_match.follow`).
+
+    A label no new shot covers, or that would contradict a label already on the new shot,
+    is not dropped: it is kept in the concept's ``info["lost_labels"]`` (with the video and
+    the old span) and returned, for the ingest summary. The caller holds the write lock and
+    runs this in the transaction that replaced the shots.
+    """
+    out = Relabel()
+    if not reshoot.gone:
+        return out
+    for row in store.concepts():
+        if row["source"] != SOURCE:
+            continue
+        info = json.loads(row["info"] or "{}")
+        labelled = {s: "negative" for s in info.get("negative", []) if s in reshoot.gone}
+        labelled |= {s: "positive" for s in info.get("positive", []) if s in reshoot.gone}
+        if not labelled:
+            continue
+        moved, lost = _move_labels(info, labelled, follow({s: reshoot.gone[s] for s in labelled}, reshoot.spans))
+        now = now_iso()
+        lost = [{"concept": row["name"], "shot": s, "label": label, "video": video, "start_s": reshoot.gone[s][0],
+                 "end_s": reshoot.gone[s][1], "reason": reason, "at": now} for s, label, reason in lost]
+        info["lost_labels"] = info.get("lost_labels", []) + [{k: v for k, v in x.items() if k != "concept"} for x in lost]
+        store.db["concepts"].update(row["id"], {"info": json.dumps(info)})
+        out.moved += moved
+        out.lost += lost
+        log.info("concept %s: %d label(s) moved to the re-ingested shots of %s", row["name"], moved, video)
+        for x in lost:
+            log.warning("concept %s: %s label of shot %d (%s, %.2f-%.2f s) could not follow the changed file: %s; "
+                        "kept in the concept's lost_labels (`vidconcept concept show %s`)", x["concept"], x["label"],
+                        x["shot"], video, x["start_s"], x["end_s"], x["reason"], x["concept"])
+    return out
+
+
+def _move_labels(info: dict, labelled: dict[int, str], target: dict[int, int | None]) -> tuple[int, list]:
+    """Rewrite ``info``'s positive/negative lists; return (moved, [(shot, label, reason)])."""
+    pos = set(info.get("positive", [])) - set(labelled)
+    neg = set(info.get("negative", [])) - set(labelled)
+    incoming: dict[int, list[tuple[int, str]]] = {}
+    lost = []
+    for shot, label in labelled.items():
+        if target[shot] is None:
+            lost.append((shot, label, "no shot of the new version covers it"))
+        else:
+            incoming.setdefault(target[shot], []).append((shot, label))
+    moved = 0
+    for new, labels in incoming.items():
+        kinds = {label for _, label in labels} | ({"positive"} if new in pos else set()) | (
+            {"negative"} if new in neg else set())
+        if len(kinds) > 1:
+            lost += [(shot, label, f"contradicts another label now on shot {new}") for shot, label in labels]
+            continue
+        (pos if "positive" in kinds else neg).add(new)
+        moved += len(labels)
+    info["positive"], info["negative"] = sorted(pos), sorted(neg)
+    return moved, lost
+
+
 def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
     """:func:`rescore` for a caller that already holds the write lock (ingest, at the end of a run)."""
+    from .index import columns
+
     rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]
     for row in rows:
         detector = Detector.from_json(json.loads(row["info"])["detector"])
-        store.replace_concept_scores(row["id"], *_score_all(store, detector))
+        ids, scores = _score_all(store, detector)
+        before = store.scores_generation()
+        store.replace_concept_scores(row["id"], ids, scores)
+        columns.replace_concept(store, before, row["id"], ids, scores)
     return [row["name"] for row in rows]
+
+
+def retrain_store(store: Store, model=None) -> list[str]:
+    """Retrain every user concept from its stored labels on the features the index holds now
+    (``vidconcept upgrade`` calls this after swapping in a new model's features, under the
+    write lock, in the swap's transaction). Example images given by path are run through
+    ``model`` again; ones that cannot be (arrays, unreadable files) are listed in the
+    concept's ``info["lost_images"]`` and logged. Returns the names retrained."""
+    done = []
+    for row in store.concepts():
+        if row["source"] != SOURCE:
+            continue
+        info = _refeature_images(row["name"], json.loads(row["info"] or "{}"), model)
+        info["model"] = store.get_meta("model")
+        try:
+            detector, info = _train(store, row["name"], info)
+        except UsageError as exc:
+            log.warning("concept %s could not be retrained on the new model's features (%s); it keeps its labels "
+                        "and has no scores until refined", row["name"], exc)
+            info["retrain_error"] = str(exc)
+            store.write_concept(row["name"], SOURCE, row["created_at"], json.dumps(info), np.empty(0, np.int64),
+                                np.empty(0, np.float32))
+            continue
+        ids, scores = _score_all(store, detector)
+        info |= {"detector": detector.to_json(), "scored": int(len(ids))}
+        info.pop("retrain_error", None)
+        store.write_concept(row["name"], SOURCE, row["created_at"], json.dumps(info), ids, scores)
+        done.append(row["name"])
+    return done
+
+
+def _refeature_images(name: str, info: dict, model) -> dict:
+    """Example images' features from ``model`` (the old ones belong to the old model)."""
+    paths, kept, feats = info.get("images", []), [], []
+    if not info.get("image_features"):
+        return info
+    from .api import _load_image
+
+    for path in paths:
+        try:
+            if model is None or path == "<array>":
+                raise VidconceptError("not stored as a file")
+            feats.append(_b64(model.predict([_load_image(path)]).features[0]))
+            kept.append(path)
+        except (VidconceptError, OSError) as exc:
+            log.warning("concept %s: example image %s cannot be run through the new model (%s); it no longer "
+                        "trains the concept (listed in lost_images)", name, path, exc)
+            info.setdefault("lost_images", []).append(path)
+    return {**info, "images": kept, "image_features": feats}
 
 
 # ---- internals -----------------------------------------------------------------------------------
 def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait: float,
                      new: bool = False) -> UserConcept:
+    from .index import columns
     from .index.lock import write_lock
 
     store = index.store
@@ -355,7 +483,9 @@ def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait:
         t2 = time.perf_counter()
         info |= {"detector": detector.to_json(), "scored": int(len(ids))}
         info["timing"] = {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}
+        before = store.scores_generation()
         cid = store.write_concept(name, SOURCE, created_at, json.dumps(info), ids, scores)
+        columns.replace_concept(store, before, cid, ids, scores)
         info["timing"]["write_s"] = round(time.perf_counter() - t2, 3)
     log.info("concept %s: %d+/%d- labels, %d shots scored in %.2f s", name, len(info["positive"]),
              len(info["negative"]), len(ids), time.perf_counter() - t0)
@@ -367,8 +497,12 @@ def _train(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
     pos_ids, pos_x = store.features_of(pos)
     neg_ids, neg_x = store.features_of(neg)
     gone = sorted(set(pos + neg) - set(pos_ids.tolist()) - set(neg_ids.tolist()))
-    if gone:  # a re-ingested (changed) video gets new shot ids
-        log.warning("concept %s: labelled shots %s are no longer in the index; their labels are dropped", name, gone)
+    if gone:  # a pruned video (a changed one's labels follow its shots: follow_labels)
+        log.warning("concept %s: labelled shots %s are no longer in the index; their labels are kept in the "
+                    "concept's lost_labels, not used for training", name, gone)
+        info["lost_labels"] = info.get("lost_labels", []) + [
+            {"shot": s, "label": "positive" if s in pos else "negative", "reason": "shot no longer in the index",
+             "at": now_iso()} for s in gone]
         info["positive"] = [s for s in pos if s not in gone]
         info["negative"] = [s for s in neg if s not in gone]
     images = [_unb64(f) for f in info.get("image_features", [])]
@@ -423,6 +557,7 @@ def _unb64(s: str, dtype=np.float16) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype).astype(np.float32)
 
 
-__all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "UnknownShotError", "UserConcept", "add_concept",
-           "calibrate_detector", "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept",
-           "remove_concept", "rescore", "rescore_store", "sample_negatives", "suggest", "suggest_from_scores"]
+__all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "Relabel", "UnknownShotError", "UserConcept",
+           "add_concept", "calibrate_detector", "check_name", "fit_detector", "follow_labels", "get_concept",
+           "list_concepts", "refine_concept", "remove_concept", "rescore", "rescore_store", "retrain_store",
+           "sample_negatives", "suggest", "suggest_from_scores"]

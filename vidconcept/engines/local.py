@@ -57,8 +57,9 @@ def _scan_shots(scanner, job: VideoJob):
 
     for shot, keyframe in scanner:
         rel = f"{job.kf_dir}/{shot.index:05d}.jpg"
-        save_keyframe(keyframe, job.root / rel)
-        yield ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, rel), keyframe
+        stored = save_keyframe(keyframe, job.root / rel)  # the model scores the stored pixels
+        yield ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, rel,
+                       shot.keyframe_frame, shot.keyframe_s), stored
     return scanner.info
 
 
