@@ -101,10 +101,10 @@ def test_record_metrics_updates_the_card(tmp_path, espresso_csv):
 def test_evaluate_scores_a_data_set_under_the_models_own_names(tmp_path, espresso_csv):
     import shutil
 
-    from vidconcept.config import DEFAULT_MODEL_DIR
+    from conftest import ROOT
     from vidconcept.model.bundle import read_config, write_config
 
-    bundle = shutil.copytree(DEFAULT_MODEL_DIR.parent / "imagenet-lite0", tmp_path / "b")
+    bundle = shutil.copytree(ROOT / "models" / "imagenet-lite0", tmp_path / "b")
     config = read_config(bundle)
     config.aliases = {"kitty": "tabby"}
     write_config(bundle, config)
