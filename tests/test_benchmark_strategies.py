@@ -9,7 +9,7 @@ from pathlib import Path
 
 import skimage.data
 
-from vidconcept.data.synthetic import write_voc_set
+from vidconcept.testing.photos import write_voc_set
 
 ROOT = Path(__file__).resolve().parent.parent
 

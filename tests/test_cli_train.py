@@ -5,7 +5,7 @@ import sys
 
 import skimage.data
 
-from vidconcept.data.synthetic import write_folder_set
+from vidconcept.testing.photos import write_folder_set
 
 SOURCES = {"coffee": skimage.data.coffee(), "cat": skimage.data.chelsea(), "rocket": skimage.data.rocket()}
 

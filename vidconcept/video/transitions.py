@@ -26,7 +26,7 @@ video's length. Three rules, each the classic answer to one transition kind:
 
 Reference: Smeaton, Over & Doherty, *Video shot boundary detection: Seven years
 of TRECVid activity* (CVIU 2010) for the taxonomy and the matching rule used
-by :mod:`vidconcept.video.evaluate_shots`.
+by :mod:`vidconcept.metrics.shots`.
 """
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Metrics, the base layer: shot-boundary scoring (:mod:`~vidconcept.metrics.shots`)."""
