@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import UsageError, unknown
-from .timecode import FrameRate, Timecode, seconds_to_timecode
+from ..timecode import FrameRate, Timecode, seconds_to_timecode
 
 log = logging.getLogger(__name__)
 
