@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .errors import ModelError, UsageError, VidconceptError
+from .errors import ModelError, UsageError
 from .index.store import Store
 from .index.vectors import open_vectors
 from .search.query import parse
@@ -185,7 +185,9 @@ class Index:
                 raise ModelError(
                     f"model {model.name!r} makes {model.feature_dim}-d features but the index holds {vectors.dim}-d ones: "
                     "use the model bundle the index was built with (--model DIR)")
-            query = model.predict([_load_image(image)]).features[0]
+            from .images import load_array
+
+            query = model.predict([load_array(image)]).features[0]
         sims, ids = vectors.search(query[None, :], top + (shot is not None))
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
         return SearchResults(self.results_for(hits), len(hits))
@@ -231,15 +233,3 @@ def _check_page(top: int, offset: int) -> None:
         raise UsageError(f"top must be a whole number from 1 to 10000, not {top!r}")
     if not isinstance(offset, int) or offset < 0:
         raise UsageError(f"offset must be a whole number >= 0, not {offset!r}")
-
-
-def _load_image(image) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise VidconceptError(f"{image}: cannot read image: {exc}") from exc

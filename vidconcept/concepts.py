@@ -372,14 +372,14 @@ def _score_all(store: Store, detector: Detector) -> tuple[np.ndarray, np.ndarray
 def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
     if not len(images):
         return []
-    from .api import _load_image
+    from .images import load_array
 
     dim = index.store.get_meta("feature_dim")
     model = index.model
     if dim and model.feature_dim != dim:
         raise ModelError(f"the index holds {dim}-d features but model {model.name!r} makes {model.feature_dim}-d "
                          "ones: pass --model with the model the index was built with")
-    return list(model.predict([_load_image(i) for i in images]).features)
+    return list(model.predict([load_array(i) for i in images]).features)
 
 
 def _b64(x: np.ndarray, dtype=np.float16) -> str:
