@@ -280,7 +280,7 @@ def _wide_noisy(rng, n: int, dims: int = 400):
 
 
 def test_cross_validated_c_regularises_wide_layers_and_generalises():
-    from vidconcept.evaluate import average_precision
+    from vidconcept.metrics.ap import average_precision
     from vidconcept.model.detectors import C_GRID, LR_C, choose_c, fit_layer
 
     rng = np.random.default_rng(0)
