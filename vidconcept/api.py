@@ -11,6 +11,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -114,15 +115,16 @@ class Index:
         Holds the index's write lock meanwhile: waits up to ``wait`` seconds for
         another ingest to finish, then raises :class:`~vidconcept.errors.IndexLockedError`.
         """
+        from .engines import create_engine
         from .index.lock import write_lock
         from .ingest import Ingestor
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        ingestor = Ingestor(self.store, lambda: self.model, detector=detector, threshold=threshold,
+        factory = functools.partial(create_engine, engine, workers=workers, **(engine_options or {}))
+        ingestor = Ingestor(self.store, lambda: self.model, factory, detector=detector, threshold=threshold,
                             min_shot_s=min_shot_s, batch_size=batch_size, progress=progress,
-                            log_json=Path(log_json) if log_json else None, engine=engine, workers=workers,
-                            engine_options=engine_options)
+                            log_json=Path(log_json) if log_json else None)
         with write_lock(self.root, wait):
             summary = ingestor.run(paths)
         self._vectors = None
