@@ -26,7 +26,6 @@ Example::
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -40,6 +39,15 @@ import numpy as np
 
 from .errors import ModelError, UsageError, unknown
 from .index.store import Store, now_iso
+from .index.user_concepts import (  # noqa: F401 (Detector, rescore_store, user_detectors: re-exported)
+    SOURCE,
+    Detector,
+    decode_vector,
+    encode_vector,
+    rescore_store,
+    score_all,
+    user_detectors,
+)
 from .search.query import OPERATORS
 
 if TYPE_CHECKING:
@@ -49,7 +57,6 @@ log = logging.getLogger(__name__)
 
 ShotId = int
 
-SOURCE = "user"
 #: Letters, digits, ``_`` and ``-``: a name the query language reads as one concept token.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: Inverse regularisation strength of the detector on L2-normalised features; 3 gave the best
@@ -60,8 +67,6 @@ NEGATIVES_PER_POSITIVE = 4
 #: Shots proposed by :func:`suggest` by default (half most uncertain, half top-scored).
 SUGGEST_COUNT = 10
 INFO_VERSION = 1
-#: Shots scored per chunk when re-scoring the index (a 40 MB float32 buffer at 1280-d).
-SCAN_BATCH = 8192
 
 
 class ConceptExistsError(UsageError):
@@ -74,27 +79,6 @@ class ModelConceptError(UsageError):
 
 class UnknownShotError(UsageError):
     """Labels name shots the index does not have."""
-
-
-@dataclass
-class Detector:
-    """``sigmoid(x @ coef + intercept)`` on L2-normalised features."""
-
-    coef: np.ndarray  # [D] float32
-    intercept: float
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.coef + self.intercept
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return (1.0 / (1.0 + np.exp(-np.clip(self.logits(x), -60, 60)))).astype(np.float32)
-
-    def to_json(self) -> dict:
-        return {"coef": _b64(self.coef, np.float32), "intercept": float(self.intercept)}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Detector":
-        return cls(_unb64(data["coef"], np.float32), float(data["intercept"]))
 
 
 @dataclass
@@ -238,7 +222,7 @@ def add_concept(index: Index, name: str, positive: Sequence[ShotId], negative: S
     now = now_iso()
     info = {"version": INFO_VERSION, "positive": pos, "negative": neg, "rounds": 1, "updated_at": now,
             "images": [str(i) if not isinstance(i, np.ndarray) else "<array>" for i in images],
-            "image_features": [_b64(f) for f in image_feats], "model": index.store.get_meta("model")}
+            "image_features": [encode_vector(f) for f in image_feats], "model": index.store.get_meta("model")}
     return _train_and_store(index, name, info, created_at=now, wait=wait, new=True)
 
 
@@ -293,21 +277,6 @@ def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[st
         return rescore_store(index.store, names)
 
 
-def user_detectors(store: Store) -> list[tuple[int, Detector]]:
-    """``(concept_id, detector)`` of every user concept: ingest scores new shots with them."""
-    return [(c["id"], Detector.from_json(json.loads(c["info"])["detector"]))
-            for c in store.concepts() if c["source"] == SOURCE]
-
-
-def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
-    """:func:`rescore` for a caller that already holds the write lock (ingest, at the end of a run)."""
-    rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]
-    for row in rows:
-        detector = Detector.from_json(json.loads(row["info"])["detector"])
-        store.replace_concept_scores(row["id"], *_score_all(store, detector))
-    return [row["name"] for row in rows]
-
-
 # ---- internals -----------------------------------------------------------------------------------
 def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait: float,
                      new: bool = False) -> UserConcept:
@@ -320,7 +289,7 @@ def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait:
             _refuse_taken(store, name)
         detector, info = _train(store, name, info)
         t1 = time.perf_counter()
-        ids, scores = _score_all(store, detector)
+        ids, scores = score_all(store, detector)
         t2 = time.perf_counter()
         info |= {"detector": detector.to_json(), "scored": int(len(ids))}
         info["timing"] = {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}
@@ -340,7 +309,7 @@ def _train(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
         log.warning("concept %s: labelled shots %s are no longer in the index; their labels are dropped", name, gone)
         info["positive"] = [s for s in pos if s not in gone]
         info["negative"] = [s for s in neg if s not in gone]
-    images = [_unb64(f) for f in info.get("image_features", [])]
+    images = [decode_vector(f) for f in info.get("image_features", [])]
     if images:
         if pos_x.shape[1] not in (0, images[0].shape[0]):
             raise ModelError("example image features do not match the index's features")
@@ -351,22 +320,6 @@ def _train(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
     info["sampled_negatives"] = int(len(extra_x))
     negatives = np.concatenate([neg_x, extra_x]) if len(extra_x) else neg_x
     return fit_detector(pos_x, negatives), info
-
-
-def _score_all(store: Store, detector: Detector) -> tuple[np.ndarray, np.ndarray]:
-    """Every shot's score: float16 chunks converted into one reused float32 buffer, one matvec each."""
-    ids, scores = [], []
-    buffer = None
-    for chunk_ids, x16 in store.scan_features(SCAN_BATCH):
-        if buffer is None:
-            buffer = np.empty((SCAN_BATCH, x16.shape[1]), np.float32)
-        x = buffer[: len(x16)]
-        np.copyto(x, x16)
-        ids.append(chunk_ids)
-        scores.append(detector.predict(x))
-    if not ids:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    return np.concatenate(ids), np.concatenate(scores)
 
 
 def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
@@ -380,15 +333,6 @@ def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
         raise ModelError(f"the index holds {dim}-d features but model {model.name!r} makes {model.feature_dim}-d "
                          "ones: pass --model with the model the index was built with")
     return list(model.predict([load_array(i) for i in images]).features)
-
-
-def _b64(x: np.ndarray, dtype=np.float16) -> str:
-    """Vectors in JSON: float16 features as the index stores them, float32 detector weights."""
-    return base64.b64encode(np.asarray(x, dtype).tobytes()).decode("ascii")
-
-
-def _unb64(s: str, dtype=np.float16) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), dtype).astype(np.float32)
 
 
 __all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "UnknownShotError", "UserConcept", "add_concept",

@@ -214,9 +214,8 @@ class Ingestor:
 
     # ---- run --------------------------------------------------------------
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestSummary:
+        from .index.user_concepts import user_detectors
         from .index.vectors import FAISS_NAME, open_vectors, right_kind
-
-        from .concepts import user_detectors
 
         start = time.perf_counter()
         summary = IngestSummary()
