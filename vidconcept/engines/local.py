@@ -26,19 +26,8 @@ import numpy as np
 
 from ..errors import VideoError
 from ..index.store import ShotData
-from .base import (
-    FileOutcome,
-    VideoJob,
-    VideoResult,
-    default_workers,
-    failure,
-    predict_into,
-    progress_bar,
-    scan_job,
-    scan_whole,
-    split_results,
-    stack_outputs,
-)
+from .base import (FileOutcome, VideoJob, VideoResult, default_workers, failure, predict_into, progress_bar,
+                   scan_job, scan_whole, split_results, stack_outputs)
 
 log = logging.getLogger(__name__)
 

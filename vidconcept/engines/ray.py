@@ -33,18 +33,8 @@ import ray
 
 from .. import config
 from ..errors import UsageError
-from .base import (
-    FileOutcome,
-    VideoJob,
-    VideoResult,
-    default_workers,
-    model_fingerprint,
-    predict_into,
-    progress_bar,
-    scan_whole,
-    split_results,
-    stack_outputs,
-)
+from .base import (FileOutcome, VideoJob, VideoResult, default_workers, model_fingerprint, predict_into,
+                   progress_bar, scan_whole, split_results, stack_outputs)
 
 log = logging.getLogger(__name__)
 
