@@ -30,7 +30,6 @@ import json
 import logging
 import re
 import time
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -39,14 +38,17 @@ import numpy as np
 
 from .errors import ModelError, UsageError, unknown
 from .index.store import Store, now_iso
-from .index.user_concepts import (  # noqa: F401 (Detector, rescore_store, user_detectors: re-exported)
+from .index.user_concepts import (  # noqa: F401 (the core; re-exported for the public API)
+    MIN_NEGATIVES,
+    NEGATIVES_PER_POSITIVE,
     SOURCE,
     Detector,
-    decode_vector,
     encode_vector,
+    fit_detector,
     rescore_store,
+    sample_negatives,
     score_all,
-    user_detectors,
+    train_detector,
 )
 from .search.query import OPERATORS
 
@@ -59,11 +61,6 @@ ShotId = int
 
 #: Letters, digits, ``_`` and ``-``: a name the query language reads as one concept token.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-#: Inverse regularisation strength of the detector on L2-normalised features; 3 gave the best
-#: mean AP over rounds in ``benchmarks/concept_on_demand.py`` (1, 3 and 10 tried on scene15).
-LR_C = 3.0
-MIN_NEGATIVES = 50
-NEGATIVES_PER_POSITIVE = 4
 #: Shots proposed by :func:`suggest` by default (half most uncertain, half top-scored).
 SUGGEST_COUNT = 10
 INFO_VERSION = 1
@@ -111,30 +108,6 @@ class UserConcept:
 
 
 # ---- the core: arrays in, arrays out ------------------------------------------------------------
-def fit_detector(positive: np.ndarray, negative: np.ndarray, c: float = LR_C) -> Detector:
-    """Fit a class-balanced logistic regression on positive and negative feature rows."""
-    from sklearn.linear_model import LogisticRegression
-
-    if not len(positive):
-        raise UsageError("a concept needs at least one positive example")
-    if not len(negative):
-        raise UsageError("a concept needs at least one negative example (label some, or index more shots)")
-    x = np.concatenate([positive, negative]).astype(np.float32)
-    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(x, y)
-    return Detector(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]))
-
-
-def sample_negatives(ids: np.ndarray, labelled: Iterable[ShotId], positives: int, negatives: int,
-                     seed: int = 0) -> np.ndarray:
-    """Random unlabelled ids that top the negatives up to ``max(MIN_NEGATIVES, 4 × positives)``."""
-    want = max(MIN_NEGATIVES, NEGATIVES_PER_POSITIVE * positives) - negatives
-    if want <= 0:
-        return np.empty(0, np.int64)
-    pool = np.setdiff1d(ids, np.fromiter(labelled, np.int64), assume_unique=False)
-    if len(pool) <= want:
-        return pool
-    return np.sort(np.random.default_rng(seed).choice(pool, want, replace=False))
 
 
 def suggest_from_scores(ids: np.ndarray, scores: np.ndarray, labelled: Iterable[ShotId],
@@ -287,7 +260,7 @@ def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait:
     with write_lock(index.root, wait):
         if new:  # again under the lock: another writer may have taken the name meanwhile
             _refuse_taken(store, name)
-        detector, info = _train(store, name, info)
+        detector, info = train_detector(store, name, info)
         t1 = time.perf_counter()
         ids, scores = score_all(store, detector)
         t2 = time.perf_counter()
@@ -298,28 +271,6 @@ def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait:
     log.info("concept %s: %d+/%d- labels, %d shots scored in %.2f s", name, len(info["positive"]),
              len(info["negative"]), len(ids), time.perf_counter() - t0)
     return UserConcept(cid, name, created_at, info)
-
-
-def _train(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
-    pos, neg = list(info["positive"]), list(info["negative"])
-    pos_ids, pos_x = store.features_of(pos)
-    neg_ids, neg_x = store.features_of(neg)
-    gone = sorted(set(pos + neg) - set(pos_ids.tolist()) - set(neg_ids.tolist()))
-    if gone:  # a re-ingested (changed) video gets new shot ids
-        log.warning("concept %s: labelled shots %s are no longer in the index; their labels are dropped", name, gone)
-        info["positive"] = [s for s in pos if s not in gone]
-        info["negative"] = [s for s in neg if s not in gone]
-    images = [decode_vector(f) for f in info.get("image_features", [])]
-    if images:
-        if pos_x.shape[1] not in (0, images[0].shape[0]):
-            raise ModelError("example image features do not match the index's features")
-        pos_x = np.concatenate([pos_x.reshape(-1, images[0].shape[0]), np.stack(images)])
-    extra = sample_negatives(store.shot_ids(), set(pos) | set(neg), len(pos_x), len(neg_x),
-                             seed=zlib.crc32(name.encode()))
-    _, extra_x = store.features_of(extra.tolist())
-    info["sampled_negatives"] = int(len(extra_x))
-    negatives = np.concatenate([neg_x, extra_x]) if len(extra_x) else neg_x
-    return fit_detector(pos_x, negatives), info
 
 
 def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
