@@ -249,6 +249,14 @@ class Store:
         return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM shots WHERE video_id = ?", [video_id])),
                            dtype=np.int64)
 
+    def ordered_shot_ids(self, video_id: int | None = None) -> list[int]:
+        """Shot ids in viewing order: one video's by shot index, or all by video path then shot index."""
+        if video_id is not None:
+            rows = self.db.execute("SELECT id FROM shots WHERE video_id = ? ORDER BY idx", [video_id])
+        else:
+            rows = self.db.execute("SELECT s.id FROM shots s JOIN videos v ON v.id = s.video_id ORDER BY v.path, s.idx")
+        return [r[0] for r in rows]
+
     def concept_column(self, concept_id: int) -> tuple[np.ndarray, np.ndarray]:
         """All stored ``(shot_ids, scores)`` of one concept."""
         rows = self.db.execute("SELECT shot_id, score FROM scores WHERE concept_id = ?", [concept_id]).fetchall()
