@@ -271,7 +271,7 @@ class Ingestor:
             prefix = str(folder.resolve()) + os.sep
             for row in self.store.videos():
                 if row["path"].startswith(prefix) and row["status"] != "missing" and not os.path.exists(row["path"]):
-                    self.store.db["videos"].update(row["id"], {"status": "missing"})
+                    self.store.touch_video(row["id"], status="missing")
                     log.warning("%s: file is gone; marked missing (run `vidconcept prune` to drop it)", row["path"])
                     n += 1
         return n
