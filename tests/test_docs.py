@@ -144,3 +144,10 @@ def test_relative_links_resolve(page):
     broken = [target for target in LINK.findall(page.read_text())
               if "://" not in target and not (page.parent / target).exists()]
     assert not broken, f"{page.name} links to missing files: {broken}"
+
+
+def test_every_page_is_linked():
+    """A newcomer reaches every docs/ page from the README, directly or through another page."""
+    linked = {(page.parent / target).resolve() for page in PAGES for target in LINK.findall(page.read_text())}
+    orphans = [p.name for p in PAGES[1:] if p.resolve() not in linked]
+    assert not orphans, f"docs/ pages no page links to: {orphans}"
