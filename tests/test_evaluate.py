@@ -88,9 +88,9 @@ def test_evaluate_report_on_the_default_model(espresso_csv, metric):
 def test_record_metrics_updates_the_card(tmp_path, espresso_csv):
     import shutil
 
-    from vidconcept.config import DEFAULT_MODEL_DIR
+    from conftest import ROOT
 
-    bundle = shutil.copytree(DEFAULT_MODEL_DIR.parent / "imagenet-lite0", tmp_path / "b")
+    bundle = shutil.copytree(ROOT / "models" / "imagenet-lite0", tmp_path / "b")
     report = evaluate(bundle, espresso_csv, split="test", device="cpu")
     record_metrics(bundle, report, "vidconcept evaluate …")
     card = (bundle / "MODEL.md").read_text()

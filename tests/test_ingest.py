@@ -191,11 +191,11 @@ def test_script_without_main_guard_ingests(tmp_path, workers):
     assert proc.stdout.strip() == "12" and proc.stderr.count("top-level ran") == 1
 
 
-def test_another_version_of_the_model_is_flagged(videos, tmp_path, caplog):
-    """Same name and concepts, other preprocessing (a retrained default): ingest warns, and keeps the data."""
-    import logging
-
+def test_another_version_of_the_model_is_refused_and_names_upgrade(videos, tmp_path, caplog):
+    """Same name and concepts, other preprocessing (a retrained default): ingest refuses (scores of
+    two versions would mix), says to run `vidconcept upgrade`, and keeps the data; after it, ingest goes on."""
     from vidconcept.config import resolve_model_dir
+    from vidconcept.errors import UsageError
 
     bundle = shutil.copytree(resolve_model_dir(None), tmp_path / "model")
     work = tmp_path / "v"
@@ -204,14 +204,16 @@ def test_another_version_of_the_model_is_flagged(videos, tmp_path, caplog):
     with Index(tmp_path / "idx", create=True, model=bundle) as idx:
         idx.ingest([work])
         recorded = idx.info()["model"]["bundle_sha1"]
-        idx.ingest([work])  # the same version again: no warning
-    assert "another version" not in caplog.text
+        assert idx.ingest([work]).to_dict()["unchanged"] == 1  # the same version again: fine
     shutil.copy(sorted(videos.glob("*.mp4"))[1], work / "second.mp4")
     config = json.loads((bundle / "config.json").read_text())
     config["data_config"]["crop_mode"] = "none"
     (bundle / "config.json").write_text(json.dumps(config))
-    with caplog.at_level(logging.WARNING, logger="vidconcept.ingest"), Index(tmp_path / "idx", model=bundle) as idx:
-        summary = idx.ingest([work]).to_dict()
-        assert summary["videos"] == 1 and idx.info()["videos"] == 2  # nothing indexed is lost
-        assert idx.info()["model"]["bundle_sha1"] == recorded
-    assert "another version of model" in caplog.text
+    with Index(tmp_path / "idx", model=bundle) as idx:
+        with pytest.raises(UsageError, match="vidconcept upgrade --index"):
+            idx.ingest([work])
+        assert idx.info()["videos"] == 1 and idx.info()["model"]["bundle_sha1"] == recorded  # nothing lost
+        assert idx.info()["upgrade_available"]["version"] != recorded
+        idx.upgrade()
+        assert idx.ingest([work]).to_dict()["videos"] == 1 and idx.info()["videos"] == 2
+        assert idx.info()["model"]["bundle_sha1"] != recorded

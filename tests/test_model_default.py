@@ -6,11 +6,12 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from conftest import ROOT
 from vidconcept.config import DEFAULT_MODEL_DIR
 from vidconcept.errors import ModelError
 from vidconcept.model import ConceptModel
 
-IMAGENET_DIR = DEFAULT_MODEL_DIR.parent / "imagenet-lite0"
+IMAGENET_DIR = ROOT / "models" / "imagenet-lite0"
 
 
 @pytest.fixture(scope="module")

@@ -221,12 +221,17 @@ def test_all_black_video_is_one_shot(tmp_path):
 def test_save_keyframe_atomic_jpeg(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (400, 800, 3), dtype=np.uint8)
     target = tmp_path / "kf" / "00000.jpg"
-    save_keyframe(image, target)
+    stored = save_keyframe(image, target)
     from PIL import Image
 
+    from vidconcept.config import KEYFRAME_MAX_SIDE
+    from vidconcept.video.keyframes import load_keyframe
+
     with Image.open(target) as im:
-        assert im.format == "JPEG" and max(im.size) == 320
+        assert im.format == "JPEG" and max(im.size) == KEYFRAME_MAX_SIDE
     assert [p.name for p in target.parent.iterdir()] == ["00000.jpg"]
+    # what it returns is what the file holds (the model scores that), read back the same way
+    assert stored.shape == (256, 512, 3) and np.array_equal(stored, load_keyframe(target))
 
 
 def test_scoring_rules():

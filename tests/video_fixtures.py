@@ -22,6 +22,8 @@ PHOTOS = {
     "astronaut": skimage.data.astronaut,
     "rocket": skimage.data.rocket,
     "coins": skimage.data.coins,
+    "camera": skimage.data.camera,
+    "moon": skimage.data.moon,
 }
 
 
@@ -53,3 +55,11 @@ def fade(frames: int = 10, black: int = 6) -> Transition:
 def write_frames(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
     write_video(iter(frames), path, fps)
     return path
+
+
+def wipe(frames: int = 12) -> Transition:
+    return Transition("wipe", frames)
+
+
+def mosaic(frames: int = 16) -> Transition:
+    return Transition("mosaic", frames)

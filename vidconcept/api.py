@@ -130,6 +130,18 @@ class Index:
         self._vectors = None
         return summary
 
+    def upgrade(self, *, batch_size: int = 32, progress: bool = False, wait: float = 0.0):
+        """Move the index to this Index's model (``model=`` / ``$VIDCONCEPT_MODEL`` / the default)
+        in place: same videos, shots and ids, new scores and features, user concepts retrained.
+        Resumable; see :mod:`vidconcept.upgrade`. Returns an ``UpgradeSummary``."""
+        from .index.lock import write_lock
+        from .upgrade import Upgrader
+
+        with write_lock(self.root, wait):
+            summary = Upgrader(self.store, self.model, batch_size=batch_size, progress=progress).run()
+        self._vectors = self._columns = None
+        return summary
+
     def reindex(self, wait: float = 0.0) -> int:
         """Rebuild the FAISS file from the database; return the number of vectors."""
         from .index.lock import write_lock
@@ -217,8 +229,12 @@ class Index:
 
     # ---- info -------------------------------------------------------------
     def info(self) -> dict:
-        """Counts of videos, shots and concepts, and the model the index was built with."""
-        return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model")}
+        """Counts of videos, shots and concepts, the model the index was built with (and its
+        version), an unfinished upgrade, and whether the configured model is another version."""
+        from .upgrade import status
+
+        return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model"),
+                **status(self.store, self.model_dir)}
 
     def concepts(self, min_score: float = 0.5) -> list[dict]:
         """Concepts of the index with how many shots score at least ``min_score``."""

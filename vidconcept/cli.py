@@ -64,6 +64,24 @@ def cmd_ingest(args) -> int:
     return 1 if data["failed"] else 0
 
 
+def cmd_upgrade(args) -> int:
+    with _index(args) as index:
+        summary = index.upgrade(progress=not args.quiet and not args.json, **_given(args, "wait"))
+    data = summary.to_dict()
+    if args.json:
+        _print_json(data)
+    elif data["up_to_date"]:
+        print(f"{index.root} is already at model {data['model']} (version {data['version']})")
+    else:
+        print(f"upgraded {index.root} to model {data['model']} (version {data['version']}): {data['videos']} videos "
+              f"({data['shots']} shots) rescored in {data['wall_s']:.1f} s"
+              + (f", {data['resumed']} done before" if data["resumed"] else "")
+              + f"; concepts +{len(data['concepts_added'])} -{len(data['concepts_dropped'])}; "
+              f"{len(data['user_concepts'])} user concepts retrained; {len(data['failed'])} failed"
+              + (" (listed above)" if data["failed"] else ""))
+    return 1 if data["failed"] else 0
+
+
 def cmd_reindex(args) -> int:
     with _index(args) as index:
         n = index.reindex(**_given(args, "wait"))
@@ -289,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", help="local (default) or ray")
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default: start a local Ray runtime)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("upgrade", help="move the index to another model version in place (keeps shots, ids, "
+                       "user concepts; resumable)")
+    _add_index(p), _add_model(p)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer's lock")
+    p.set_defaults(func=cmd_upgrade)
 
     p = sub.add_parser("reindex", help="rebuild the FAISS vectors from the database")
     _add_index(p)

@@ -39,16 +39,23 @@ import numpy as np
 from .errors import ModelError, UsageError, unknown
 from .index.store import Store, now_iso
 from .index.user_concepts import (  # noqa: F401 (the core; re-exported for the public API)
+    LR_C,
     MIN_NEGATIVES,
     NEGATIVES_PER_POSITIVE,
+    SCAN_BATCH,
     SOURCE,
+    decode_vector,
     Detector,
     encode_vector,
     fit_detector,
+    follow_labels,
+    Relabel,
     rescore_store,
+    retrain_store,
     sample_negatives,
     score_all,
     train_detector,
+    user_detectors,
 )
 from .search.query import OPERATORS
 
@@ -102,7 +109,7 @@ class UserConcept:
     def to_dict(self) -> dict:
         """Public view: labels, dates, model, counts (not the detector weights)."""
         keep = ("positive", "negative", "images", "sampled_negatives", "updated_at", "rounds", "model", "scored",
-                "timing")
+                "timing", "lost_labels")
         return {"name": self.name, "source": SOURCE, "created_at": self.created_at,
                 **{k: self.info[k] for k in keep if k in self.info}}
 
@@ -286,6 +293,7 @@ def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
     return list(model.predict([load_array(i) for i in images]).features)
 
 
-__all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "UnknownShotError", "UserConcept", "add_concept",
+__all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "Relabel", "UnknownShotError", "UserConcept",
+           "add_concept", "follow_labels",
            "check_name", "fit_detector", "get_concept", "list_concepts", "refine_concept", "remove_concept",
-           "rescore", "rescore_store", "sample_negatives", "suggest", "suggest_from_scores"]
+           "rescore", "rescore_store", "retrain_store", "sample_negatives", "suggest", "suggest_from_scores"]

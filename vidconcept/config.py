@@ -9,9 +9,10 @@ from pathlib import Path
 DEFAULT_INDEX_DIR = Path("vidconcept-index")
 INDEX_ENV_VAR = "VIDCONCEPT_INDEX"
 
-#: Model bundle used when none is named: ``models/default`` of this checkout.
+#: Model bundle used when none is named: the one shipped inside the package (package data;
+#: in a source checkout ``vidconcept/models/default`` is a symlink to ``models/default``).
 PACKAGE_ROOT = Path(__file__).resolve().parent
-DEFAULT_MODEL_DIR = PACKAGE_ROOT.parent / "models" / "default"
+DEFAULT_MODEL_DIR = PACKAGE_ROOT / "models" / "default"
 MODEL_ENV_VAR = "VIDCONCEPT_MODEL"
 
 #: File name extensions treated as videos when a folder is ingested.
@@ -19,8 +20,10 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".wmv", ".flv", ".3gp", ".ogv"}
 )
 
-#: Keyframes are stored as JPEG with this longest side (pixels).
-KEYFRAME_MAX_SIDE = 320
+#: Keyframes are stored as JPEG with this longest side (pixels): the size the model is fed
+#: (a 16:9 frame at 512 px is 288 px high, the default model's input), so the stored
+#: keyframe is what was scored and an upgrade can rescore it (docs/upgrade.md has the disk cost).
+KEYFRAME_MAX_SIDE = 512
 KEYFRAME_JPEG_QUALITY = 88
 
 #: Number of top concepts reported with each shot.

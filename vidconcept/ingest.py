@@ -27,6 +27,7 @@ from . import config
 from .engines.base import EngineFactory, FileOutcome, VideoJob, VideoResult, failure, model_fingerprint, progress_bar
 from .errors import UsageError, VidconceptError, VideoError
 from .index.store import Store, now_iso
+from .index.user_concepts import follow_labels
 from .index.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class IngestSummary:
             "missing": self.missing,
             "failed": [{"path": f.path, "reason": f.reason} for f in self.failed],
             "shots": sum(f.shots for f in self.files if f.status == "indexed"),
+            "shots_kept": sum(f.shots_kept for f in self.files),
+            "labels_moved": sum(f.labels_moved for f in self.files),
+            "labels_lost": [x for f in self.files for x in f.labels_lost],
             "video_seconds": round(seconds, 3),
             "wall_s": round(self.wall_s, 3),
             "realtime_factor": round(seconds / self.wall_s, 2) if self.wall_s > 0 and seconds else None,
@@ -144,12 +148,41 @@ def bundle_digest(model) -> str | None:
     folder, config = getattr(model, "bundle_dir", None), getattr(model, "config", None)
     if folder is None or config is None:
         return None
+    return _digest(Path(folder), config)
+
+
+def _digest(folder: Path, config) -> str:
     h = hashlib.sha1(json.dumps([config.data_config, config.weights, config.strategy, config.detectors],
                                 sort_keys=True).encode())
     for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file")):
-        if name and (Path(folder) / name).is_file():
-            h.update((Path(folder) / name).read_bytes())
+        if name and (folder / name).is_file():
+            h.update((folder / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def model_version(model) -> dict:
+    """What the index records of the model that scored it (``meta.model``)."""
+    fp, digest = model_fingerprint(model), bundle_digest(model)
+    return {**fp, "bundle_sha1": digest} if digest else fp
+
+
+def bundle_version(folder: str | os.PathLike) -> dict:
+    """Name, concept digest and bundle digest of a bundle folder, without loading its network."""
+    from .model import read_config
+
+    config = read_config(Path(folder))
+    return {"name": config.name, "concepts": len(config.concepts),
+            "concepts_sha1": hashlib.sha1("\n".join(config.concepts).encode()).hexdigest()[:16],
+            "bundle_sha1": _digest(Path(folder), config)}
+
+
+def same_version(indexed: dict | None, model: dict) -> bool:
+    """Whether ``model`` (:func:`model_version` or :func:`bundle_version`) is the version the index holds."""
+    if not indexed:
+        return False
+    return indexed["concepts_sha1"] == model["concepts_sha1"] and \
+        indexed.get("bundle_sha1") in (None, model.get("bundle_sha1")) and \
+        indexed.get("feature_dim", model.get("feature_dim")) == model.get("feature_dim", indexed.get("feature_dim"))
 
 
 class Ingestor:
@@ -194,23 +227,32 @@ class Ingestor:
         return self._model
 
     def _check_model(self, model) -> None:
-        fp = model_fingerprint(model)
-        known = self.store.get_meta("model")
-        if known and known["concepts_sha1"] != fp["concepts_sha1"]:
+        """One model version per index: another one is an error that names ``vidconcept upgrade``."""
+        version, known = model_version(model), self.store.get_meta("model")
+        root, bundle = self.store.root, getattr(model, "bundle_dir", None) or "BUNDLE"
+        self._check_no_upgrade()
+        if known and not same_version(known, version):
+            what = "other concepts" if known["concepts_sha1"] != version["concepts_sha1"] else \
+                "another version (its weights, detectors or preprocessing differ)"
             raise UsageError(
-                f"{self.store.root}: index was built with model {known['name']!r} ({known['concepts']} concepts); "
-                f"model {fp['name']!r} has other concepts: use another --index folder"
-            )
-        digest = bundle_digest(model)
-        if known and digest and known.get("bundle_sha1") not in (None, digest):
-            log.warning("%s: index was built with another version of model %r (its weights, detectors or preprocessing "
-                        "differ): new shots' scores will not be comparable with the indexed ones; ingest into a new "
-                        "--index folder to keep one model per index", self.store.root, fp["name"])
+                f"{root}: index was built with model {known['name']!r} ({known['concepts']} concepts, version "
+                f"{known.get('bundle_sha1') or '-'}); model {version['name']!r} at {bundle} is {what}, and scores "
+                f"of two versions are not comparable: run `vidconcept upgrade --index {root} --model {bundle}` to "
+                "move the index to it in place (shots, ids and user concepts are kept), or pass --model with the "
+                "bundle the index was built with")
         if not known:
             with self.store.db.atomic():
-                self.store.set_meta("model", {**fp, "bundle_sha1": digest} if digest else fp)
-                self.store.set_meta("feature_dim", fp["feature_dim"])
+                self.store.set_meta("model", version)
+                self.store.set_meta("feature_dim", version["feature_dim"])
                 self.store.ensure_concepts(model.concepts, source="model")
+
+    def _check_no_upgrade(self) -> None:
+        pending = self.store.get_meta("upgrade")
+        if pending:
+            root = self.store.root
+            raise UsageError(f"{root}: an upgrade to model {pending['to']['name']!r} was started and has not finished: "
+                             f"run `vidconcept upgrade --index {root} --model {pending.get('bundle') or 'BUNDLE'}` "
+                             "to finish it, then ingest")
 
     # ---- run --------------------------------------------------------------
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestSummary:
@@ -219,6 +261,7 @@ class Ingestor:
 
         start = time.perf_counter()
         summary = IngestSummary()
+        self._check_no_upgrade()
         self.vectors = open_vectors(self.store, None)  # heals a stale or corrupt FAISS file
         self.user_detectors = user_detectors(self.store)
         videos, problems = discover(paths)
@@ -330,11 +373,15 @@ class Ingestor:
         cids = self.store.ensure_concepts(model.concepts)
         scores, concept_ids = self._with_user_concepts(item.scores, item.features, [cids[c] for c in model.concepts])
         old_dirs = self.store.keyframe_dirs(job.key)
-        _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
+        with self.store.db.atomic():  # the shots and the labels that follow them, together
+            _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
+            relabel = follow_labels(self.store, self.store.last_reshoot, job.key)
         for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
         self._update_vectors(shot_ids, item.features, self.store.last_removed)
-        return FileOutcome(str(job.path), "indexed", shots=len(item.shots), seconds=info.duration_s)
+        return FileOutcome(str(job.path), "indexed", shots=len(item.shots), seconds=info.duration_s,
+                           shots_kept=len(self.store.last_reshoot.kept), labels_moved=relabel.moved,
+                           labels_lost=relabel.lost)
 
     def _with_user_concepts(self, scores: np.ndarray, features: np.ndarray, concept_ids: list[int]):
         """Append the user concepts' scores (their detectors on the features as the

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +35,9 @@ class FileOutcome:
     shots: int = 0
     seconds: float = 0.0
     reason: str | None = None
+    shots_kept: int = 0  # a changed file: shots whose span (hence id) stayed
+    labels_moved: int = 0  # user labels that followed removed shots to new ones
+    labels_lost: list[dict] = field(default_factory=list)  # and those that could not (kept in the concept)
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,9 @@ def _scan_shots(scanner, job: VideoJob):
 
     for shot, keyframe in scanner:
         rel = f"{job.kf_dir}/{shot.index:05d}.jpg"
-        save_keyframe(keyframe, job.root / rel)
-        yield ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, rel), keyframe
+        stored = save_keyframe(keyframe, job.root / rel)  # the model scores the stored pixels
+        yield ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, rel,
+                       shot.keyframe_frame, shot.keyframe_s), stored
     return scanner.info
 
 

@@ -33,7 +33,7 @@ def migration(version: int) -> Callable[[Migration], Migration]:
     return register
 
 
-LATEST = 1
+LATEST = 2
 
 
 @migration(1)
@@ -88,6 +88,24 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration(2)
+def m002_keyframe_time_and_upgrade(db: sqlite_utils.Database) -> None:
+    """Where each keyframe was taken (frame number and time, NULL for shots indexed
+    before), so ``vidconcept upgrade`` can seek to it; and the staging tables an
+    upgrade fills video by video before it swaps the new scores in (docs/upgrade.md)."""
+    db["shots"].add_column("keyframe_frame", int)
+    db["shots"].add_column("keyframe_s", float)
+    # one statement at a time: executescript() would commit the migration's transaction
+    for sql in (
+        "CREATE TABLE upgrade_concepts (pos INTEGER PRIMARY KEY, name TEXT NOT NULL)",
+        "CREATE TABLE upgrade_videos (video_id INTEGER PRIMARY KEY, shots INTEGER NOT NULL, source TEXT, done_at TEXT)",
+        "CREATE TABLE upgrade_scores (shot_id INTEGER NOT NULL, pos INTEGER NOT NULL, score REAL NOT NULL, "
+        "PRIMARY KEY (shot_id, pos)) WITHOUT ROWID",
+        "CREATE TABLE upgrade_features (shot_id INTEGER PRIMARY KEY, vector BLOB NOT NULL)",
+    ):
+        db.execute(sql)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:

@@ -27,6 +27,7 @@ import sqlite_utils
 
 from ..errors import IndexError_
 from . import migrations
+from .shot_match import Reshoot, match_shots
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class ShotData:
     start_s: float
     end_s: float
     keyframe: str | None  # path relative to the index folder
+    keyframe_frame: int | None = None  # the frame the keyframe was taken from (for upgrades to seek to)
+    keyframe_s: float | None = None  # its presentation time, seconds from the first frame
 
 
 def now_iso() -> str:
@@ -142,33 +145,55 @@ class Store:
     ) -> tuple[int, list[int]]:
         """Write one video with its shots, scores and features in a single transaction.
 
-        An earlier version of the same path (a changed file) is replaced; the
-        ``videos`` row keeps its id so external references stay valid.
-        Returns ``(video_id, shot_ids)`` and the ids of the shots it replaced as
-        ``self.last_removed`` (for the vector index).
+        An earlier version of the same path (a changed file) is updated in place: the
+        ``videos`` row keeps its id, and a shot whose span is unchanged (within
+        :data:`~.shot_match.SPAN_TOLERANCE` frames) keeps its id (an upsert); the
+        other old shots are deleted. Returns ``(video_id, shot_ids)``; the old shot ids
+        (whose vectors the FAISS index must drop) are left in ``self.last_removed`` and
+        what happened to the shots in ``self.last_reshoot`` (:class:`~.shot_match.Reshoot`).
         """
         if len(shots) != len(scores) or len(shots) != len(features):
             raise ValueError("shots, scores and features must have one row per shot")
         with self.db.atomic():
             old = self.video_by_path(video["path"])
-            removed = self._delete_shots(old["id"]) if old else []
             row = {**video, "status": "indexed", "error": None, "ingested_at": now_iso()}
             if old:
                 video_id = old["id"]
                 self.db["videos"].update(video_id, row)
             else:
                 video_id = int(self.db["videos"].insert(row).last_pk)
-            shot_ids = [self._insert_shot(video_id, s) for s in shots]
+            shot_ids, reshoot = self._write_shots(video_id, shots)
             self._insert_scores(shot_ids, scores, concept_ids)
             self._insert_features(shot_ids, features)
-        self.last_removed = removed
+        self.last_removed = sorted(reshoot.kept | set(reshoot.gone))
+        self.last_reshoot = reshoot
         return video_id, shot_ids
 
-    def _insert_shot(self, video_id: int, s: ShotData) -> int:
-        cur = self.db.execute(
-            "INSERT INTO shots (video_id, idx, start_frame, end_frame, start_s, end_s, keyframe) VALUES (?,?,?,?,?,?,?)",
-            [video_id, s.idx, s.start_frame, s.end_frame, s.start_s, s.end_s, s.keyframe],
-        )
+    def _write_shots(self, video_id: int, shots: Sequence[ShotData]) -> tuple[list[int], Reshoot]:
+        """Upsert the shots of one video, keeping the ids of unchanged spans; old scores
+        and features of the video are cleared (the caller writes the new ones)."""
+        old = list(self.db.query("SELECT id, start_frame, end_frame, start_s, end_s FROM shots WHERE video_id = ?",
+                                 [video_id]))
+        kept = match_shots(old, shots)
+        gone = {r["id"]: (r["start_s"], r["end_s"]) for r in old if r["id"] not in set(kept.values())}
+        self.db.execute("DELETE FROM scores WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
+        self.db.execute("DELETE FROM features WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
+        self.db.conn.executemany("DELETE FROM shots WHERE id = ?", [(i,) for i in gone])
+        # kept shots may change position: move them out of the way of UNIQUE (video_id, idx)
+        self.db.execute("UPDATE shots SET idx = -id WHERE video_id = ?", [video_id])
+        rows = [{"video_id": video_id, "idx": s.idx, "start_frame": s.start_frame, "end_frame": s.end_frame,
+                 "start_s": s.start_s, "end_s": s.end_s, "keyframe": s.keyframe, "keyframe_frame": s.keyframe_frame,
+                 "keyframe_s": s.keyframe_s} for s in shots]
+        if kept:
+            self.db["shots"].upsert_all([{"id": kept[i], **rows[i]} for i in sorted(kept)], pk="id")
+        ids = [kept[i] if i in kept else self._insert_shot(r) for i, r in enumerate(rows)]
+        spans = {i: (s.start_s, s.end_s) for i, s in zip(ids, shots)}
+        return ids, Reshoot(set(kept.values()), gone, spans)
+
+    def _insert_shot(self, row: dict) -> int:
+        """One new shot; a plain INSERT (a million-shot index is built through here)."""
+        cur = self.db.execute(f"INSERT INTO shots ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                              list(row.values()))
         return int(cur.lastrowid)
 
     def _insert_scores(self, shot_ids: Sequence[int], scores: np.ndarray, concept_ids: Sequence[int]) -> None:

@@ -15,12 +15,13 @@ import json
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ModelError, UsageError
-from .store import Store
+from ..errors import ModelError, UsageError, VidconceptError
+from .shot_match import Reshoot, follow
+from .store import Store, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,74 @@ def user_detectors(store: Store) -> list[tuple[int, Detector]]:
             for c in store.concepts() if c["source"] == SOURCE]
 
 
+@dataclass
+class Relabel:
+    """What :func:`follow_labels` did: labels moved to new shots, and the ones that could not move."""
+
+    moved: int = 0
+    lost: list[dict] = field(default_factory=list)
+
+
+def follow_labels(store: Store, reshoot: Reshoot, video: str) -> Relabel:
+    """Move the user concepts' labels on shots a re-ingest removed to the new shot that
+    overlaps each most in time (:func:`~vidconcept.index.shot_match.follow`).
+
+    A label no new shot covers, or that would contradict a label already on the new shot,
+    is not dropped: it is kept in the concept's ``info["lost_labels"]`` (with the video and
+    the old span) and returned, for the ingest summary. The caller holds the write lock and
+    runs this in the transaction that replaced the shots.
+    """
+    out = Relabel()
+    if not reshoot.gone:
+        return out
+    for row in store.concepts():
+        if row["source"] != SOURCE:
+            continue
+        info = json.loads(row["info"] or "{}")
+        labelled = {s: "negative" for s in info.get("negative", []) if s in reshoot.gone}
+        labelled |= {s: "positive" for s in info.get("positive", []) if s in reshoot.gone}
+        if not labelled:
+            continue
+        moved, lost = _move_labels(info, labelled, follow({s: reshoot.gone[s] for s in labelled}, reshoot.spans))
+        now = now_iso()
+        lost = [{"concept": row["name"], "shot": s, "label": label, "video": video, "start_s": reshoot.gone[s][0],
+                 "end_s": reshoot.gone[s][1], "reason": reason, "at": now} for s, label, reason in lost]
+        info["lost_labels"] = info.get("lost_labels", []) + [{k: v for k, v in x.items() if k != "concept"} for x in lost]
+        store.db["concepts"].update(row["id"], {"info": json.dumps(info)})
+        out.moved += moved
+        out.lost += lost
+        log.info("concept %s: %d label(s) moved to the re-ingested shots of %s", row["name"], moved, video)
+        for x in lost:
+            log.warning("concept %s: %s label of shot %d (%s, %.2f-%.2f s) could not follow the changed file: %s; "
+                        "kept in the concept's lost_labels (`vidconcept concept show %s`)", x["concept"], x["label"],
+                        x["shot"], video, x["start_s"], x["end_s"], x["reason"], x["concept"])
+    return out
+
+
+def _move_labels(info: dict, labelled: dict[int, str], target: dict[int, int | None]) -> tuple[int, list]:
+    """Rewrite ``info``'s positive/negative lists; return (moved, [(shot, label, reason)])."""
+    pos = set(info.get("positive", [])) - set(labelled)
+    neg = set(info.get("negative", [])) - set(labelled)
+    incoming: dict[int, list[tuple[int, str]]] = {}
+    lost = []
+    for shot, label in labelled.items():
+        if target[shot] is None:
+            lost.append((shot, label, "no shot of the new version covers it"))
+        else:
+            incoming.setdefault(target[shot], []).append((shot, label))
+    moved = 0
+    for new, labels in incoming.items():
+        kinds = {label for _, label in labels} | ({"positive"} if new in pos else set()) | (
+            {"negative"} if new in neg else set())
+        if len(kinds) > 1:
+            lost += [(shot, label, f"contradicts another label now on shot {new}") for shot, label in labels]
+            continue
+        (pos if "positive" in kinds else neg).add(new)
+        moved += len(labels)
+    info["positive"], info["negative"] = sorted(pos), sorted(neg)
+    return moved, lost
+
+
 def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
     """:func:`vidconcept.concepts.rescore` for a caller that already holds the write lock."""
     rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]
@@ -99,13 +168,66 @@ def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]
     return [row["name"] for row in rows]
 
 
+def retrain_store(store: Store, model=None) -> list[str]:
+    """Retrain every user concept from its stored labels on the features the index holds now
+    (``vidconcept upgrade`` calls this after swapping in a new model's features, under the
+    write lock, in the swap's transaction). Example images given by path are run through
+    ``model`` again; ones that cannot be (arrays, unreadable files) are listed in the
+    concept's ``info["lost_images"]`` and logged. Returns the names retrained."""
+    done = []
+    for row in store.concepts():
+        if row["source"] != SOURCE:
+            continue
+        info = _refeature_images(row["name"], json.loads(row["info"] or "{}"), model)
+        info["model"] = store.get_meta("model")
+        try:
+            detector, info = train_detector(store, row["name"], info)
+        except UsageError as exc:
+            log.warning("concept %s could not be retrained on the new model's features (%s); it keeps its labels "
+                        "and has no scores until refined", row["name"], exc)
+            info["retrain_error"] = str(exc)
+            store.write_concept(row["name"], SOURCE, row["created_at"], json.dumps(info), np.empty(0, np.int64),
+                                np.empty(0, np.float32))
+            continue
+        ids, scores = score_all(store, detector)
+        info |= {"detector": detector.to_json(), "scored": int(len(ids))}
+        info.pop("retrain_error", None)
+        store.write_concept(row["name"], SOURCE, row["created_at"], json.dumps(info), ids, scores)
+        done.append(row["name"])
+    return done
+
+
+def _refeature_images(name: str, info: dict, model) -> dict:
+    """Example images' features from ``model`` (the old ones belong to the old model)."""
+    paths, kept, feats = info.get("images", []), [], []
+    if not info.get("image_features"):
+        return info
+    from ..images import load_array
+
+    for path in paths:
+        try:
+            if model is None or path == "<array>":
+                raise VidconceptError("not stored as a file")
+            feats.append(encode_vector(model.predict([load_array(path)]).features[0]))
+            kept.append(path)
+        except (VidconceptError, OSError) as exc:
+            log.warning("concept %s: example image %s cannot be run through the new model (%s); it no longer "
+                        "trains the concept (listed in lost_images)", name, path, exc)
+            info.setdefault("lost_images", []).append(path)
+    return {**info, "images": kept, "image_features": feats}
+
+
 def train_detector(store: Store, name: str, info: dict) -> tuple[Detector, dict]:
     pos, neg = list(info["positive"]), list(info["negative"])
     pos_ids, pos_x = store.features_of(pos)
     neg_ids, neg_x = store.features_of(neg)
     gone = sorted(set(pos + neg) - set(pos_ids.tolist()) - set(neg_ids.tolist()))
-    if gone:  # a re-ingested (changed) video gets new shot ids
-        log.warning("concept %s: labelled shots %s are no longer in the index; their labels are dropped", name, gone)
+    if gone:  # a pruned video (a changed one's labels follow its shots: follow_labels)
+        log.warning("concept %s: labelled shots %s are no longer in the index; their labels are kept in the "
+                    "concept's lost_labels, not used for training", name, gone)
+        info["lost_labels"] = info.get("lost_labels", []) + [
+            {"shot": s, "label": "positive" if s in pos else "negative", "reason": "shot no longer in the index",
+             "at": now_iso()} for s in gone]
         info["positive"] = [s for s in pos if s not in gone]
         info["negative"] = [s for s in neg if s not in gone]
     images = [decode_vector(f) for f in info.get("image_features", [])]

@@ -106,3 +106,70 @@ def score_boundaries(found: Iterable[int], truth: dict, tolerance: int = 2) -> B
             hit[i] = True
     tp = sum(hit)
     return BoundaryScore(tp, false_positives, len(spans) - tp)
+
+
+@dataclass(frozen=True)
+class TypedSpan:
+    """One ground-truth transition after merging: inclusive frames and its kind."""
+
+    start: int
+    end: int
+    kind: str  # "cut" or "gradual"
+
+
+#: Black runs shorter than this at the start or end of a video are decoding
+#: artefacts (one black frame before the first picture), not a cut from black.
+MIN_BLACK_RUN = 3
+
+
+def typed_spans(truth: dict, tolerance: int = 2) -> tuple[list[TypedSpan], list[Span]]:
+    """Transitions as typed spans, plus the frames where a boundary is neither right nor wrong.
+
+    A merged span is ``"gradual"`` when it holds a gradual transition (a cut
+    to black followed by a fade-in is one gradual transition), else ``"cut"``.
+    Don't-care zones are the black segments that hold no transition (widened
+    by ``tolerance``): whether a detector splits a black run off is the
+    scanner's business, since black is never a shot.
+    """
+    cuts = [(c - tolerance, c + tolerance, "cut") for c in truth.get("hard_cuts", [])]
+    grads = [(g["from"], g["to"], "gradual") for g in truth.get("gradual_transitions", [])]
+    blacks = [tuple(b) for b in truth.get("black_segments", [])]
+    items = sorted([*cuts, *grads, *((a, b, "black") for a, b in blacks)])
+    merged: list[list] = []  # [start, end, kinds]
+    for a, b, kind in items:
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], b)
+            merged[-1][2].add(kind)
+        else:
+            merged.append([a, b, {kind}])
+    spans, dont_care = [], []
+    for a, b, kinds in merged:
+        if kinds == {"black"}:
+            dont_care.append((a - tolerance, b + tolerance))
+        else:
+            spans.append(TypedSpan(a, b, "gradual" if "gradual" in kinds else "cut"))
+    return spans, dont_care
+
+
+def score_typed(found: Iterable[int], truth: dict, tolerance: int = 2) -> dict[str, BoundaryScore]:
+    """Scores for ``"cuts"``, ``"gradual"`` and ``"all"`` transitions (see :func:`typed_spans`).
+
+    Recall per kind is exact. A detection outside every span and don't-care
+    zone is a false positive of kind ``"cut"``: the detectors compared report
+    single boundary frames, i.e. claim cuts.
+    """
+    spans, dont_care = typed_spans(truth, tolerance)
+    hit = [False] * len(spans)
+    false_positives = 0
+    for frame in found:
+        inside = [i for i, s in enumerate(spans) if s.start <= frame <= s.end]
+        for i in inside:
+            hit[i] = True
+        if not inside and not any(a <= frame <= b for a, b in dont_care):
+            false_positives += 1
+    out = {}
+    for kind, fp in (("cuts", false_positives), ("gradual", 0)):
+        mine = [h for h, s in zip(hit, spans) if s.kind == kind.rstrip("s")]
+        out[kind] = BoundaryScore(sum(mine), fp, len(mine) - sum(mine))
+    out["all"] = out["cuts"] + out["gradual"]
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import unknown
+from ..errors import UsageError, unknown
 from ..index.store import Store
 from .query import And, Concept, Node, Not, Or, Weighted, concepts_of
 
@@ -24,6 +24,11 @@ def resolve_concepts(store: Store, node: Node) -> dict[str, int]:
     for name in concepts_of(node):
         cid = known.get(name, lowered.get(name.lower().replace(" ", "_"), lowered.get(name.lower())))
         if cid is None:
+            dropped = (store.get_meta("dropped_concepts") or {}).get(name.lower())
+            if dropped:  # not a typo: the model the index was upgraded to has no such concept
+                raise UsageError(f"concept {name!r} was dropped when this index was upgraded to model "
+                                 f"{dropped['model']!r} (version {dropped['version']}) on {dropped['at']}: "
+                                 "see `vidconcept concepts` for the concepts it has")
             raise unknown("concept", name, known)
         out[name] = cid
     return out

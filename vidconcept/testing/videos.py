@@ -39,6 +39,8 @@ MOVES = {
     "pan_left": (0.82, 0.82, (1.0, -1.0), (0.2, -0.2)),
     "static": (0.9, 0.9, (0.0, 0.0), (0.0, 0.0)),
 }
+#: A whip pan: still, then the camera swings across the photo in a few frames, then still.
+WHIP = (0.7, (-1.0, 1.0), (0.0, 0.0))
 
 
 @dataclass
@@ -46,7 +48,9 @@ class ShotSpec:
     """One shot: a photo, its length in frames, a camera move and what it shows.
 
     ``flashes`` are (start frame within the shot, length) of near-white frames;
-    ``text`` draws a caption moving across the shot.
+    ``text`` draws a caption moving across the shot; ``brightness`` scales the
+    pixels (dark archive shots); ``move="whip"`` swings the camera across the
+    photo in the shot's middle 4 frames.
     """
 
     image: np.ndarray
@@ -56,14 +60,17 @@ class ShotSpec:
     concepts: list[str] = field(default_factory=list)
     flashes: list[tuple[int, int]] = field(default_factory=list)
     text: str | None = None
+    brightness: float = 1.0
 
 
 @dataclass
 class Transition:
-    """How one shot leads into the next: ``cut``, ``dissolve`` or ``fade`` (through black).
+    """How one shot leads into the next: ``cut``, ``dissolve``, ``fade`` (through
+    black), ``wipe`` (a vertical edge sweeps left to right) or ``mosaic`` (the
+    new shot replaces the old one block by block in a random order).
 
-    ``frames`` is the dissolve length, or the length of each of the fade-out and
-    the fade-in; ``black`` the number of fully black frames between them.
+    ``frames`` is the dissolve or wipe length, or the length of each of the
+    fade-out and the fade-in; ``black`` the number of fully black frames between them.
     """
 
     kind: str
@@ -77,10 +84,9 @@ def film(spec: ShotSpec, size: tuple[int, int]) -> Iterator[np.ndarray]:
     image = spec.image if spec.image.ndim == 3 else np.repeat(spec.image[:, :, None], 3, axis=2)
     ih, iw = image.shape[:2]
     cover = min(iw / width, ih / height)  # source pixels per output pixel at zoom 1
-    z0, z1, (x0, x1), (y0, y1) = MOVES[spec.move]
+    z0, z1, (x0, x1), (y0, y1) = (WHIP[0], WHIP[0], *WHIP[1:]) if spec.move == "whip" else MOVES[spec.move]
     for i in range(spec.frames):
-        t = i / max(1, spec.frames - 1)
-        t = t * t * (3 - 2 * t)  # ease in/out
+        t = _progress(i, spec)
         zoom = cover * (z0 + (z1 - z0) * t)
         cx = iw / 2 + (x0 + (x1 - x0) * t) * (iw - width * zoom) / 2
         cy = ih / 2 + (y0 + (y1 - y0) * t) * (ih - height * zoom) / 2
@@ -90,7 +96,18 @@ def film(spec: ShotSpec, size: tuple[int, int]) -> Iterator[np.ndarray]:
         yield _effects(frame, spec, i)
 
 
+def _progress(i: int, spec: ShotSpec) -> float:
+    """Camera path position 0..1 at frame ``i``: eased over the shot, or a 4-frame whip."""
+    if spec.move == "whip":
+        mid = spec.frames // 2
+        return float(np.clip((i - mid + 2) / 4, 0.0, 1.0))
+    t = i / max(1, spec.frames - 1)
+    return t * t * (3 - 2 * t)  # ease in/out
+
+
 def _effects(frame: np.ndarray, spec: ShotSpec, i: int) -> np.ndarray:
+    if spec.brightness != 1.0:
+        frame = cv2.convertScaleAbs(frame, alpha=spec.brightness)
     if any(start <= i < start + length for start, length in spec.flashes):
         frame = cv2.addWeighted(frame, 0.25, np.full_like(frame, 255), 0.75, 0)
     if spec.text:
@@ -104,7 +121,9 @@ def _effects(frame: np.ndarray, spec: ShotSpec, i: int) -> np.ndarray:
 class Clip:
     """Shots joined by transitions (``len(transitions) == len(shots) - 1``).
 
-    Optional ``lead_black``/``tail_black`` frames of black before and after.
+    Optional ``lead_black``/``tail_black`` frames of black before and after;
+    ``overlay`` burns a static broadcast overlay (see :func:`broadcast_overlay`)
+    into every frame; ``letterbox`` adds black bars of that many pixels at top and bottom.
     """
 
     shots: list[ShotSpec]
@@ -113,6 +132,8 @@ class Clip:
     fps: int = 25
     lead_black: int = 0
     tail_black: int = 0
+    overlay: bool = False
+    letterbox: int = 0
 
     def __post_init__(self) -> None:
         if len(self.transitions) != len(self.shots) - 1:
@@ -126,9 +147,17 @@ class Clip:
         current = clips[0]
         for transition, nxt in zip(self.transitions, clips[1:], strict=True):
             current, frames = _join(current, nxt, transition, black)
-            yield from frames
-        yield from current
+            yield from map(self._dress, frames)
+        yield from map(self._dress, current)
         yield from (black for _ in range(self.tail_black))
+
+    def _dress(self, frame: np.ndarray) -> np.ndarray:
+        """Letterbox bars and the static overlay, which stay the same across shots."""
+        if self.letterbox:
+            frame = frame.copy()
+            frame[: self.letterbox] = 0
+            frame[-self.letterbox :] = 0
+        return broadcast_overlay(frame) if self.overlay else frame
 
     def truth(self) -> dict:
         """Ground truth in the schema of ``testvideo.json`` (see module doc)."""
@@ -152,12 +181,47 @@ def _join(current: list[np.ndarray], nxt: list[np.ndarray], tr: Transition, blac
         mixed = [cv2.addWeighted(a, 1 - (i + 1) / (n + 1), b, (i + 1) / (n + 1), 0)
                  for i, (a, b) in enumerate(zip(current[-n:], nxt[:n], strict=True))]
         return nxt[n:], current[:-n] + mixed
+    if tr.kind in ("wipe", "mosaic"):
+        n = tr.frames
+        masks = _wipe_masks(current[0].shape[:2], n, tr.kind)
+        mixed = [np.where(m[:, :, None], b, a) for m, a, b in zip(masks, current[-n:], nxt[:n], strict=True)]
+        return nxt[n:], current[:-n] + mixed
     if tr.kind == "fade":
         n = tr.frames
         out = [cv2.addWeighted(f, 1 - (i + 1) / (n + 1), black, 0, 0) for i, f in enumerate(current[-n:])]
         into = [cv2.addWeighted(f, (i + 1) / (n + 1), black, 0, 0) for i, f in enumerate(nxt[:n])]
         return nxt[n:], current[:-n] + out + [black] * tr.black + into
     raise ValueError(f"unknown transition kind {tr.kind!r}")
+
+
+def _wipe_masks(shape: tuple[int, int], n: int, kind: str) -> list[np.ndarray]:
+    """Boolean masks (True: new shot) for the ``n`` frames of a wipe, growing to full."""
+    h, w = shape
+    if kind == "wipe":
+        cols = np.arange(w)[None, :]
+        return [np.broadcast_to(cols < w * (i + 1) / (n + 1), (h, w)) for i in range(n)]
+    block = 16
+    rows, cols = -(-h // block), -(-w // block)
+    order = np.random.default_rng(7).permutation(rows * cols).reshape(rows, cols)
+    grid = [(order < rows * cols * (i + 1) / (n + 1)) for i in range(n)]
+    return [np.kron(g, np.ones((block, block), bool))[:h, :w] for g in grid]
+
+
+def broadcast_overlay(frame: np.ndarray) -> np.ndarray:
+    """A news channel's static graphics: a caption bar and a ticker over the bottom
+    third, a logo in the top-right corner and a clock in the top-left one."""
+    out = frame.copy()
+    h, w = out.shape[:2]
+    out[2 * h // 3 : 2 * h // 3 + h // 6] = (20, 40, 140)  # caption bar
+    out[2 * h // 3 + h // 6 :] = (230, 230, 230)  # ticker
+    cv2.putText(out, "WORLD NEWS TONIGHT", (8, 2 * h // 3 + h // 8), cv2.FONT_HERSHEY_SIMPLEX,
+                h / 400, (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(out, "MARKETS +0.4% | WEATHER 12C", (8, h - h // 30), cv2.FONT_HERSHEY_SIMPLEX,
+                h / 450, (10, 10, 10), 1, cv2.LINE_AA)
+    cv2.rectangle(out, (w - w // 6, 4), (w - 6, h // 7), (200, 30, 30), -1)  # logo
+    cv2.putText(out, "24", (w - w // 7, h // 9), cv2.FONT_HERSHEY_SIMPLEX, h / 300, (255, 255, 255), 2)
+    cv2.rectangle(out, (4, 4), (w // 6, h // 10), (0, 0, 0), -1)  # clock
+    return out
 
 
 @dataclass
@@ -200,9 +264,9 @@ class _Truth:
             self.cuts.append(p)
             self.ends.append(p - 1)
             self.starts.append(p)
-        elif tr.kind == "dissolve":
+        elif tr.kind in ("dissolve", "wipe", "mosaic"):
             a = p - tr.frames  # frames a .. p-1 are mixed
-            self.gradual.append({"type": "dissolve", "from": a, "to": p - 1})
+            self.gradual.append({"type": tr.kind, "from": a, "to": p - 1})
             self.ends.append(a + tr.frames // 2 - 1)
             self.starts.append(a + tr.frames // 2)
             self.pos = a  # the next shot's first frames are the mixed ones

@@ -18,6 +18,7 @@ Example::
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ import numpy as np
 from vidconcept.errors import VideoError
 
 log = logging.getLogger(__name__)
+
+#: ``FrameReader.frames_at`` decodes forward across gaps up to this long instead of seeking.
+SEEK_GAP_S = 2.0
 
 #: Width of the frames the detectors see. 160 px keeps the per-frame cost far
 #: below the decode cost while leaving enough detail for colour/edge statistics.
@@ -266,6 +270,36 @@ class FrameReader:
         duration = last_time + 1.0 / fps if frames else 0.0
         self.info = replace(self.info, fps=fps, frames=frames, duration_s=duration)
         self.close()
+
+    def frames_at(self, times: list[float], max_side: int) -> Iterator[tuple[float, np.ndarray]]:
+        """``(time_s, RGB)`` of the frame nearest each time (seconds from the first frame), in
+        time order, as :meth:`Frame.rgb` renders it during a sequential read: one forward
+        decode that seeks (to the keyframe before) only across gaps of more than
+        :data:`SEEK_GAP_S`. For ``vidconcept upgrade``: no full decode, no shot detection.
+        Use instead of iterating the reader.
+        """
+        step = 1.0 / self.info.fps if self.info.fps > 0 else 0.04
+        frames = itertools.chain([self._first], self._frames)
+        at = 0.0  # time of the last frame decoded
+        for target in sorted(times):
+            if target < at - step / 2 or target - at > SEEK_GAP_S:
+                pts = int((self._t0 + max(0.0, target - step)) / self._stream.time_base)
+                self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+                frames = self._decode_frames()
+            best = None
+            try:
+                for av_frame in frames:
+                    at = av_frame.time - self._t0 if av_frame.time is not None else at + step
+                    if best is None or abs(at - target) < abs(best[0] - target):
+                        best = (at, av_frame)
+                    if at >= target - step / 2:
+                        break
+            except _DECODE_ERRORS as ex:
+                raise VideoError(f"{self.path}: cannot decode near {target:.3f} s ({ex})") from ex
+            if best is None:
+                raise VideoError(f"{self.path}: no frame near {target:.3f} s (the file may be truncated)")
+            frame = Frame(-1, best[0], None, best[1], self.info.rotation)
+            yield best[0], frame.rgb(max_side)
 
     def close(self) -> None:
         """Release the container (idempotent)."""

@@ -86,7 +86,7 @@ def list_detectors() -> list[str]:
 
 register_detector(DetectorSpec(
     "vidconcept", TransitionDetector, "threshold", "yuv",
-    "cuts, dissolves and fades through black; black segments are not shots (default)",
+    "cuts (also under static overlays), dissolves, wipes, fades; black is not a shot (default)",
 ))
 register_detector(DetectorSpec(
     "adaptive", AdaptiveDetector, "adaptive_threshold", "bgr",

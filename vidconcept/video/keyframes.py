@@ -56,6 +56,11 @@ class Candidate:
     index: int
     image: np.ndarray | object
 
+    @property
+    def time_s(self) -> float | None:
+        """The sample's presentation time, when it is a decoded frame (which knows it)."""
+        return getattr(self.image, "time_s", None)
+
     def gray(self) -> np.ndarray:
         if isinstance(self.image, np.ndarray):
             return cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY)
@@ -127,6 +132,13 @@ def pick_keyframe(candidates: list[Candidate], start: int, end: int, max_side: i
     """The sharpest non-blank of the samples nearest the shot's middle (see module doc),
     as RGB with its longest side at most ``max_side``. Only the winner is converted
     to RGB: the tests run on small grey images."""
+    best = pick_candidate(candidates, start, end)
+    return best.rgb(max_side) if best is not None else None
+
+
+def pick_candidate(candidates: list[Candidate], start: int, end: int) -> Candidate | None:
+    """The sample :func:`pick_keyframe` converts (its frame number is recorded with the shot,
+    so an upgrade can seek back to exactly this frame)."""
     if not candidates:
         return None
     middle = (start + end - 1) / 2
@@ -134,11 +146,16 @@ def pick_keyframe(candidates: list[Candidate], start: int, end: int, max_side: i
     grays = [c.gray() for c in near]
     usable = [i for i, gray in enumerate(grays) if not is_blank(gray)]
     best = max(usable, key=lambda i: sharpness(grays[i])) if usable else 0
-    return near[best].rgb(max_side)
+    return near[best]
 
 
-def save_keyframe(image: np.ndarray, path: Path, max_side: int = KEYFRAME_MAX_SIDE) -> None:
-    """Write an RGB uint8 image as JPEG, longest side <= ``max_side``, atomically.
+def save_keyframe(image: np.ndarray, path: Path, max_side: int = KEYFRAME_MAX_SIDE) -> np.ndarray:
+    """Write an RGB uint8 image as JPEG, longest side <= ``max_side``, atomically, and
+    return the pixels the file holds (the JPEG decoded again).
+
+    The model scores those returned pixels, not the frame before compression: the stored
+    keyframe is then exactly what was scored, so ``vidconcept upgrade`` rescoring it with
+    another model gives what a fresh ingest would (see docs/upgrade.md).
 
     The file appears complete or not at all (write to a temporary file in the
     same folder, then rename), so a crash never leaves a truncated keyframe that
@@ -152,6 +169,19 @@ def save_keyframe(image: np.ndarray, path: Path, max_side: int = KEYFRAME_MAX_SI
         raise VideoError(f"{path}: could not encode the keyframe as JPEG")
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, data.tobytes())
+    return _rgb(cv2.imdecode(data, cv2.IMREAD_COLOR), path)
+
+
+def load_keyframe(path: Path) -> np.ndarray:
+    """A stored keyframe as RGB uint8, decoded as :func:`save_keyframe` decodes it."""
+    data = np.fromfile(str(path), np.uint8) if Path(path).is_file() else np.empty(0, np.uint8)
+    return _rgb(cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None, path)
+
+
+def _rgb(bgr: np.ndarray | None, path: Path) -> np.ndarray:
+    if bgr is None:
+        raise VideoError(f"{path}: cannot read the keyframe JPEG")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def _fit(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -6,6 +6,8 @@ each shot as soon as the detector has reported the boundary that ends it,
 together with its keyframe chosen from a bounded sample of the shot (see
 :mod:`vidconcept.video.keyframes`). Nothing is decoded twice and nothing seeks.
 
+Keyframes are never taken from the mixed frames of a gradual transition
+(the detector's ``gradual_spans``): those belong to neither shot.
 Segments in which every frame is black (leading/trailing black, the black
 between a fade-out and a fade-in) are not content shots and are not yielded,
 except that a video that is black throughout is one shot.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +34,8 @@ from scenedetect import FrameTimecode
 
 from vidconcept.video.decode import Frame, FrameReader, VideoInfo
 from vidconcept.video.detectors import BGR_WIDTH, DetectorSpec, get_detector
-from vidconcept.video.keyframes import CandidateBuffer, pick_keyframe
+from vidconcept.config import KEYFRAME_MAX_SIDE
+from vidconcept.video.keyframes import CandidateBuffer, pick_candidate
 from vidconcept.video.transitions import is_black
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,8 @@ class Shot:
     end_frame: int
     start_s: float
     end_s: float
+    keyframe_frame: int | None = None  # the frame the keyframe was taken from, and its time
+    keyframe_s: float | None = None
 
     def to_dict(self, index: bool = True) -> dict:
         """JSON-ready dict; ``index=False`` leaves the shot number out."""
@@ -94,6 +99,7 @@ class _ShotBuilder:
     content: int = 0  # non-black frames so far
     count: int = 0  # shots yielded
     first_frame: Frame | None = None  # keyframe of last resort (an all-black video)
+    transitions: Sequence[tuple[int, int]] = ()  # the detector's gradual spans (live view)
 
     def add(self, frame: Frame) -> None:
         if frame.index == 0 and self.keyframe_side:
@@ -111,15 +117,22 @@ class _ShotBuilder:
         """End the current shot before frame ``end``; yield it unless it is all black."""
         if end <= self.start:
             return
-        samples = self.candidates.split(end) if self.keyframe_side else []
+        samples = self._outside_transitions(self.candidates.split(end)) if self.keyframe_side else []
         start, start_mark = self.start, self.start_mark
         self.start, self.start_mark = end, end_mark
         if end_mark.content_before == start_mark.content_before:
             log.debug("dropping black segment [%d, %d)", start, end)
             return
-        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s)
+        best = pick_candidate(samples, start, end) if self.keyframe_side else None
+        kf_at = (best.index, best.time_s) if best is not None else (None, None)
+        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s, *kf_at)
         self.count += 1
-        yield shot, (pick_keyframe(samples, start, end, self.keyframe_side) if self.keyframe_side else None)
+        yield shot, (best.rgb(self.keyframe_side) if best is not None else None)
+
+    def _outside_transitions(self, samples: list) -> list:
+        """Samples that are not mixed frames of a gradual transition (all of them if none is)."""
+        clean = [c for c in samples if not any(a <= c.index <= b for a, b in self.transitions)]
+        return clean or samples
 
     def close_at(self, end: int) -> Iterator[tuple[Shot, np.ndarray | None]]:
         mark = self.marks.get(end)
@@ -156,7 +169,7 @@ class ShotScanner:
         threshold: float | None = None,
         min_shot_s: float | None = None,
         keyframes: bool = True,
-        keyframe_side: int = 512,
+        keyframe_side: int = KEYFRAME_MAX_SIDE,
         progress: Progress | None = None,
     ):
         self._spec: DetectorSpec = get_detector(detector)
@@ -167,7 +180,8 @@ class ShotScanner:
         self.info: VideoInfo = self._reader.info
 
     def __iter__(self) -> Iterator[tuple[Shot, np.ndarray | None]]:
-        builder = _ShotBuilder(self._keyframe_side, candidates=CandidateBuffer.for_fps(self.info.fps))
+        builder = _ShotBuilder(self._keyframe_side, candidates=CandidateBuffer.for_fps(self.info.fps),
+                               transitions=getattr(self._detector, "gradual_spans", ()))
         pending = 0
         last = None
         for frame in self._reader:
@@ -189,7 +203,8 @@ class ShotScanner:
         if builder.count == 0 and self.info.frames:
             # Nothing but black: still one shot, so the video is indexed and not "undecodable".
             first = builder.first_frame.rgb(self._keyframe_side) if builder.first_frame is not None else None
-            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s), first
+            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s, 0 if first is not None else None,
+                       0.0 if first is not None else None), first
 
     def _timecode(self, index: int) -> FrameTimecode:
         return FrameTimecode(index, fps=self.info.fps if self.info.fps > 0 else 25.0)
