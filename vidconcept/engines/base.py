@@ -13,6 +13,7 @@ run the model in batches, split one pass over several videos back per video.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -23,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import VideoError
-from ..index.store import ShotData
+from ..records import Shot
 
 
 @dataclass
@@ -60,7 +61,7 @@ class VideoResult:
 
     job: VideoJob
     info: object  # vidconcept.video.VideoInfo
-    shots: list[ShotData]
+    shots: list[Shot]
     scores: np.ndarray
     features: np.ndarray
 
@@ -93,10 +94,10 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-def scan_job(job: VideoJob, scan_options: dict, progress=None) -> Iterator[tuple[ShotData, np.ndarray]]:
+def scan_job(job: VideoJob, scan_options: dict, progress=None) -> Iterator[tuple[Shot, np.ndarray]]:
     """Open one video now (a bad file fails here, before anything else is spent on
     it) and return a generator that decodes it once: it detects the shots, writes
-    their keyframe JPEGs, yields ``(ShotData, keyframe array)`` per shot and
+    their keyframe JPEGs, yields ``(Shot, keyframe array)`` per shot and
     returns the final ``VideoInfo``."""
     from ..video import ShotScanner
 
@@ -111,8 +112,7 @@ def _scan_shots(scanner, job: VideoJob):
     for shot, keyframe in scanner:
         rel = f"{job.kf_dir}/{shot.index:05d}.jpg"
         stored = save_keyframe(keyframe, job.root / rel)  # the model scores the stored pixels
-        yield ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, rel,
-                       shot.keyframe_frame, shot.keyframe_s), stored
+        yield dataclasses.replace(shot, keyframe=rel), stored
     return scanner.info
 
 
@@ -132,7 +132,7 @@ def scan_whole(job: VideoJob, scan_options: dict):
         return failure(job.path, exc)
 
 
-def split_results(videos: list[tuple[VideoJob, object, list[ShotData]]], scores: np.ndarray,
+def split_results(videos: list[tuple[VideoJob, object, list[Shot]]], scores: np.ndarray,
                   features: np.ndarray) -> Iterator[VideoResult]:
     """Split one model pass over several videos' keyframes back into one result per video."""
     at = 0

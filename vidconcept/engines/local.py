@@ -25,7 +25,7 @@ import multiprocessing as mp
 import numpy as np
 
 from ..errors import VideoError
-from ..index.store import ShotData
+from ..records import Shot
 from .base import (FileOutcome, VideoJob, VideoResult, default_workers, failure, predict_into, progress_bar,
                    scan_job, scan_whole, split_results, stack_outputs)
 
@@ -135,7 +135,7 @@ def _torch_threads(model):
 
 
 class _Stream:
-    """One video's ``(ShotData, keyframe)`` items from the decode process; ``.info`` is its
+    """One video's ``(Shot, keyframe)`` items from the decode process; ``.info`` is its
     ``VideoInfo`` once they are exhausted. A decoding error is raised from the iteration."""
 
     def __init__(self, decoder: "_DecodeProcess", progress):
@@ -143,7 +143,7 @@ class _Stream:
         self.info = None
         self._finished = False
 
-    def __iter__(self) -> Iterator[tuple[ShotData, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[Shot, np.ndarray]]:
         while not self._finished:
             kind, payload = self._decoder.get()
             if kind == "shot":
