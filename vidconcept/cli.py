@@ -355,8 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_concepts)
 
-    p = sub.add_parser("info", help="counts of videos, shots and concepts in an index")
+    p = sub.add_parser("info", help="counts of videos, shots and concepts in an index; its model version and upgrades")
     _add_index(p)
+    p.add_argument("--model", help="bundle to check for an upgrade (default: $VIDCONCEPT_MODEL or models/default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 

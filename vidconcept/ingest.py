@@ -11,6 +11,7 @@ reason while the rest go on.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -167,13 +168,29 @@ def model_version(model) -> dict:
 
 
 def bundle_version(folder: str | os.PathLike) -> dict:
-    """Name, concept digest and bundle digest of a bundle folder, without loading its network."""
-    from .model import read_config
+    """Name, concept digest and bundle digest of a bundle folder, without loading its network.
 
-    config = read_config(Path(folder))
+    Cached while the folder's files are unchanged (``info`` asks on every call, and hashing
+    the weights costs tens of milliseconds)."""
+    folder = Path(folder).resolve()
+    stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(folder.iterdir()) if f.is_file())
+    return dict(_bundle_version(folder, stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _bundle_version(folder: Path, stamp: tuple) -> dict:
+    from types import SimpleNamespace
+
+    try:  # config.json read directly: vidconcept.model.read_config would import torch (seconds)
+        raw = json.loads((folder / "config.json").read_text())
+        config = SimpleNamespace(name=raw["name"], concepts=raw["concepts"], data_config=raw.get("data_config", {}),
+                                 weights=raw.get("weights", {}), strategy=raw.get("strategy"),
+                                 detectors=raw.get("detectors"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise VidconceptError(f"{folder}: cannot read the bundle's config.json: {exc}") from exc
     return {"name": config.name, "concepts": len(config.concepts),
             "concepts_sha1": hashlib.sha1("\n".join(config.concepts).encode()).hexdigest()[:16],
-            "bundle_sha1": _digest(Path(folder), config)}
+            "bundle_sha1": _digest(folder, config)}
 
 
 def same_version(indexed: dict | None, model: dict) -> bool:
