@@ -32,17 +32,19 @@ def test_built_wheel_ingests_with_the_default_model(tmp_path):
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", src])
     wheel = next((tmp_path / "dist").glob("vidconcept-*.whl"))
 
+    # No inherited PYTHONPATH: a checkout on it (with its vidconcept.egg-info) would make pip take
+    # the wheel's package as installed already.
+    env = {k: v for k, v in os.environ.items() if k not in ("VIDCONCEPT_MODEL", "VIDCONCEPT_INDEX", "PYTHONPATH")}
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", venv])
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], env=env)
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel])
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel], env=env)
 
     # The dependencies (torch & co.) come from this interpreter's site-packages through PYTHONPATH,
     # where .pth files are not processed: the checkout's editable install is not on the path, and
     # the working directory is a temporary folder, not the checkout.
     run = tmp_path / "run"
     run.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("VIDCONCEPT_MODEL", "VIDCONCEPT_INDEX", "PYTHONPATH")}
     env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
     where = _run([python, "-c", "import vidconcept, vidconcept.config as c; "
                   "print(vidconcept.__file__); print(c.DEFAULT_MODEL_DIR)"], cwd=run, env=env).stdout.split()
