@@ -100,7 +100,19 @@ def test_upgrade_keeps_shots_ids_labels_and_equals_a_fresh_ingest(old_index, fre
         assert info["upgrade_pending"] is None and info["upgrade_available"] is None
         assert idx.vectors().ntotal == len(before)
         assert_equal_to_fresh(snapshot(idx), fresh)
+        assert_columns_match_sqlite(idx.store)
         assert idx.upgrade().up_to_date  # a second run has nothing to do
+
+
+def assert_columns_match_sqlite(store) -> None:
+    """The column store search reads holds the upgraded scores (issue 23)."""
+    from vidconcept.index import columns
+
+    cs = columns.read(store.root)
+    assert cs is not None and columns.fresh(store, cs) and cs.digest == store.shot_digest()
+    assert set(cs.files) == set(store.concept_ids().values())
+    for cid in cs.files:
+        np.testing.assert_array_equal(cs.exact(cid), columns.scatter(cs.ids, *store.concept_column(cid)))
 
 
 def fresh_last_concept() -> str:
@@ -132,6 +144,7 @@ def test_kill_9_mid_upgrade_then_rerun(old_index, fresh):
         summary = idx.upgrade().to_dict()
         assert summary["resumed"] == 1 and summary["videos"] == 1
         assert_equal_to_fresh(snapshot(idx), fresh)
+        assert_columns_match_sqlite(idx.store)
         assert idx.info()["upgrade_pending"] is None
         version = idx.info()["model_version"]
     cli = [sys.executable, "-m", "vidconcept"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import config
 from .errors import ModelError, UsageError
+from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
 from .search.query import parse
@@ -84,6 +85,7 @@ class Index:
         self._model = None
         self._vectors = None
         self._columns = None
+        self._score_columns = Columns(self.store)
         self._vectors_version = None
 
     def close(self) -> None:
@@ -148,6 +150,7 @@ class Index:
 
         with write_lock(self.root, wait):
             vectors = open_vectors(self.store, None, rebuild=True)
+            open_columns(self.store, rebuild=True)
         self._vectors = vectors
         return vectors.ntotal if vectors is not None else 0
 
@@ -159,7 +162,13 @@ class Index:
             paths = self.store.prune_missing()
             self._vectors = None
             open_vectors(self.store, None, rebuild=True)
+            open_columns(self.store)
         return paths
+
+    def rebuild_columns_in_background(self) -> None:
+        """A stale column store (after a crashed ingest) is rebuilt in a thread while
+        searches go through SQLite, instead of before the first search (for servers)."""
+        self._score_columns.background = True
 
     # ---- search -----------------------------------------------------------
     def search(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0,
@@ -177,7 +186,7 @@ class Index:
                 raise UsageError(f"no video with id {video} in {self.root} (see `vidconcept info` / GET /api/videos)")
             within = self.store.shot_ids_of(int(video))
         hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
-                           cache=self._columns, within=within)
+                           cache=self._columns, within=within, columns=self._score_columns)
         return SearchResults(self.results_for(hits), total)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
@@ -237,9 +246,15 @@ class Index:
                 **status(self.store, self.model_dir)}
 
     def concepts(self, min_score: float = 0.5) -> list[dict]:
-        """Concepts of the index with how many shots score at least ``min_score``."""
-        counts = dict(self.store.db.execute(
-            "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
+        """Concepts of the index with how many shots score at least ``min_score`` (from the
+        column store when it is current, else counted in SQLite)."""
+        cs = self._score_columns.get()
+        if cs is not None:
+            floor = max(min_score, 1e-12)  # a score that is not stored is not counted
+            counts = {cid: cs.count(cid, floor) for cid in cs.files}
+        else:
+            counts = dict(self.store.db.execute(
+                "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
         return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0)} for c in self.store.concepts()]
 
     def videos(self) -> list[dict]:
@@ -251,3 +266,4 @@ def _check_page(top: int, offset: int) -> None:
         raise UsageError(f"top must be a whole number from 1 to 10000, not {top!r}")
     if not isinstance(offset, int) or offset < 0:
         raise UsageError(f"offset must be a whole number >= 0, not {offset!r}")
+

@@ -234,9 +234,13 @@ def remove_concept(index: Index, name: str, wait: float = 0.0) -> None:
     """Delete a user concept and its scores."""
     from .index.lock import write_lock
 
+    from .index import columns
+
     concept = get_concept(index, name)
     with write_lock(index.root, wait):
+        before = index.store.scores_generation()
         index.store.delete_concept(concept.id)
+        columns.drop_concept(index.store, before, concept.id)
 
 
 def suggest(index: Index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
@@ -260,6 +264,7 @@ def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[st
 # ---- internals -----------------------------------------------------------------------------------
 def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait: float,
                      new: bool = False) -> UserConcept:
+    from .index import columns
     from .index.lock import write_lock
 
     store = index.store
@@ -273,7 +278,9 @@ def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait:
         t2 = time.perf_counter()
         info |= {"detector": detector.to_json(), "scored": int(len(ids))}
         info["timing"] = {"train_s": round(t1 - t0, 3), "score_s": round(t2 - t1, 3)}
+        before = store.scores_generation()
         cid = store.write_concept(name, SOURCE, created_at, json.dumps(info), ids, scores)
+        columns.replace_concept(store, before, cid, ids, scores)
         info["timing"]["write_s"] = round(time.perf_counter() - t2, 3)
     log.info("concept %s: %d+/%d- labels, %d shots scored in %.2f s", name, len(info["positive"]),
              len(info["negative"]), len(ids), time.perf_counter() - t0)

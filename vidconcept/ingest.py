@@ -234,6 +234,7 @@ class Ingestor:
         self.vectors: VectorIndex | None = None
         self.user_detectors: list = []
         self._dirty_vectors = False
+        self.columns = None  # an index.columns.Update while run() runs
 
     # ---- model ------------------------------------------------------------
     @property
@@ -276,10 +277,13 @@ class Ingestor:
         from .index.user_concepts import user_detectors
         from .index.vectors import FAISS_NAME, open_vectors, right_kind
 
+        from .index.columns import Update
+
         start = time.perf_counter()
         summary = IngestSummary()
         self._check_no_upgrade()
         self.vectors = open_vectors(self.store, None)  # heals a stale or corrupt FAISS file
+        self.columns = Update(self.store)
         self.user_detectors = user_detectors(self.store)
         videos, problems = discover(paths)
         for p in problems:
@@ -308,6 +312,10 @@ class Ingestor:
                     self.vectors.save(self.store.root / FAISS_NAME, self.store.feature_digest())
                 else:  # the collection outgrew exact search: rebuild as IVF (saved by open_vectors)
                     self.vectors = open_vectors(self.store, None, rebuild=True)
+            try:
+                self.columns.finish()
+            except (OSError, ValueError) as exc:  # searches rank through SQLite and rebuild it later
+                log.warning("%s: could not update the column store: %s", self.store.root, exc)
         summary.missing = self.mark_missing([Path(p) for p in paths if Path(p).is_dir()])
         summary.wall_s = time.perf_counter() - start
         return summary
@@ -390,9 +398,13 @@ class Ingestor:
         cids = self.store.ensure_concepts(model.concepts)
         scores, concept_ids = self._with_user_concepts(item.scores, item.features, [cids[c] for c in model.concepts])
         old_dirs = self.store.keyframe_dirs(job.key)
+        if self.columns is not None:
+            self.columns.before_write()
         with self.store.db.atomic():  # the shots and the labels that follow them, together
             _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
             relabel = follow_labels(self.store, self.store.last_reshoot, job.key)
+        if self.columns is not None:
+            self.columns.wrote(shot_ids, scores, concept_ids, self.store.last_removed)
         for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
         self._update_vectors(shot_ids, item.features, self.store.last_removed)

@@ -277,6 +277,7 @@ class Upgrader:
     def _swap(self) -> None:
         """New scores, features, concepts and retrained user concepts in one transaction."""
         from .index.user_concepts import retrain_store
+        from .index.columns import open_columns
         from .index.vectors import DIGEST_NAME, FAISS_NAME, open_vectors
 
         store, summary = self.store, self.summary
@@ -299,6 +300,7 @@ class Upgrader:
             db.execute("INSERT INTO scores (shot_id, concept_id, score) SELECT u.shot_id, c.id, u.score "
                        "FROM upgrade_scores u JOIN upgrade_concepts uc ON uc.pos = u.pos JOIN concepts c ON c.name = uc.name")
             db.execute("INSERT INTO features (shot_id, vector) SELECT shot_id, vector FROM upgrade_features")
+            store.bump_generation()  # the column store is stale from this commit on
             db.execute("UPDATE videos SET model = ? WHERE id IN (SELECT video_id FROM upgrade_videos)", [self.model.name])
             dropped = {k: v for k, v in (store.get_meta("dropped_concepts") or {}).items() if k not in {n.lower() for n in new}}
             at = now_iso()
@@ -315,6 +317,7 @@ class Upgrader:
             log.error("%s: %d shot(s) of %d video(s) could not be rescored and have no scores or features now "
                       "(listed in the summary's 'failed')", store.root, unstaged, len(summary.failed))
         open_vectors(store, None, rebuild=True)
+        open_columns(store, rebuild=True)
         log.info("%s: upgraded to model %s (version %s): %d shots rescored, concepts +%d -%d, %d user concept(s) "
                  "retrained", store.root, self.model.name, self.target.get("bundle_sha1"), summary.shots,
                  len(summary.concepts_added), len(summary.concepts_dropped), len(summary.user_concepts))

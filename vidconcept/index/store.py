@@ -95,13 +95,30 @@ class Store:
             [key, json.dumps(value)],
         )
 
+    # ---- change counter (the column store is checked against it) -----------
+    def scores_generation(self) -> int:
+        """Counts the committed writes that changed shots, concepts or scores: the
+        column store (:mod:`.columns`) records the value it was built at."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'scores_generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def bump_generation(self) -> None:
+        """Call inside every transaction that changes shots, concepts or scores."""
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('scores_generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1")
+
     # ---- concepts ---------------------------------------------------------
     def ensure_concepts(self, names: Sequence[str], source: str = "model") -> dict[str, int]:
         """Insert the concepts not yet known (idempotent); return name → id for ``names``."""
-        self.db["concepts"].insert_all(
-            ({"name": n, "source": source, "created_at": now_iso()} for n in names),
-            ignore=True,
-        )
+        with self.db.atomic():
+            before = self.db.execute("SELECT count(*) FROM concepts").fetchone()[0]
+            self.db["concepts"].insert_all(
+                ({"name": n, "source": source, "created_at": now_iso()} for n in names),
+                ignore=True,
+            )
+            if self.db.execute("SELECT count(*) FROM concepts").fetchone()[0] != before:
+                self.bump_generation()
         return {n: i for n, i in self.concept_ids().items() if n in set(names)}
 
     def concept_ids(self) -> dict[str, int]:
@@ -154,6 +171,7 @@ class Store:
             shot_ids, reshoot = self._write_shots(video_id, shots)
             self._insert_scores(shot_ids, scores, concept_ids)
             self._insert_features(shot_ids, features)
+            self.bump_generation()
         self.last_removed = sorted(reshoot.kept | set(reshoot.gone))
         self.last_reshoot = reshoot
         return video_id, shot_ids
@@ -239,6 +257,8 @@ class Store:
                 keyframes += [r[0] for r in self.db.execute("SELECT keyframe FROM shots WHERE video_id = ?", [row["id"]]) if r[0]]
                 self._delete_shots(row["id"])
                 self.db["videos"].delete(row["id"])
+            if rows:
+                self.bump_generation()
         for rel in keyframes:
             (self.root / rel).unlink(missing_ok=True)
         for folder in {(self.root / rel).parent for rel in keyframes}:
@@ -283,7 +303,7 @@ class Store:
     def top_by_concept(self, concept_id: int, limit: int, offset: int = 0, min_score: float = 0.0) -> list[tuple[int, float]]:
         """Shots ranked by one concept's score: an index scan of ``scores_concept_score``."""
         return self.db.execute(
-            "SELECT shot_id, score FROM scores WHERE concept_id = ? AND score >= ? ORDER BY score DESC LIMIT ? OFFSET ?",
+            "SELECT shot_id, score FROM scores WHERE concept_id = ? AND score >= ? ORDER BY score DESC, shot_id LIMIT ? OFFSET ?",
             [concept_id, min_score, limit, offset],
         ).fetchall()
 
@@ -329,6 +349,12 @@ class Store:
         """All stored feature vectors as ``(ids, float32 matrix)`` chunks, in id order."""
         for ids, mat in self.scan_features(batch):
             yield ids, mat.astype(np.float32)
+
+    def shot_digest(self) -> dict:
+        """Cheap fingerprint of the shot table the column store is checked against."""
+        count, total, top = self.db.execute(
+            "SELECT count(*), coalesce(sum(id), 0), coalesce(max(id), 0) FROM shots").fetchone()
+        return {"count": count, "sum": total, "max": top}
 
     def feature_digest(self) -> dict:
         """Cheap fingerprint of the feature table the FAISS file is checked against."""
@@ -400,6 +426,7 @@ class Store:
                 "INSERT INTO scores (shot_id, concept_id, score) VALUES (?, ?, ?)",
                 zip(np.asarray(shot_ids)[keep].tolist(), [concept_id] * int(keep.sum()),
                     np.asarray(scores, np.float64)[keep].tolist()))
+            self.bump_generation()
 
     def find_concept(self, name: str) -> dict | None:
         """The concept named ``name``, else one whose name matches case-insensitively (as queries resolve)."""
@@ -413,3 +440,4 @@ class Store:
         with self.db.atomic():
             self.db.execute("DELETE FROM scores WHERE concept_id = ?", [concept_id])
             self.db.execute("DELETE FROM concepts WHERE id = ?", [concept_id])
+            self.bump_generation()

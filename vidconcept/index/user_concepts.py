@@ -161,10 +161,15 @@ def _move_labels(info: dict, labelled: dict[int, str], target: dict[int, int | N
 
 def rescore_store(store: Store, names: Sequence[str] | None = None) -> list[str]:
     """:func:`vidconcept.concepts.rescore` for a caller that already holds the write lock."""
+    from . import columns
+
     rows = [c for c in store.concepts() if c["source"] == SOURCE and (names is None or c["name"] in names)]
     for row in rows:
         detector = Detector.from_json(json.loads(row["info"])["detector"])
-        store.replace_concept_scores(row["id"], *score_all(store, detector))
+        ids, scores = score_all(store, detector)
+        before = store.scores_generation()
+        store.replace_concept_scores(row["id"], ids, scores)
+        columns.replace_concept(store, before, row["id"], ids, scores)
     return [row["name"] for row in rows]
 
 

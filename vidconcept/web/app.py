@@ -45,7 +45,9 @@ def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.P
         load_model: load the model at start-up. ``False`` defers it to the first image
             query, for apps that only answer concept queries (and quick tests).
     """
-    library = Library(Index(index_dir, model=model_dir))
+    index = Index(index_dir, model=model_dir)
+    index.rebuild_columns_in_background()  # a server answers through SQLite meanwhile
+    library = Library(index)
     app = FastAPI(title="vidconcept", version=__version__, lifespan=_lifespan,
                   description="Search an index of videos by concept; see the query syntax on the page.")
     app.state.library = library
