@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 INDEX  ?= vidconcept-index
 
-.PHONY: demo test install install-test clean-index samples
+.PHONY: demo test test-fast test-gpu install install-test clean-index samples
 
 # The stamp file makes re-runs cheap; they are rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,8 +27,16 @@ demo: install
 	$(PY) -m vidconcept info --index $(INDEX)
 	$(PY) sample_videos/demo.py --index $(INDEX)
 
+# Everything CI can run (GPU tests need CUDA: make test-gpu); the slowest tests' times are printed.
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -m "not gpu" --durations=25
+
+# The inner loop: no slow tests.
+test-fast: install
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not gpu" --durations=10
+
+test-gpu: install
+	$(PY) -m pytest -q -p no:cacheprovider -m gpu
 
 clean-index:
 	rm -rf $(INDEX)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 import scenedetect  # noqa: E402
 
 from vidconcept.video import detect_shots  # noqa: E402
-from vidconcept.video.evaluate_shots import BoundaryScore, score_typed, shots_to_boundaries  # noqa: E402
+from vidconcept.metrics.shots import BoundaryScore, score_typed, shots_to_boundaries  # noqa: E402
 
 SHARED = Path(os.environ.get("VIDCONCEPT_SHARED", ROOT.parent / "shared"))
 LABELS = ROOT / "benchmarks" / "data" / "shots"

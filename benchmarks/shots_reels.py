@@ -2,7 +2,7 @@
 
 Not real footage and never a headline figure: it renders reels of Scene-15
 photos (``../shared/data/scene15``, greyscale, about 200-300 px) filmed with
-slow zooms and pans (:mod:`vidconcept.video.synth`), each shot 1-3 s, joined by
+slow zooms and pans (:mod:`vidconcept.testing.videos`), each shot 1-3 s, joined by
 hard cuts only, encoded as H.264 at 150-256 px height, and reports hard-cut recall
 and precision of ours, ``detect-adaptive`` and ``detect-content``. Reels from
 the ``train`` photos are the dev split, reels from the ``test`` photos the
@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from shots import RUNS  # noqa: E402
 
-from vidconcept.video.evaluate_shots import BoundaryScore, score_typed  # noqa: E402
-from vidconcept.video.synth import Clip, ShotSpec, Transition  # noqa: E402
+from vidconcept.metrics.shots import BoundaryScore, score_typed  # noqa: E402
+from vidconcept.testing.videos import Clip, ShotSpec, Transition  # noqa: E402
 
 SCENE15 = Path(os.environ.get("VIDCONCEPT_SHARED", ROOT.parent / "shared")) / "data" / "scene15"
 MOVES = ("zoom_in", "zoom_out", "pan_right", "pan_left", "static")

@@ -45,7 +45,7 @@ def run_one(args, strategy: str, k: float, epochs: int) -> dict:
 
     from vidconcept.config import resolve_device
     from vidconcept.data import open_dataset
-    from vidconcept.evaluate import metric_table
+    from vidconcept.metrics.ap import metric_table
     from vidconcept.model.detectors import fit_layer, fuse
     from vidconcept.model.train import TrainConfig, Trainer
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from vidconcept.data import open_dataset
-from vidconcept.evaluate import metric_table
+from vidconcept.metrics.ap import metric_table
 from vidconcept.model import create_backbone
 from vidconcept.model.concept_model import eval_transform
 from vidconcept.model import detectors

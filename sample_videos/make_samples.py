@@ -5,7 +5,7 @@ that scikit-image and scikit-learn ship, each shot with a Ken Burns camera
 move, joined by hard cuts, dissolves and fades through black, some with a
 flash or a moving caption inside a shot. Next to each ``<name>.mp4`` goes
 ``<name>.json`` (schema of ``../shared/videos/testvideo.json`` plus
-``concepts`` per shot label). See :mod:`vidconcept.video.synth`.
+``concepts`` per shot label). See :mod:`vidconcept.testing.videos`.
 
 Usage::
 
@@ -21,7 +21,7 @@ import skimage.data
 from sklearn.datasets import load_sample_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vidconcept.video.synth import Clip, ShotSpec, Transition  # noqa: E402
+from vidconcept.testing.videos import Clip, ShotSpec, Transition  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,6 +1,7 @@
 """Shared fixtures: a populated index built without decoding video, and data paths."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -26,6 +27,19 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "shared" in item.keywords:
                 item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def no_unexpected_errors(request, caplog):
+    """Fail a test that logs an ERROR it did not expect (PySceneDetect's ``tests/conftest.py`` guard):
+    a swallowed failure would otherwise pass unseen. Tests that check an error is logged say so with
+    ``@pytest.mark.logs_errors``."""
+    yield
+    if request.node.get_closest_marker("logs_errors"):
+        return
+    errors = [f"{r.name}: {r.getMessage()}" for phase in ("setup", "call")
+              for r in caplog.get_records(phase) if r.levelno >= logging.ERROR]
+    assert not errors, f"unexpected ERROR log records (mark the test logs_errors if they are expected): {errors}"
 
 
 CONCEPTS = ["cat", "dog", "grass", "night", "person"]

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import skimage.data
 
-from vidconcept.data.synthetic import write_voc_set
+from vidconcept.testing.photos import write_voc_set
+
+pytestmark = pytest.mark.slow  # trains a small study grid: a minute or more
 
 ROOT = Path(__file__).resolve().parent.parent
 

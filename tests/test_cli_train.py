@@ -3,9 +3,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 import skimage.data
 
-from vidconcept.data.synthetic import write_folder_set
+from vidconcept.testing.photos import write_folder_set
+
+pytestmark = pytest.mark.slow  # trains real networks through the CLI: minutes
 
 SOURCES = {"coffee": skimage.data.coffee(), "cat": skimage.data.chelsea(), "rocket": skimage.data.rocket()}
 

@@ -9,7 +9,7 @@ import skimage.data
 from PIL import Image
 
 from vidconcept.data import merge, open_dataset, open_datasets
-from vidconcept.data.synthetic import write_folder_set, write_voc_set
+from vidconcept.testing.photos import write_folder_set, write_voc_set
 from vidconcept.errors import DatasetError
 
 SOURCES = {"coffee": skimage.data.coffee(), "cat": skimage.data.chelsea(), "rocket": skimage.data.rocket()}

@@ -16,6 +16,8 @@ from vidconcept.api import Index
 from vidconcept.engines import create_engine
 from vidconcept.errors import UsageError
 
+pytestmark = pytest.mark.slow  # a Ray runtime starts per run: minutes
+
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="the ray extra is not installed: pip install 'vidconcept[ray]'")
 
@@ -46,6 +48,7 @@ def runs(videos, tmp_path_factory):
 
 
 @needs_ray
+@pytest.mark.logs_errors  # the runs fixture ingests a broken file: each engine logs its one-line failure
 def test_ray_index_equals_local(runs):
     local_root, _, ray_root, _, _ = runs
     a, b = snapshot(local_root), snapshot(ray_root)

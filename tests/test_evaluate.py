@@ -8,9 +8,10 @@ import pytest
 import skimage.data
 from sklearn.metrics import average_precision_score
 
-from vidconcept.data.synthetic import write_folder_set
+from vidconcept.testing.photos import write_folder_set
 from vidconcept.errors import UsageError
-from vidconcept.evaluate import average_precision, evaluate, inferred_average_precision, metric_table
+from vidconcept.evaluate import evaluate
+from vidconcept.metrics.ap import average_precision, inferred_average_precision, metric_table
 from vidconcept.model.card import record_metrics
 
 CASES = [(seed, n, rate, judged) for seed, (n, rate, judged) in

@@ -116,6 +116,7 @@ def test_bad_files_fail_cleanly_and_others_are_ingested(videos, tmp_path, name, 
     assert sum(name in line for line in proc.stderr.splitlines()) == 1
 
 
+@pytest.mark.logs_errors  # the truncated file's one-line failure
 def test_truncated_file_does_not_lose_indexed_data(videos, tmp_path):
     work = tmp_path / "v"
     work.mkdir()
@@ -175,6 +176,7 @@ def test_engines_agree(photo_videos, index, tmp_path, workers):
     np.testing.assert_allclose([b["scores"][k] for k in a["scores"]], list(a["scores"].values()), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_script_without_main_guard_ingests(tmp_path, workers):
     """Decoder processes must not re-run the calling script (spawn imports ``__main__``)."""

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vidconcept.data import open_dataset
-from vidconcept.data.synthetic import write_folder_set
+from vidconcept.testing.photos import write_folder_set
 from vidconcept.errors import UsageError
 from vidconcept.model import ConceptModel, read_config, save_bundle
 from vidconcept.model.train import masked_bce, train
@@ -184,7 +184,7 @@ def test_refit_detectors_switches_the_crop_and_is_repeatable(bundle, oblong_spec
 
 
 def test_refit_detectors_rejects_bad_input(bundle, folder_spec, tmp_path):
-    from vidconcept.data.synthetic import write_folder_set
+    from vidconcept.testing.photos import write_folder_set
     from vidconcept.model.train import refit_detectors
 
     with pytest.raises(UsageError, match="crop_mode"):
@@ -280,7 +280,7 @@ def _wide_noisy(rng, n: int, dims: int = 400):
 
 
 def test_cross_validated_c_regularises_wide_layers_and_generalises():
-    from vidconcept.evaluate import average_precision
+    from vidconcept.metrics.ap import average_precision
     from vidconcept.model.detectors import C_GRID, LR_C, choose_c, fit_layer
 
     rng = np.random.default_rng(0)

@@ -56,6 +56,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_kill_9_mid_ingest_then_rerun_equals_clean_run(many_videos, clean, tmp_path):
     root = tmp_path / "idx"
     proc = subprocess.Popen([sys.executable, "-m", "vidconcept", "ingest", str(many_videos), "--index", str(root), "-q"],
@@ -126,6 +127,7 @@ def test_second_ingest_exits_3_while_locked_and_waits_with_wait(many_videos, tmp
     release.cancel()
 
 
+@pytest.mark.slow
 def test_search_during_ingest(many_videos, clean, tmp_path):
     root = tmp_path / "idx"
     cli("ingest", str(many_videos / "v0.mp4"), "--index", str(root), "-q")

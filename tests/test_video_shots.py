@@ -12,13 +12,8 @@ import pytest
 from tests.video_fixtures import cut, dissolve, fade, make_clip, shot, write_frames
 from vidconcept.errors import UnknownNameError, UsageError, VideoError
 from vidconcept.video import ShotScanner, Shot, detect_shots, list_detectors, save_keyframe
-from vidconcept.video.evaluate_shots import (
-    PACKAGE_CLIPS,
-    package_clip,
-    score_boundaries,
-    shots_to_boundaries,
-    truth_spans,
-)
+from vidconcept.metrics.shots import score_boundaries, shots_to_boundaries, truth_spans
+from vidconcept.testing.clips import PACKAGE_CLIPS, package_clip
 from vidconcept.video.keyframes import Candidate, is_blank, pick_keyframe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +195,7 @@ def test_bad_files_raise_video_error(tmp_path, kind):
 
 def test_truncated_stream_keeps_decoded_shots(tmp_path, caplog):
     path = tmp_path / "clip.mkv"
-    from vidconcept.video.synth import Clip
+    from vidconcept.testing.videos import Clip
 
     clip = Clip([shot("coffee"), shot("chelsea"), shot("astronaut")], [cut(), cut()], size=(320, 180))
     write_frames(path, list(clip.frames()))

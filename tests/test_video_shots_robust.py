@@ -13,7 +13,7 @@ import pytest
 from tests.video_fixtures import cut, dissolve, make_clip, mosaic, shot, wipe
 from vidconcept.video import ShotScanner, detect_shots
 from vidconcept.video.decode import FrameReader
-from vidconcept.video.evaluate_shots import score_typed, shots_to_boundaries, typed_spans
+from vidconcept.metrics.shots import score_typed, shots_to_boundaries, typed_spans
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = ROOT / "benchmarks" / "data" / "shots"

@@ -1,6 +1,6 @@
 """Tiny synthetic clips with known transitions for the shot tests.
 
-Wraps :mod:`vidconcept.video.synth` at a small size (320x180, 25 fps) so a
+Wraps :mod:`vidconcept.testing.videos` at a small size (320x180, 25 fps) so a
 clip renders and encodes in well under a second. Each builder returns the
 written path and its ground truth (``testvideo.json`` schema).
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 
-from vidconcept.video.synth import Clip, ShotSpec, Transition, write_video
+from vidconcept.testing.videos import Clip, ShotSpec, Transition, write_video
 
 SIZE = (320, 180)
 FPS = 25

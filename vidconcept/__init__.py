@@ -2,7 +2,8 @@
 
 The pipeline is visible in the package layout: ``video`` (decode, shots,
 keyframes) → ``model`` (concept CNN, LR detectors) → ``index`` (SQLite + FAISS)
-→ ``search`` (query language, ranking) → ``cli`` / ``web``.
+→ ``search`` (query language, ranking) → ``cli`` / ``web``. Its layers and what may
+import what: ``docs/ARCHITECTURE.md``.
 
 Example::
 

@@ -11,6 +11,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .errors import ModelError, UsageError, VidconceptError
+from .errors import ModelError, UsageError
 from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
@@ -116,15 +117,16 @@ class Index:
         Holds the index's write lock meanwhile: waits up to ``wait`` seconds for
         another ingest to finish, then raises :class:`~vidconcept.errors.IndexLockedError`.
         """
+        from .engines import create_engine
         from .index.lock import write_lock
         from .ingest import Ingestor
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        ingestor = Ingestor(self.store, lambda: self.model, detector=detector, threshold=threshold,
+        factory = functools.partial(create_engine, engine, workers=workers, **(engine_options or {}))
+        ingestor = Ingestor(self.store, lambda: self.model, factory, detector=detector, threshold=threshold,
                             min_shot_s=min_shot_s, batch_size=batch_size, progress=progress,
-                            log_json=Path(log_json) if log_json else None, engine=engine, workers=workers,
-                            engine_options=engine_options)
+                            log_json=Path(log_json) if log_json else None)
         with write_lock(self.root, wait):
             summary = ingestor.run(paths)
         self._vectors = None
@@ -206,7 +208,9 @@ class Index:
                 raise ModelError(
                     f"model {model.name!r} makes {model.feature_dim}-d features but the index holds {vectors.dim}-d ones: "
                     "use the model bundle the index was built with (--model DIR)")
-            query = model.predict([_load_image(image)]).features[0]
+            from .images import load_array
+
+            query = model.predict([load_array(image)]).features[0]
         sims, ids = vectors.search(query[None, :], top + (shot is not None))
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
         return SearchResults(self.results_for(hits), len(hits))
@@ -263,14 +267,3 @@ def _check_page(top: int, offset: int) -> None:
     if not isinstance(offset, int) or offset < 0:
         raise UsageError(f"offset must be a whole number >= 0, not {offset!r}")
 
-
-def _load_image(image) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        return image
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(image) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise VidconceptError(f"{image}: cannot read image: {exc}") from exc

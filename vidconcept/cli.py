@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from . import __version__  # noqa: F401
 from .errors import UsageError, VidconceptError
+from .timecode import clock
 
 log = logging.getLogger("vidconcept")
 
@@ -35,13 +36,8 @@ def _print_results(results, as_json: bool) -> None:
     for r in results.results:
         top = ", ".join(f"{k} {v:.2f}" for k, v in list(r.concepts.items())[:3])
         print(f"{r.score:6.3f}  shot {r.shot_id:<6} {os.path.basename(r.video)} "
-              f"[{_tc(r.start_s)}-{_tc(r.end_s)}]  {top}")
+              f"[{clock(r.start_s)}-{clock(r.end_s)}]  {top}")
     print(f"({len(results.results)} of {results.total} matching shots)")
-
-
-def _tc(seconds: float) -> str:
-    m, s = divmod(seconds, 60)
-    return f"{int(m):02d}:{s:05.2f}"
 
 
 def _index(args, create: bool = False):
@@ -111,7 +107,7 @@ def cmd_shots(args) -> int:
         _print_json(data)
     else:
         for i, s in enumerate(data["shots"]):
-            print(f"{i:4d}  frames {s['start_frame']:>7}-{s['end_frame']:<7} {_tc(s['start_s'])}-{_tc(s['end_s'])}")
+            print(f"{i:4d}  frames {s['start_frame']:>7}-{s['end_frame']:<7} {clock(s['start_s'])}-{clock(s['end_s'])}")
         print(f"{len(data['shots'])} shots, {data['frames']} frames at {data['fps']:.3f} fps")
     return 0
 

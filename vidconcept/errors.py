@@ -35,6 +35,10 @@ class DatasetError(VidconceptError):
     """A data set spec, folder or image that cannot be read."""
 
 
+class ImageError(VidconceptError):
+    """An image file or upload that cannot be decoded."""
+
+
 class IndexError_(VidconceptError):
     """An index folder that cannot be opened or written (a configuration error)."""
 

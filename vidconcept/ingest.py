@@ -2,10 +2,11 @@
 
 The :class:`Ingestor` is the one writer of an index. It plans each file (an
 unchanged file, same size and mtime or same content hash, is skipped; a growing
-one waits for the next run), hands the rest as :class:`VideoJob` items to an
-engine (:mod:`vidconcept.engines`: ``local`` or ``ray``) that decodes each video
-once, writes its keyframes and scores them, and commits each
-:class:`VideoResult` in one transaction. A file that fails is recorded with its
+one waits for the next run), hands the rest as :class:`~vidconcept.engines.base.VideoJob` items to the
+engine it is given (a factory from :mod:`vidconcept.engines`: ``local`` or ``ray``;
+the contract is :mod:`vidconcept.engines.base`) that decodes each video once, writes
+its keyframes and scores them, and commits each
+:class:`~vidconcept.engines.base.VideoResult` in one transaction. A file that fails is recorded with its
 reason while the rest go on.
 """
 from __future__ import annotations
@@ -24,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .concepts import follow_labels
+from .engines.base import EngineFactory, FileOutcome, VideoJob, VideoResult, failure, model_fingerprint, progress_bar
 from .errors import UsageError, VidconceptError, VideoError
-from .index.store import ShotData, Store, now_iso
+from .index.store import Store, now_iso
+from .index.user_concepts import follow_labels
 from .index.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -34,53 +36,6 @@ log = logging.getLogger(__name__)
 HASH_CHUNK = 1 << 20
 #: A file modified less than this many seconds ago is watched that long for growth.
 SETTLE_S = 1.0
-
-
-@dataclass
-class FileOutcome:
-    """What happened to one input file."""
-
-    path: str
-    status: str  # indexed | unchanged | failed | skipped (still being written)
-    shots: int = 0
-    seconds: float = 0.0
-    reason: str | None = None
-    shots_kept: int = 0  # a changed file: shots whose span (hence id) stayed
-    labels_moved: int = 0  # user labels that followed removed shots to new ones
-    labels_lost: list[dict] = field(default_factory=list)  # and those that could not (kept in the concept)
-
-
-@dataclass(frozen=True)
-class VideoJob:
-    """One video to (re)index, as planned by the writer and handed to an engine."""
-
-    path: Path
-    key: str  # resolved absolute path: the videos.path column
-    digest: str
-    size: int
-    mtime: float
-    root: Path  # the index folder
-    kf_dir: str  # keyframe folder, relative to ``root``
-
-
-@dataclass
-class VideoResult:
-    """What an engine returns for one video: its shots (keyframes already written),
-    and one row of scores and features per shot."""
-
-    job: VideoJob
-    info: object  # vidconcept.video.VideoInfo
-    shots: list[ShotData]
-    scores: np.ndarray
-    features: np.ndarray
-
-
-def failure(path: Path, exc: BaseException) -> FileOutcome:
-    """The failed outcome for ``path`` with a one-line reason (never a traceback)."""
-    reason = str(exc).removeprefix(f"{path}: ")
-    if isinstance(exc, OSError) and exc.strerror:
-        reason = exc.strerror.lower()
-    return FileOutcome(str(path), "failed", reason=reason)
 
 
 @dataclass
@@ -184,11 +139,6 @@ def content_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-def model_fingerprint(model) -> dict:
-    digest = hashlib.sha1("\n".join(model.concepts).encode()).hexdigest()[:16]
-    return {"name": model.name, "concepts": len(model.concepts), "concepts_sha1": digest, "feature_dim": model.feature_dim}
-
-
 def bundle_digest(model) -> str | None:
     """SHA-1 of what makes a bundle's scores: its preprocessing, weights, detectors and calibration files.
 
@@ -254,12 +204,18 @@ def same_version(indexed: dict | None, model: dict) -> bool:
 
 
 class Ingestor:
-    """Ingests videos into one index with one concept model (loaded on first need)."""
+    """Ingests videos into one index with one concept model (loaded on first need).
+
+    ``engine`` builds the engine when there is work (called with ``model``, ``scan_options``,
+    ``batch_size`` and ``progress``): :meth:`vidconcept.api.Index.ingest` passes one from
+    :func:`vidconcept.engines.create_engine`, so the ingest never chooses an engine itself.
+    """
 
     def __init__(
         self,
         store: Store,
         model_loader: Callable[[], object],
+        engine: EngineFactory,
         *,
         detector: str | None = None,
         threshold: float | None = None,
@@ -267,9 +223,6 @@ class Ingestor:
         batch_size: int = 32,
         progress: bool = True,
         log_json: Path | None = None,
-        engine: str | None = None,
-        workers: int | None = None,
-        engine_options: dict | None = None,
     ):
         self.store = store
         self._model_loader = model_loader
@@ -278,7 +231,7 @@ class Ingestor:
         self.batch_size = batch_size
         self.progress = progress
         self.log_json = log_json
-        self.engine, self.workers, self.engine_options = engine, workers, engine_options or {}
+        self.engine_factory = engine
         self.vectors: VectorIndex | None = None
         self.user_detectors: list = []
         self._dirty_vectors = False
@@ -323,10 +276,8 @@ class Ingestor:
 
     # ---- run --------------------------------------------------------------
     def run(self, paths: Sequence[str | os.PathLike]) -> IngestSummary:
-        from .engines import create_engine
+        from .index.user_concepts import user_detectors
         from .index.vectors import FAISS_NAME, open_vectors, right_kind
-
-        from .concepts import user_detectors
 
         from .index.columns import Update
 
@@ -351,9 +302,8 @@ class Ingestor:
                 jobs.append(planned)
         try:
             if jobs:
-                engine = create_engine(self.engine, model=lambda: self.model, scan_options=self.scan_options,
-                                       workers=self.workers, batch_size=self.batch_size, progress=self.progress,
-                                       **self.engine_options)
+                engine = self.engine_factory(model=lambda: self.model, scan_options=self.scan_options,
+                                             batch_size=self.batch_size, progress=self.progress)
                 for item in engine.run(jobs):
                     self._report(summary, self.write(item))
                     bar.update(1)
@@ -391,7 +341,7 @@ class Ingestor:
             prefix = str(folder.resolve()) + os.sep
             for row in self.store.videos():
                 if row["path"].startswith(prefix) and row["status"] != "missing" and not os.path.exists(row["path"]):
-                    self.store.db["videos"].update(row["id"], {"status": "missing"})
+                    self.store.touch_video(row["id"], status="missing")
                     log.warning("%s: file is gone; marked missing (run `vidconcept prune` to drop it)", row["path"])
                     n += 1
         return n
@@ -483,7 +433,3 @@ class Ingestor:
         self._dirty_vectors = True
 
 
-def progress_bar(**kw):
-    from tqdm.auto import tqdm
-
-    return tqdm(dynamic_ncols=True, **kw)

@@ -37,7 +37,8 @@ from . import config
 from .engines.local import _torch_threads
 from .errors import UsageError, VidconceptError
 from .index.store import SCORE_FLOOR, Store, now_iso
-from .ingest import model_version, progress_bar, same_version
+from .engines.base import progress_bar
+from .ingest import model_version, same_version
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,7 @@ class Upgrader:
     # ---- the swap -----------------------------------------------------------
     def _swap(self) -> None:
         """New scores, features, concepts and retrained user concepts in one transaction."""
-        from .concepts import retrain_store
+        from .index.user_concepts import retrain_store
         from .index.columns import open_columns
         from .index.vectors import DIGEST_NAME, FAISS_NAME, open_vectors
 

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from vidconcept.errors import DatasetError, unknown
+from vidconcept.errors import DatasetError, ImageError, unknown
+from vidconcept.images import load_rgb
 from vidconcept.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,10 @@ class LabelledImages:
 
     def load_image(self, index: int) -> Image.Image:
         """The RGB image of row ``index`` (greyscale converted); unreadable → :class:`DatasetError`."""
-        return load_rgb(self.paths[index])
+        try:
+            return load_rgb(self.paths[index])
+        except ImageError as exc:
+            raise DatasetError(str(exc)) from exc
 
     def subset(self, rows: np.ndarray | list[int]) -> "LabelledImages":
         """The rows ``rows`` (e.g. a quick sample for a smoke run)."""
@@ -73,15 +77,6 @@ class LabelledImages:
         strata = None if self.strata is None else self.strata[rows]
         return LabelledImages(self.spec, [self.paths[i] for i in rows], self.concepts, self.labels[rows],
                               self.mask[rows], strata, dict(self.inclusion))
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Open ``path`` as an RGB image, raising :class:`DatasetError` naming the file when it cannot."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from exc
 
 
 Reader = Callable[[Path, str], LabelledImages]

@@ -1,10 +1,11 @@
 """Ingest engines: where decoding, shot detection and the model run.
 
-An engine takes :class:`~vidconcept.ingest.VideoJob` items and yields, per job, a
-:class:`~vidconcept.ingest.VideoResult` (shots, keyframes written, scores and
-features) or a failed :class:`~vidconcept.ingest.FileOutcome`. The
-:class:`~vidconcept.ingest.Ingestor` stays the one writer of the index, so every
-engine gets the same idempotence and crash safety. Engines are created by name::
+An engine takes :class:`~vidconcept.engines.base.VideoJob` items and yields, per job, a
+:class:`~vidconcept.engines.base.VideoResult` (shots, keyframes written, scores and
+features) or a failed :class:`~vidconcept.engines.base.FileOutcome` (the contract,
+:mod:`vidconcept.engines.base`). The :class:`~vidconcept.ingest.Ingestor` stays the one
+writer of the index, so every engine gets the same idempotence and crash safety. Engines
+are created by name, and :meth:`vidconcept.api.Index.ingest` hands the factory to the ingest::
 
     engine = create_engine("local", model=model, workers=2)
 """

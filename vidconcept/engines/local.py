@@ -25,58 +25,15 @@ import multiprocessing as mp
 import numpy as np
 
 from ..errors import VideoError
-from ..index.store import ShotData
-from ..ingest import FileOutcome, VideoJob, VideoResult, failure, progress_bar
+from ..records import Shot
+from .base import (FileOutcome, VideoJob, VideoResult, default_workers, failure, predict_into, progress_bar,
+                   scan_job, scan_whole, split_results, stack_outputs)
 
 log = logging.getLogger(__name__)
 
 
 #: Fewest keyframes worth a model call while the decoder is still busy.
 _MIN_BATCH = 4
-
-
-def default_workers() -> int:
-    """Half the cores decode; the rest run the model and the writer."""
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-def scan_job(job: VideoJob, scan_options: dict, progress=None) -> Iterator[tuple[ShotData, np.ndarray]]:
-    """Open one video now (a bad file fails here, before anything else is spent on
-    it) and return a generator that decodes it once: it detects the shots, writes
-    their keyframe JPEGs, yields ``(ShotData, keyframe array)`` per shot and
-    returns the final ``VideoInfo``."""
-    from ..video import ShotScanner
-
-    scanner = ShotScanner(job.path, keyframes=True, progress=progress, **scan_options)
-    (job.root / job.kf_dir).mkdir(parents=True, exist_ok=True)
-    return _scan_shots(scanner, job)
-
-
-def _scan_shots(scanner, job: VideoJob):
-    from ..video import save_keyframe
-
-    for shot, keyframe in scanner:
-        rel = f"{job.kf_dir}/{shot.index:05d}.jpg"
-        stored = save_keyframe(keyframe, job.root / rel)  # the model scores the stored pixels
-        yield ShotData(shot.index, shot.start_frame, shot.end_frame, shot.start_s, shot.end_s, rel,
-                       shot.keyframe_frame, shot.keyframe_s), stored
-    return scanner.info
-
-
-def _scan_whole(job: VideoJob, scan_options: dict):
-    """Worker-process entry: the whole video's shots and keyframes, or a failure."""
-    try:
-        gen = scan_job(job, scan_options)
-        shots, frames = [], []
-        while True:
-            try:
-                shot, frame = next(gen)
-            except StopIteration as stop:
-                return stop.value, shots, frames
-            shots.append(shot)
-            frames.append(frame)
-    except (VideoError, OSError) as exc:
-        return failure(job.path, exc)
 
 
 class LocalEngine:
@@ -117,14 +74,14 @@ class LocalEngine:
                     # a full batch, or a few keyframes while the decoder has nothing ready:
                     # inference then fills the gaps in decoding instead of piling up at the end
                     if len(batch) >= self.batch_size or (len(batch) >= _MIN_BATCH and decoder.idle()):
-                        _predict(model, batch, scores, features, self.batch_size)
-                _predict(model, batch, scores, features, self.batch_size)
+                        predict_into(model, batch, scores, features, self.batch_size)
+                predict_into(model, batch, scores, features, self.batch_size)
         except (VideoError, OSError) as exc:
             items.close()  # skip the rest of this video; any other error ends the run without waiting for it
             return failure(job.path, exc)
         finally:
             bar.close()
-        return VideoResult(job, items.info, shots, *_stack(model, scores, features))
+        return VideoResult(job, items.info, shots, *stack_outputs(model, scores, features))
 
     def _model(self):
         return self.model() if callable(self.model) else self.model
@@ -136,7 +93,7 @@ class LocalEngine:
         ctx = mp.get_context("spawn")  # never fork a process that holds torch's threads
         with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
             with _main_module_hidden():  # the workers start on the first submit
-                futures: dict[Future, VideoJob] = {pool.submit(_scan_whole, j, self.scan_options): j for j in jobs}
+                futures: dict[Future, VideoJob] = {pool.submit(scan_whole, j, self.scan_options): j for j in jobs}
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -157,17 +114,8 @@ class LocalEngine:
         """One model pass over the keyframes of several videos, split back per video."""
         frames = [f for _, _, _, fs in pending for f in fs]
         scores, features = [], []
-        _predict(model, frames, scores, features, self.batch_size)
-        yield from split_results([(job, info, shots) for job, info, shots, _ in pending], *_stack(model, scores, features))
-
-
-def split_results(videos: list[tuple[VideoJob, object, list[ShotData]]], scores: np.ndarray,
-                  features: np.ndarray) -> Iterator[VideoResult]:
-    """Split one model pass over several videos' keyframes back into one result per video."""
-    at = 0
-    for job, info, shots in videos:
-        yield VideoResult(job, info, shots, scores[at : at + len(shots)], features[at : at + len(shots)])
-        at += len(shots)
+        predict_into(model, frames, scores, features, self.batch_size)
+        yield from split_results([(job, info, shots) for job, info, shots, _ in pending], *stack_outputs(model, scores, features))
 
 
 @contextlib.contextmanager
@@ -186,22 +134,8 @@ def _torch_threads(model):
         torch.set_num_threads(before)
 
 
-def _predict(model, batch: list, scores: list, features: list, batch_size: int) -> None:
-    if batch:
-        pred = model.predict(batch, batch_size=batch_size)
-        scores.append(pred.scores)
-        features.append(pred.features)
-        batch.clear()
-
-
-def _stack(model, scores: list, features: list) -> tuple[np.ndarray, np.ndarray]:
-    s = np.concatenate(scores) if scores else np.empty((0, len(model.concepts)), np.float32)
-    f = np.concatenate(features) if features else np.empty((0, model.feature_dim), np.float32)
-    return s, f
-
-
 class _Stream:
-    """One video's ``(ShotData, keyframe)`` items from the decode process; ``.info`` is its
+    """One video's ``(Shot, keyframe)`` items from the decode process; ``.info`` is its
     ``VideoInfo`` once they are exhausted. A decoding error is raised from the iteration."""
 
     def __init__(self, decoder: "_DecodeProcess", progress):
@@ -209,7 +143,7 @@ class _Stream:
         self.info = None
         self._finished = False
 
-    def __iter__(self) -> Iterator[tuple[ShotData, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[Shot, np.ndarray]]:
         while not self._finished:
             kind, payload = self._decoder.get()
             if kind == "shot":

@@ -7,7 +7,7 @@ which comes back to the driver, and the keyframe arrays, which stay in Ray's
 object store and go straight to a model actor (one per GPU when the cluster has
 GPUs, otherwise one on a CPU). Keyframes of several videos are batched into one
 actor call. The driver stays the one writer: the :class:`~vidconcept.ingest.Ingestor`
-commits each :class:`~vidconcept.ingest.VideoResult` as it arrives, so
+commits each :class:`~vidconcept.engines.base.VideoResult` as it arrives, so
 idempotence and crash safety are those of the local engine.
 
 Example::
@@ -33,8 +33,8 @@ import ray
 
 from .. import config
 from ..errors import UsageError
-from ..ingest import FileOutcome, VideoJob, VideoResult, model_fingerprint, progress_bar
-from .local import _predict, _scan_whole, _stack, default_workers, split_results
+from .base import (FileOutcome, VideoJob, VideoResult, default_workers, model_fingerprint, predict_into,
+                   progress_bar, scan_whole, split_results, stack_outputs)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ ScanRef = ray.ObjectRef  # the (info, shots) | FileOutcome half of a scan task's
 @ray.remote(num_returns=2, max_retries=SCAN_RETRIES)
 def _scan_remote(job: VideoJob, scan_options: dict):
     """Scan one video; its keyframe arrays are returned as a separate object."""
-    out = _scan_whole(job, scan_options)
+    out = scan_whole(job, scan_options)
     if isinstance(out, FileOutcome):
         return out, []
     info, shots, frames = out
@@ -74,8 +74,8 @@ class ModelActor:
     def predict(self, *videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         frames = [f for video in videos for f in video]
         scores, features = [], []
-        _predict(self.model, frames, scores, features, self.batch_size)
-        return _stack(self.model, scores, features)
+        predict_into(self.model, frames, scores, features, self.batch_size)
+        return stack_outputs(self.model, scores, features)
 
 
 def _identity(model) -> tuple:

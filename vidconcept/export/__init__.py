@@ -34,7 +34,7 @@ from .contact_sheet import to_html
 from .edl import to_edl
 from .rows import ShotRow, build_rows, resolve_video
 from .tabular import to_csv, to_json
-from .timecode import FrameRate, frames_to_timecode, seconds_to_timecode, timecode_to_frames
+from ..timecode import FrameRate, frames_to_timecode, seconds_to_timecode, timecode_to_frames
 from .trecvid import DEFAULT_DEPTH, DEFAULT_RUN_ID, to_trecvid
 
 __all__ = [

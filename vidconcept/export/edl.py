@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .rows import ShotRow
-from .timecode import FrameRate, frames_to_timecode, seconds_to_frame, timecode_to_frames
+from ..timecode import FrameRate, frames_to_timecode, seconds_to_frame, timecode_to_frames
 
 log = logging.getLogger(__name__)
 

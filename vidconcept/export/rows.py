@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import config
 from ..errors import UsageError, unknown
-from .timecode import FrameRate, Timecode, seconds_to_timecode
+from ..timecode import FrameRate, Timecode, seconds_to_timecode
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,12 @@ class ShotRow:
 
 def video_shot_ids(index, target: str | int | os.PathLike) -> list[ShotId]:
     """Shot ids of one video in shot order; ``target`` is a path or a video id."""
-    video = resolve_video(index.store, target)
-    rows = index.store.db.execute("SELECT id FROM shots WHERE video_id = ? ORDER BY idx", [video["id"]])
-    return [r[0] for r in rows]
+    return index.store.ordered_shot_ids(resolve_video(index.store, target)["id"])
 
 
 def all_shot_ids(index) -> list[ShotId]:
     """Every shot of the index, by video path then shot order."""
-    rows = index.store.db.execute(
-        "SELECT s.id FROM shots s JOIN videos v ON v.id = s.video_id ORDER BY v.path, s.idx")
-    return [r[0] for r in rows]
+    return index.store.ordered_shot_ids()
 
 
 def query_hits(index, query: str, min_score: float = 0.0) -> list[tuple[ShotId, float]]:

@@ -19,13 +19,13 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import sqlite_utils
 
 from ..errors import IndexError_
+from ..records import Shot
 from . import migrations
 from .shot_match import Reshoot, match_shots
 
@@ -38,19 +38,8 @@ DB_NAME = "index.db"
 SCORE_FLOOR = 1e-3
 BUSY_TIMEOUT_MS = 30_000
 
-
-@dataclass
-class ShotData:
-    """One shot as ingest hands it to the store."""
-
-    idx: int
-    start_frame: int
-    end_frame: int
-    start_s: float
-    end_s: float
-    keyframe: str | None  # path relative to the index folder
-    keyframe_frame: int | None = None  # the frame the keyframe was taken from (for upgrades to seek to)
-    keyframe_s: float | None = None  # its presentation time, seconds from the first frame
+#: The record ingest hands to the store: :class:`vidconcept.records.Shot` (the old name, kept for callers).
+ShotData = Shot
 
 
 def now_iso() -> str:
@@ -155,7 +144,7 @@ class Store:
     def replace_video(
         self,
         video: dict,
-        shots: Sequence[ShotData],
+        shots: Sequence[Shot],
         scores: np.ndarray,
         concept_ids: Sequence[int],
         features: np.ndarray,
@@ -187,7 +176,7 @@ class Store:
         self.last_reshoot = reshoot
         return video_id, shot_ids
 
-    def _write_shots(self, video_id: int, shots: Sequence[ShotData]) -> tuple[list[int], Reshoot]:
+    def _write_shots(self, video_id: int, shots: Sequence[Shot]) -> tuple[list[int], Reshoot]:
         """Upsert the shots of one video, keeping the ids of unchanged spans; old scores
         and features of the video are cleared (the caller writes the new ones)."""
         old = list(self.db.query("SELECT id, start_frame, end_frame, start_s, end_s FROM shots WHERE video_id = ?",
@@ -199,7 +188,7 @@ class Store:
         self.db.conn.executemany("DELETE FROM shots WHERE id = ?", [(i,) for i in gone])
         # kept shots may change position: move them out of the way of UNIQUE (video_id, idx)
         self.db.execute("UPDATE shots SET idx = -id WHERE video_id = ?", [video_id])
-        rows = [{"video_id": video_id, "idx": s.idx, "start_frame": s.start_frame, "end_frame": s.end_frame,
+        rows = [{"video_id": video_id, "idx": s.index, "start_frame": s.start_frame, "end_frame": s.end_frame,
                  "start_s": s.start_s, "end_s": s.end_s, "keyframe": s.keyframe, "keyframe_frame": s.keyframe_frame,
                  "keyframe_s": s.keyframe_s} for s in shots]
         if kept:
@@ -293,6 +282,15 @@ class Store:
     def shot_ids_of(self, video_id: int) -> np.ndarray:
         return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM shots WHERE video_id = ?", [video_id])),
                            dtype=np.int64)
+
+    def ordered_shot_ids(self, video_id: int | None = None) -> list[int]:
+        """Shot ids in viewing order: one video's by shot index, or all by video path then shot index."""
+        if video_id is not None:
+            rows = self.db.execute("SELECT id FROM shots WHERE video_id = ? ORDER BY idx", [video_id])
+        else:
+            rows = self.db.execute(
+                "SELECT s.id FROM shots s JOIN videos v ON v.id = s.video_id ORDER BY v.path, s.idx")
+        return [r[0] for r in rows]
 
     def concept_column(self, concept_id: int) -> tuple[np.ndarray, np.ndarray]:
         """All stored ``(shot_ids, scores)`` of one concept."""

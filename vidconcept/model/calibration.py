@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from vidconcept.errors import ModelError, UsageError
+from vidconcept.metrics.calibration import ECE_BINS, expected_calibration_error, reliability  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 METHODS = ("platt", "isotonic")
-#: Equal-width bins of the score over [0, 1] used by :func:`expected_calibration_error`.
-ECE_BINS = 10
 #: Below this many judged positives (or negatives) a concept keeps its scores as they are.
 MIN_CLASS = 3
 _EPS = 1e-6
@@ -120,32 +119,6 @@ def fit_calibration(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, me
     for j, (x, y) in enumerate(columns):
         kx[j, :len(x)], ky[j, :len(y)] = x, y
     return Calibration("isotonic", knots_x=kx, knots_y=ky)
-
-
-def reliability(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None,
-                bins: int = ECE_BINS) -> dict[str, list]:
-    """Per equal-width bin over [0, 1]: pair count, mean score and positive rate (judged pairs pooled)."""
-    scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels).ravel() > 0.5
-    if mask is not None:
-        judged = np.asarray(mask).ravel() > 0
-        scores, labels = scores[judged], labels[judged]
-    which = np.minimum((scores * bins).astype(int), bins - 1)
-    count = np.bincount(which, minlength=bins)
-    total = np.bincount(which, weights=scores, minlength=bins)
-    hits = np.bincount(which, weights=labels.astype(float), minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {"count": count.tolist(), "mean_score": (total / count).tolist(), "positive_rate": (hits / count).tolist()}
-
-
-def expected_calibration_error(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray | None = None,
-                               bins: int = ECE_BINS) -> float:
-    """ECE over judged pairs: Σ_bins (n_bin / n) · |mean score − positive rate| (equal-width bins); NaN when empty."""
-    table = reliability(scores, labels, mask, bins)
-    count = np.array(table["count"], float)
-    if not count.sum():
-        return float("nan")
-    gap = np.abs(np.nan_to_num(np.array(table["mean_score"])) - np.nan_to_num(np.array(table["positive_rate"])))
-    return float((count * gap).sum() / count.sum())
 
 
 def choose_method(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0) -> tuple[str, dict[str, float]]:

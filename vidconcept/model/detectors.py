@@ -95,7 +95,7 @@ def choose_c(x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
     folds that judge a positive. Returns the chosen C and every C's MAP; with too few photos to
     measure any AP it returns :data:`LR_C`.
     """
-    from vidconcept.evaluate import average_precision
+    from vidconcept.metrics.ap import average_precision
 
     fold = np.random.default_rng(seed).permutation(len(x)) % folds
     scores: dict[float, float] = {}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scenedetect import FrameTimecode
 
+from vidconcept.records import Shot
 from vidconcept.video.decode import Frame, FrameReader, VideoInfo
 from vidconcept.video.detectors import BGR_WIDTH, DetectorSpec, get_detector
 from vidconcept.config import KEYFRAME_MAX_SIDE
@@ -45,25 +46,6 @@ Progress = Callable[[int], None]
 _PROGRESS_EVERY = 25
 #: Frames whose time is remembered; detectors report boundaries at most this far back.
 _TIME_MEMORY = 4096
-
-
-@dataclass(frozen=True)
-class Shot:
-    """A content shot: frames ``[start_frame, end_frame)``, times in seconds from PTS."""
-
-    index: int
-    start_frame: int
-    end_frame: int
-    start_s: float
-    end_s: float
-    keyframe_frame: int | None = None  # the frame the keyframe was taken from, and its time
-    keyframe_s: float | None = None
-
-    def to_dict(self, index: bool = True) -> dict:
-        """JSON-ready dict; ``index=False`` leaves the shot number out."""
-        out = {"start_frame": self.start_frame, "end_frame": self.end_frame,
-               "start_s": round(self.start_s, 6), "end_s": round(self.end_s, 6)}
-        return {"index": self.index, **out} if index else out
 
 
 @dataclass(frozen=True)
@@ -125,7 +107,8 @@ class _ShotBuilder:
             return
         best = pick_candidate(samples, start, end) if self.keyframe_side else None
         kf_at = (best.index, best.time_s) if best is not None else (None, None)
-        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s, *kf_at)
+        shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s,
+                    keyframe_frame=kf_at[0], keyframe_s=kf_at[1])
         self.count += 1
         yield shot, (best.rgb(self.keyframe_side) if best is not None else None)
 
@@ -203,8 +186,8 @@ class ShotScanner:
         if builder.count == 0 and self.info.frames:
             # Nothing but black: still one shot, so the video is indexed and not "undecodable".
             first = builder.first_frame.rgb(self._keyframe_side) if builder.first_frame is not None else None
-            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s, 0 if first is not None else None,
-                       0.0 if first is not None else None), first
+            at = (0, 0.0) if first is not None else (None, None)
+            yield Shot(0, 0, self.info.frames, 0.0, self.info.duration_s, keyframe_frame=at[0], keyframe_s=at[1]), first
 
     def _timecode(self, index: int) -> FrameTimecode:
         return FrameTimecode(index, fps=self.info.fps if self.info.fps > 0 else 25.0)

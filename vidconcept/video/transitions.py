@@ -35,7 +35,7 @@ frame (about 1.4 s), then accepted in frame order. The rules:
 
 Reference: Smeaton, Over & Doherty, *Video shot boundary detection: Seven years
 of TRECVid activity* (CVIU 2010) for the taxonomy and the matching rule used
-by :mod:`vidconcept.video.evaluate_shots`.
+by :mod:`vidconcept.metrics.shots`.
 """
 from __future__ import annotations
 

@@ -5,13 +5,13 @@ FastAPI runs such routes in its thread pool instead of on the event loop.
 """
 from __future__ import annotations
 
-import io
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 
-from ..errors import UsageError
+from ..errors import ImageError, UsageError
+from ..images import load_array
 from .deps import Lib
 from .schemas import Concept, ResultPage, Shot, Stats, Video
 
@@ -77,11 +77,8 @@ def stats(lib: Lib) -> dict:
 
 
 def _decode_image(data: bytes, name: str | None) -> np.ndarray:
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.thumbnail((MAX_UPLOAD_SIDE, MAX_UPLOAD_SIDE))
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"{name or 'upload'}: not an image this server can read (send a JPEG or PNG): {exc}") from exc
+        return load_array(data, max_side=MAX_UPLOAD_SIDE)
+    except ImageError as exc:
+        raise UsageError(f"{name or 'upload'}: not an image this server can read (send a JPEG or PNG): "
+                         f"{exc.__cause__}") from exc

@@ -5,8 +5,9 @@ from fractions import Fraction
 
 import pytest
 
-from vidconcept.export.timecode import (
+from vidconcept.timecode import (
     FrameRate,
+    clock,
     frames_to_timecode,
     seconds_to_frame,
     seconds_to_timecode,
@@ -107,3 +108,9 @@ def test_seconds_to_frame_rounds_to_nearest():
 def test_negative_frame_is_an_error():
     with pytest.raises(ValueError):
         frames_to_timecode(-1, FrameRate.from_fps(25))
+
+
+@pytest.mark.parametrize("seconds,expected", [(0, "00:00.00"), (4.2, "00:04.20"), (75.5, "01:15.50"),
+                                              (3600.004, "60:00.00")], ids=["zero", "seconds", "minutes", "hour"])
+def test_clock(seconds, expected):
+    assert clock(seconds) == expected

@@ -1,4 +1,5 @@
-"""SMPTE timecodes (``HH:MM:SS:FF``, drop-frame ``HH:MM:SS;FF``) for exported shots.
+"""Timecodes, in one place: SMPTE (``HH:MM:SS:FF``, drop-frame ``HH:MM:SS;FF``) for exports, and
+the short ``MM:SS.ss`` clock the CLI prints (the web page's JavaScript formats the same clock).
 
 Timecodes are derived from a shot's time in seconds, not its decoded frame
 index: ``frame = round(seconds × rate)`` at the video's *nominal* rate. For
@@ -18,6 +19,7 @@ Example::
     rate = FrameRate.from_fps(29.97)
     frames_to_timecode(1800, rate)   # '00:01:00;02'
     seconds_to_timecode(600.0, rate) # '00:10:00;00'
+    clock(75.5)                      # '01:15.50'
 """
 from __future__ import annotations
 
@@ -102,6 +104,12 @@ def frames_to_timecode(frame: int, rate: FrameRate) -> Timecode:
 def seconds_to_timecode(seconds: float, rate: FrameRate) -> Timecode:
     """Timecode of the instant ``seconds`` at ``rate``."""
     return frames_to_timecode(seconds_to_frame(seconds, rate), rate)
+
+
+def clock(seconds: float) -> str:
+    """``MM:SS.ss`` (minutes past 59 keep counting): a shot's place in a listing, no frame rate needed."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:05.2f}"
 
 
 def timecode_to_frames(timecode: Timecode, rate: FrameRate) -> int:

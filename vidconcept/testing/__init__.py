@@ -1,0 +1,8 @@
+"""Tools for tests, benchmarks and sample media — not used by the product.
+
+* :mod:`~vidconcept.testing.videos`: synthetic multi-shot videos with known transitions.
+* :mod:`~vidconcept.testing.photos`: small labelled image sets in every data set layout.
+* :mod:`~vidconcept.testing.clips`: real clips installed packages ship, with their ground truth.
+
+Nothing under ``vidconcept/`` outside this package imports it (``tests/test_architecture.py``).
+"""
