@@ -145,18 +145,6 @@ def test_index_api_uses_the_store_and_concept_counts(filled):
         assert counts == {n: sql.get(n, 0) for n in CONCEPTS}
 
 
-def _children_of(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 WRITER = """
 import sys, numpy as np
 sys.path.insert(0, {tests!r})

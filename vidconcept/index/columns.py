@@ -33,7 +33,7 @@ import mmap
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,23 +361,23 @@ def open_columns(store: Store, *, rebuild: bool = False) -> ColumnStore:
 def replace_concept(store: Store, before: int, concept_id: int, shot_ids: np.ndarray, scores: np.ndarray) -> None:
     """After a transaction (generation ``before`` → now) that replaced one concept's scores:
     write that column only, when the store was current before it; else rebuild."""
-    cs = read(store.root)
-    generation = store.scores_generation()
-    if cs is None or cs.generation != before or generation != before + 1:
-        open_columns(store)
-        return
-    writer = Writer(store.root, generation, cs.ids, cs.digest)
-    col = scatter(cs.ids, shot_ids, scores)
-    col[col < _score_floor()] = 0.0  # as SQLite stores them
-    for cid in cs.files:
-        if cid != concept_id:
-            writer.keep(cs, cid)
-    writer.add(concept_id, col)
-    writer.commit(store.root)
+
+    def column(cs: ColumnStore) -> np.ndarray:
+        col = scatter(cs.ids, shot_ids, scores)
+        col[col < _score_floor()] = 0.0  # as SQLite stores them
+        return col
+    _rewrite_one(store, before, concept_id, column)
 
 
 def drop_concept(store: Store, before: int, concept_id: int) -> None:
     """After a transaction that deleted one concept: the same store without its column."""
+    _rewrite_one(store, before, concept_id, None)
+
+
+def _rewrite_one(store: Store, before: int, concept_id: int,
+                 column: Callable[[ColumnStore], np.ndarray] | None) -> None:
+    """Keep every column but ``concept_id``'s, which ``column(cs)`` replaces (``None``: dropped);
+    a store that was not current at ``before``, or a transaction that was not the only one since, rebuilds."""
     cs = read(store.root)
     generation = store.scores_generation()
     if cs is None or cs.generation != before or generation != before + 1:
@@ -387,6 +387,8 @@ def drop_concept(store: Store, before: int, concept_id: int) -> None:
     for cid in cs.files:
         if cid != concept_id:
             writer.keep(cs, cid)
+    if column is not None:
+        writer.add(concept_id, column(cs))
     writer.commit(store.root)
 
 
