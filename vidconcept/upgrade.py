@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .engines.local import _torch_threads
 from .errors import UsageError, VidconceptError
 from .index.store import SCORE_FLOOR, Store, now_iso
 from .engines.base import progress_bar
@@ -131,8 +130,7 @@ class Upgrader:
         shots = store.db.execute("SELECT count(*) FROM shots WHERE video_id IN (SELECT id FROM videos WHERE id NOT IN "
                                  "(SELECT video_id FROM upgrade_videos))").fetchone()[0]
         bar = progress_bar(total=shots, desc="upgrade", unit="shot", disable=not self.progress)
-        with _torch_threads(self.model):  # on CPU: threads that spin-wait for a busy core cost 3x here
-            self._stage_all(todo, bar)
+        self._stage_all(todo, bar)
         t = time.perf_counter()
         self._swap()
         summary.timing["swap_s"] = time.perf_counter() - t
