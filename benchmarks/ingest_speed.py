@@ -6,10 +6,14 @@ then times, alternating within one run, the whole process of:
 
   * ``vidconcept ingest VIDEO --index FRESH``   (shots + keyframes + model + index)
   * ``scenedetect -i VIDEO -q detect-adaptive``  (shot detection only)
-  * ``ffmpeg -i VIDEO -f null -``                (decode only: the floor)
+  * ``ffmpeg -i VIDEO -f null -``                (decode only: the floor; when an ffmpeg binary exists)
+  * ``pyav_decode``: PyAV decoding every frame to nowhere with FFmpeg's own threading
+    (``thread_type="AUTO"``, no skipped frames, no skipped filters): the decode-only floor
+    where no ffmpeg binary is installed (the same libavcodec that PyAV links)
 
 and prints each one's median wall time, realtime factor, peak memory and the
-ratios. ``--json`` prints one JSON object.
+ratios. ``--json`` prints one JSON object. ``--full-decode`` adds
+``vidconcept_full``: the ingest with ``VIDCONCEPT_SKIM=0`` (every frame decoded).
 
     python benchmarks/ingest_speed.py --json
 """
@@ -84,10 +88,21 @@ def ffmpeg_binary() -> str | None:
         return None
 
 
-def run(cmd: list[str]) -> tuple[float, float]:
+def decode_only(videos: list[Path]) -> None:
+    """Decode every frame of each video to nowhere, threaded as ``ffmpeg`` would."""
+    for video in videos:
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for _ in container.decode(stream):
+                pass
+
+
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **env} if env else None)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -111,7 +126,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each command, alternating (median reported)")
     ap.add_argument("--workers", type=int, help="passed to vidconcept ingest --workers")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--full-decode", action="store_true",
+                    help="also time the ingest with VIDCONCEPT_SKIM=0 (every frame decoded)")
+    ap.add_argument("--decode-only", action="store_true", help=argparse.SUPPRESS)  # the pyav_decode peer
     args = ap.parse_args()
+    if args.decode_only:
+        return decode_only(args.videos)
     videos = args.videos or [CACHE / "test720p.mp4"]
     if not args.videos and not videos[0].exists():
         print(f"building {videos[0]} (once)...", file=sys.stderr)
@@ -122,20 +142,26 @@ def main() -> None:
         + (["--workers", str(args.workers)] if args.workers else []),
         "scenedetect": lambda idx: [str(BIN / "scenedetect"), "-q", "-i", str(videos[0]), "detect-adaptive"],
     }
+    if args.full_decode:
+        commands["vidconcept_full"] = commands["vidconcept"]
     if ffmpeg:
         commands["ffmpeg"] = lambda idx: [ffmpeg, "-v", "error", "-i", str(videos[0]), "-f", "null", "-"]
+    commands["pyav_decode"] = lambda idx: [sys.executable, str(Path(__file__).resolve()), "--decode-only",
+                                           *map(str, videos)]
     if len(videos) > 1:  # the peers take one file each: time them on the whole list
         commands["scenedetect"] = lambda idx: ["bash", "-c", " && ".join(
             f"{BIN / 'scenedetect'} -q -i {v} detect-adaptive" for v in videos)]
         if ffmpeg:
             commands["ffmpeg"] = lambda idx: ["bash", "-c", " && ".join(
                 f"{ffmpeg} -v error -i {v} -f null -" for v in videos)]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     times: dict[str, list[float]] = {k: [] for k in commands}
     peaks: dict[str, float] = {k: 0.0 for k in commands}
     for _ in range(args.repeat):
         for name, make in commands.items():
+            env = {"VIDCONCEPT_SKIM": "0"} if name == "vidconcept_full" else None
             with tempfile.TemporaryDirectory(prefix="vidconcept-bench-") as idx:
-                wall, peak = run(make(str(Path(idx) / "index")))
+                wall, peak = run(make(str(Path(idx) / "index")), env)
             times[name].append(wall)
             peaks[name] = max(peaks[name], peak)
     seconds = sum(duration(v) for v in videos)
@@ -151,6 +177,11 @@ def main() -> None:
     }
     if "ffmpeg" in med:
         out["ingest_vs_ffmpeg"] = round(med["vidconcept"] / med["ffmpeg"], 3)
+    out["ingest_vs_pyav_decode"] = round(med["vidconcept"] / med["pyav_decode"], 3)
+    if "vidconcept_full" in med:
+        out["ingest_vs_ingest_full_decode"] = round(med["vidconcept"] / med["vidconcept_full"], 3)
+    out["load_average_before"] = load_before
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=None if args.json else 2))
 
 

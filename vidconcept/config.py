@@ -26,6 +26,18 @@ VIDEO_EXTENSIONS = frozenset(
 KEYFRAME_MAX_SIDE = 512
 KEYFRAME_JPEG_QUALITY = 88
 
+#: ``VIDCONCEPT_SKIM=0`` makes shot detection decode every frame instead of skipping
+#: non-reference frames (vidconcept.video.skim), e.g. to compare the two.
+SKIM_ENV_VAR = "VIDCONCEPT_SKIM"
+
+
+def resolve_skim(skim: bool | None = None) -> bool:
+    """``skim`` if given, else ``$VIDCONCEPT_SKIM`` (``0`` turns it off), else on."""
+    if skim is not None:
+        return skim
+    return os.environ.get(SKIM_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 #: Number of top concepts reported with each shot.
 TOP_CONCEPTS = 5
 

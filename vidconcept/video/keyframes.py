@@ -55,6 +55,11 @@ class Candidate:
 
     index: int
     image: np.ndarray | object
+    slot: int = -1  # the sampling position it fills: ``index``, or the skipped frame it stands in for
+
+    def __post_init__(self) -> None:
+        if self.slot < 0:
+            self.slot = self.index
 
     @property
     def time_s(self) -> float | None:
@@ -102,12 +107,14 @@ class CandidateBuffer:
         """
         return index % self.stride == 0 or self.latest < shot_start
 
-    def add(self, index: int, image: np.ndarray) -> None:
-        self.items.append(Candidate(index, image))
+    def add(self, index: int, image: np.ndarray, slot: int | None = None) -> None:
+        """Sample frame ``index``; ``slot``: the wanted frame it stands in for, when that one
+        had no decoded pixels (see :mod:`vidconcept.video.skim`)."""
+        self.items.append(Candidate(index, image, index if slot is None else slot))
         self.latest = index
         if len(self.items) > self.capacity:
             self.stride *= 2
-            self.items = [c for c in self.items if c.index % self.stride == 0 or c.index == index]
+            self.items = [c for c in self.items if c.slot % self.stride == 0 or c.index == index]
 
     def split(self, end: int) -> list[Candidate]:
         """Remove and return the samples before frame ``end``; restart sampling."""

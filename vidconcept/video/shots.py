@@ -35,8 +35,9 @@ from scenedetect import FrameTimecode
 from vidconcept.records import Shot
 from vidconcept.video.decode import Frame, FrameReader, VideoInfo
 from vidconcept.video.detectors import BGR_WIDTH, DetectorSpec, get_detector
-from vidconcept.config import KEYFRAME_MAX_SIDE
-from vidconcept.video.keyframes import CandidateBuffer, pick_candidate
+from vidconcept.config import KEYFRAME_MAX_SIDE, resolve_skim
+from vidconcept.video.keyframes import Candidate, CandidateBuffer, pick_candidate
+from vidconcept.video.skim import open_reader
 from vidconcept.video.transitions import is_black
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class _ShotBuilder:
     content: int = 0  # non-black frames so far
     count: int = 0  # shots yielded
     first_frame: Frame | None = None  # keyframe of last resort (an all-black video)
+    last_decoded: Frame | None = None  # the newest frame with pixels (a keyframe of last resort)
+    owed: int | None = None  # a sample due at this frame had no decoded pixels: the next decoded one fills it
     transitions: Sequence[tuple[int, int]] = ()  # the detector's gradual spans (live view)
 
     def add(self, frame: Frame) -> None:
@@ -92,8 +95,14 @@ class _ShotBuilder:
             del self.marks[self.order.popleft()]
         black = is_black(frame.small[:, :, 0])
         self.content += not black
-        if self.keyframe_side and not black and self.candidates.wants(frame.index, self.start):
-            self.candidates.add(frame.index, frame)  # converted to RGB only if chosen
+        if frame.av_frame is not None and self.keyframe_side:
+            self.last_decoded = frame
+        if self.keyframe_side and not black and (self.owed is not None or self.candidates.wants(frame.index, self.start)):
+            # a frame the decoder skipped (no pixels, see video.skim) passes its turn to the next decoded one
+            slot = frame.index if self.owed is None else self.owed
+            self.owed = slot if frame.av_frame is None else None
+            if frame.av_frame is not None:
+                self.candidates.add(frame.index, frame, slot)  # converted to RGB only if chosen
 
     def close(self, end: int, end_mark: _Mark) -> Iterator[tuple[Shot, np.ndarray | None]]:
         """End the current shot before frame ``end``; yield it unless it is all black."""
@@ -106,6 +115,11 @@ class _ShotBuilder:
             log.debug("dropping black segment [%d, %d)", start, end)
             return
         best = pick_candidate(samples, start, end) if self.keyframe_side else None
+        if best is None and self.keyframe_side and self.last_decoded is not None:
+            # no decoded sample in the shot (cannot happen with a full decode): the newest decoded frame stands in
+            log.warning("shot [%d, %d): no decoded frame sampled; keyframe from frame %d", start, end,
+                        self.last_decoded.index)
+            best = Candidate(self.last_decoded.index, self.last_decoded)
         kf_at = (best.index, best.time_s) if best is not None else (None, None)
         shot = Shot(self.count, start, end, start_mark.time_s, end_mark.time_s,
                     keyframe_frame=kf_at[0], keyframe_s=kf_at[1])
@@ -137,6 +151,10 @@ class ShotScanner:
         keyframes: Whether to pick keyframes (``False`` yields ``None`` instead and is faster).
         keyframe_side: Longest side of the keyframes yielded, in pixels.
         progress: Called with the number of frames just decoded (e.g. ``tqdm.update``).
+        skim: Decode only reference frames where the codec allows and look again in full
+            around possible boundaries (:mod:`vidconcept.video.skim`); ``False`` decodes every
+            frame; ``None``: ``$VIDCONCEPT_SKIM``, default on. Only for detectors that read
+            small YUV frames (ours).
 
     Raises:
         VideoError: The file cannot be opened or has no decodable video frames.
@@ -154,12 +172,13 @@ class ShotScanner:
         keyframes: bool = True,
         keyframe_side: int = KEYFRAME_MAX_SIDE,
         progress: Progress | None = None,
+        skim: bool | None = None,
     ):
         self._spec: DetectorSpec = get_detector(detector)
         self._detector = self._spec.build(threshold=threshold, min_shot_s=min_shot_s)
         self._keyframe_side = keyframe_side if keyframes else None
         self._progress = progress
-        self._reader = FrameReader(path)
+        self._reader = open_reader(path, skim=resolve_skim(skim) and self._spec.frame_format == "yuv")
         self.info: VideoInfo = self._reader.info
 
     def __iter__(self) -> Iterator[tuple[Shot, np.ndarray | None]]:
