@@ -13,7 +13,9 @@ then times, alternating within one run, the whole process of:
 
 and prints each one's median wall time, realtime factor, peak memory and the
 ratios. ``--json`` prints one JSON object. ``--full-decode`` adds
-``vidconcept_full``: the ingest with ``VIDCONCEPT_SKIM=0`` (every frame decoded).
+``vidconcept_full``: the ingest with ``VIDCONCEPT_SKIM=0`` (every frame decoded). Each
+command also reports its CPU seconds (user + system of its process tree): steadier than
+wall time when the machine is shared.
 
     python benchmarks/ingest_speed.py --json
 """
@@ -98,8 +100,9 @@ def decode_only(videos: list[Path]) -> None:
                 pass
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system, its whole process tree) and peak RSS (MiB,
+    of its largest process) of one child process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, **env} if env else None)
@@ -109,7 +112,7 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def duration(path: Path) -> float:
@@ -124,7 +127,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("videos", nargs="*", type=Path)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each command, alternating (median reported)")
-    ap.add_argument("--workers", type=int, help="passed to vidconcept ingest --workers")
+    ap.add_argument("--workers", type=int, nargs="+",
+                    help="passed to vidconcept ingest --workers; several values time one ingest each "
+                         "(vidconcept_w1, vidconcept_w2, ...), alternating with the rest")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--full-decode", action="store_true",
                     help="also time the ingest with VIDCONCEPT_SKIM=0 (every frame decoded)")
@@ -137,13 +142,16 @@ def main() -> None:
         print(f"building {videos[0]} (once)...", file=sys.stderr)
         build_test_video(videos[0])
     ffmpeg = ffmpeg_binary()
-    commands = {
-        "vidconcept": lambda idx: [str(BIN / "vidconcept"), "ingest", *map(str, videos), "--index", idx, "-q"]
-        + (["--workers", str(args.workers)] if args.workers else []),
-        "scenedetect": lambda idx: [str(BIN / "scenedetect"), "-q", "-i", str(videos[0]), "detect-adaptive"],
-    }
+    def ingest(workers: int | None):
+        return lambda idx: [str(BIN / "vidconcept"), "ingest", *map(str, videos), "--index", idx, "-q"] + \
+            (["--workers", str(workers)] if workers else [])
+
+    workers = args.workers or [None]
+    commands = {("vidconcept" if len(workers) == 1 else f"vidconcept_w{w}"): ingest(w) for w in workers}
+    first = next(iter(commands))
+    commands["scenedetect"] = lambda idx: [str(BIN / "scenedetect"), "-q", "-i", str(videos[0]), "detect-adaptive"]
     if args.full_decode:
-        commands["vidconcept_full"] = commands["vidconcept"]
+        commands["vidconcept_full"] = commands[first]
     if ffmpeg:
         commands["ffmpeg"] = lambda idx: [ffmpeg, "-v", "error", "-i", str(videos[0]), "-f", "null", "-"]
     commands["pyav_decode"] = lambda idx: [sys.executable, str(Path(__file__).resolve()), "--decode-only",
@@ -156,13 +164,15 @@ def main() -> None:
                 f"{ffmpeg} -v error -i {v} -f null -" for v in videos)]
     load_before = [round(x, 2) for x in os.getloadavg()]
     times: dict[str, list[float]] = {k: [] for k in commands}
+    cpus: dict[str, list[float]] = {k: [] for k in commands}
     peaks: dict[str, float] = {k: 0.0 for k in commands}
     for _ in range(args.repeat):
         for name, make in commands.items():
             env = {"VIDCONCEPT_SKIM": "0"} if name == "vidconcept_full" else None
             with tempfile.TemporaryDirectory(prefix="vidconcept-bench-") as idx:
-                wall, peak = run(make(str(Path(idx) / "index")), env)
+                wall, cpu, peak = run(make(str(Path(idx) / "index")), env)
             times[name].append(wall)
+            cpus[name].append(cpu)
             peaks[name] = max(peaks[name], peak)
     seconds = sum(duration(v) for v in videos)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -171,15 +181,19 @@ def main() -> None:
         "repeat": args.repeat, "cpu_count": os.cpu_count(),
         **{f"{k}_wall_s": round(v, 2) for k, v in med.items()},
         **{f"{k}_all_s": [round(t, 2) for t in times[k]] for k in times},
+        **{f"{k}_cpu_s": round(statistics.median(v), 2) for k, v in cpus.items()},
         **{f"{k}_realtime_x": round(seconds / v, 1) for k, v in med.items()},
+        **{f"{k}_video_h_per_h": round(seconds / v, 1) for k, v in med.items() if k.startswith("vidconcept")},
         **{f"{k}_peak_rss_mb": round(v, 1) for k, v in peaks.items()},
-        "ingest_vs_scenedetect": round(med["vidconcept"] / med["scenedetect"], 3),
     }
-    if "ffmpeg" in med:
-        out["ingest_vs_ffmpeg"] = round(med["vidconcept"] / med["ffmpeg"], 3)
-    out["ingest_vs_pyav_decode"] = round(med["vidconcept"] / med["pyav_decode"], 3)
+    for name in [k for k in med if k.startswith("vidconcept") and k != "vidconcept_full"]:
+        tag = name.replace("vidconcept", "ingest")
+        out[f"{tag}_vs_scenedetect"] = round(med[name] / med["scenedetect"], 3)
+        if "ffmpeg" in med:
+            out[f"{tag}_vs_ffmpeg"] = round(med[name] / med["ffmpeg"], 3)
+        out[f"{tag}_vs_pyav_decode"] = round(med[name] / med["pyav_decode"], 3)
     if "vidconcept_full" in med:
-        out["ingest_vs_ingest_full_decode"] = round(med["vidconcept"] / med["vidconcept_full"], 3)
+        out["ingest_vs_ingest_full_decode"] = round(med[first] / med["vidconcept_full"], 3)
     out["load_average_before"] = load_before
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=None if args.json else 2))
