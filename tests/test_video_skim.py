@@ -25,6 +25,8 @@ def encode(frames, path: Path, codec: str = "libx264", params: str = FIXED_GOP) 
         stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": "23", "preset": "veryfast", "threads": "1", "x264-params": params}
+        elif codec in ("mpeg2video", "mpeg4"):  # FFmpeg's encoders: a fixed I B B P pattern
+            stream.codec_context.max_b_frames, stream.codec_context.gop_size = 2, 50
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
@@ -47,16 +49,21 @@ def boundaries(path: Path, skim: bool) -> tuple[list[tuple[int, int]], ShotScann
     return [(s.start_frame, s.end_frame) for s, _ in scanner], scanner
 
 
-@pytest.fixture(scope="module")
-def cut_on_b(tmp_path_factory) -> tuple[Path, int]:
-    """Three shots; the cuts at frames 40 and 82 (non-reference B-frames of the fixed pattern)."""
-    clip = Clip([shot("coffee", 40), shot("chelsea", 42, "pan_right"), shot("astronaut", 40)],
+def three_shots() -> Clip:
+    return Clip([shot("coffee", 40), shot("chelsea", 42, "pan_right"), shot("astronaut", 40)],
                 [cut(), cut()], size=SIZE, fps=FPS)
+
+
+@pytest.fixture(scope="module")
+def cut_on_b(tmp_path_factory) -> tuple[Path, Clip]:
+    """Three shots; the cuts at frames 40 and 82 (non-reference B-frames of the fixed pattern)."""
+    clip = three_shots()
     return encode(clip.frames(), tmp_path_factory.mktemp("skim") / "cut_on_b.mp4"), clip
 
 
-def test_cut_on_a_non_reference_frame_is_found_at_its_exact_frame(cut_on_b):
-    path, _ = cut_on_b
+@pytest.mark.parametrize("codec,ext", [("libx264", "mp4"), ("mpeg2video", "ts"), ("mpeg4", "mp4")])
+def test_cut_on_a_non_reference_frame_is_found_at_its_exact_frame(tmp_path, codec, ext):
+    path = encode(three_shots().frames(), tmp_path / f"cut_on_b.{ext}", codec=codec)
     skipped = non_reference(path)
     assert {40, 82} <= skipped  # the fixture does what it says
     full, _ = boundaries(path, skim=False)

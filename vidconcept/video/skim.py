@@ -40,7 +40,7 @@ from vidconcept.video.transitions import YUV_FLOOR, TransitionDetector, _histogr
 log = logging.getLogger(__name__)
 
 #: Codecs whose non-reference frames FFmpeg can drop and whose streams carry one frame per packet.
-SKIM_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg1video"})
+SKIM_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg1video", "mpeg4"})
 #: Containers whose packets carry real presentation times (AVI stores none for B-frames).
 _NO_PTS_FORMATS = ("avi",)
 #: A gap is looked at again in full when its change is this many times its neighbours'
