@@ -320,9 +320,12 @@ class SkimReader(FrameReader):
         first, last = min(numbers), max(numbers)
         ctx = self._replay_context()
         buffered = self._packets.items[0][0] if self._packets.items else self._packets.count
-        if self._b_next is None or self._b_next > first or self._b_next < buffered:
+        start = self._packets.start_for(after_pts)
+        # start again at the keyframe when it has passed the frames, or when the keyframe is
+        # nearer than where it stopped (fewer reference frames to decode on the way)
+        if self._b_next is None or self._b_next > first or self._b_next < max(buffered, start):
             ctx.flush_buffers()
-            self._b_next = self._packets.start_for(after_pts)
+            self._b_next = start
             self.stats.replays += 1
         out: dict[int, av.VideoFrame] = {}
         try:
