@@ -91,7 +91,9 @@ class LocalEngine:
         model = self._model()
         pending: list[tuple[VideoJob, object, list, list]] = []
         ctx = mp.get_context("spawn")  # never fork a process that holds torch's threads
-        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
+        # torch on the cores the decoders leave (spinning intra-op threads against two decoders on
+        # two cores cost 1.5x the CPU of the whole ingest: benchmarks/ingest_speed.py --workers 1 2)
+        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool, _torch_threads(model):
             with _main_module_hidden():  # the workers start on the first submit
                 futures: dict[Future, VideoJob] = {pool.submit(scan_whole, j, self.scan_options): j for j in jobs}
             while futures:
