@@ -167,7 +167,7 @@ def fill_synthetic(root: Path, shots: int, dim: int, seed: int = 0) -> list[int]
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
         sh = [ShotData(i, i, i + 1, i / 25, (i + 1) / 25, None) for i in range(per_video)]
         video = {"path": f"/synthetic/{v}.mp4", "duration_s": per_video / 25}
-        _, ids = store.replace_video(video, sh, np.zeros((per_video, 0), np.float32), [], feats)
+        ids = store.replace_video(video, sh, np.zeros((per_video, 0), np.float32), [], feats).shot_ids
         planted += [ids[i] for i in np.flatnonzero(hit)]
     store.close()
     return planted

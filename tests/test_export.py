@@ -33,8 +33,7 @@ def add_video(store: Store, path: str, fps: float, times: list[tuple[float, floa
              "fps": fps, "frames": int(times[-1][1] * fps), "width": 64, "height": 48, "model": "fake"}
     scores = rng.random((len(shots), len(CONCEPTS))).astype(np.float32)
     feats = rng.normal(size=(len(shots), 8)).astype(np.float32)
-    video_id, _ = store.replace_video(video, shots, scores, [cids[c] for c in CONCEPTS], feats)
-    return video_id
+    return store.replace_video(video, shots, scores, [cids[c] for c in CONCEPTS], feats).video_id
 
 
 def write_keyframes(index: Index) -> None:

@@ -403,15 +403,15 @@ class Ingestor:
         if self.columns is not None:
             self.columns.before_write()
         with self.store.db.atomic():  # the shots and the labels that follow them, together
-            _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
-            relabel = follow_labels(self.store, self.store.last_reshoot, job.key)
+            written = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
+            relabel = follow_labels(self.store, written.reshoot, job.key)
         if self.columns is not None:
-            self.columns.wrote(shot_ids, scores, concept_ids, self.store.last_removed)
+            self.columns.wrote(written.shot_ids, scores, concept_ids, written.removed)
         for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
-        self._update_vectors(shot_ids, item.features, self.store.last_removed)
+        self._update_vectors(written.shot_ids, item.features, written.removed)
         return FileOutcome(str(job.path), "indexed", shots=len(item.shots), seconds=info.duration_s,
-                           shots_kept=len(self.store.last_reshoot.kept), labels_moved=relabel.moved,
+                           shots_kept=len(written.reshoot.kept), labels_moved=relabel.moved,
                            labels_lost=relabel.lost)
 
     def _with_user_concepts(self, scores: np.ndarray, features: np.ndarray, concept_ids: list[int]):

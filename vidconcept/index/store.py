@@ -19,6 +19,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,21 @@ BUSY_TIMEOUT_MS = 30_000
 
 #: The record ingest hands to the store: :class:`vidconcept.records.Shot` (the old name, kept for callers).
 ShotData = Shot
+
+
+@dataclass(frozen=True)
+class VideoWrite:
+    """What :meth:`Store.replace_video` wrote, returned to the caller (the ingest
+    updates the FAISS vectors and the column store and moves labels from it)."""
+
+    video_id: int
+    shot_ids: list[int]  # the new version's shots, in order
+    reshoot: Reshoot  # which old shots kept their id, which are gone
+
+    @property
+    def removed(self) -> list[int]:
+        """Old shot ids whose vectors are stale: the gone ones and the kept ones (rewritten)."""
+        return sorted(self.reshoot.kept | set(self.reshoot.gone))
 
 
 def now_iso() -> str:
@@ -148,15 +164,14 @@ class Store:
         scores: np.ndarray,
         concept_ids: Sequence[int],
         features: np.ndarray,
-    ) -> tuple[int, list[int]]:
+    ) -> VideoWrite:
         """Write one video with its shots, scores and features in a single transaction.
 
         An earlier version of the same path (a changed file) is updated in place: the
         ``videos`` row keeps its id, and a shot whose span is unchanged (within
         :data:`~.shot_match.SPAN_TOLERANCE` frames) keeps its id (an upsert); the
-        other old shots are deleted. Returns ``(video_id, shot_ids)``; the old shot ids
-        (whose vectors the FAISS index must drop) are left in ``self.last_removed`` and
-        what happened to the shots in ``self.last_reshoot`` (:class:`~.shot_match.Reshoot`).
+        other old shots are deleted. Returns a :class:`VideoWrite`: the video and shot
+        ids, and what happened to the old shots (:class:`~.shot_match.Reshoot`).
         """
         if len(shots) != len(scores) or len(shots) != len(features):
             raise ValueError("shots, scores and features must have one row per shot")
@@ -172,9 +187,7 @@ class Store:
             self._insert_scores(shot_ids, scores, concept_ids)
             self._insert_features(shot_ids, features)
             self.bump_generation()
-        self.last_removed = sorted(reshoot.kept | set(reshoot.gone))
-        self.last_reshoot = reshoot
-        return video_id, shot_ids
+        return VideoWrite(video_id, shot_ids, reshoot)
 
     def _write_shots(self, video_id: int, shots: Sequence[Shot]) -> tuple[list[int], Reshoot]:
         """Upsert the shots of one video, keeping the ids of unchanged spans; old scores
