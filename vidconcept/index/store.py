@@ -326,13 +326,13 @@ class Store:
         ).fetchone()[0]
 
     def shots(self, shot_ids: Sequence[int]) -> dict[int, dict]:
-        """Shot rows joined with their video's path, keyed by shot id."""
+        """Shot rows joined with their video's path and rate, keyed by shot id."""
         out: dict[int, dict] = {}
         ids = list(shot_ids)
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
             marks = ",".join("?" * len(chunk))
             for row in self.db.query(
-                "SELECT s.id AS shot_id, s.video_id, v.path AS video, s.idx AS shot_index, s.start_frame, "
+                "SELECT s.id AS shot_id, s.video_id, v.path AS video, v.fps, s.idx AS shot_index, s.start_frame, "
                 f"s.end_frame, s.start_s, s.end_s, s.keyframe FROM shots s JOIN videos v ON v.id = s.video_id WHERE s.id IN ({marks})",
                 chunk,
             ):

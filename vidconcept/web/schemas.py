@@ -1,7 +1,24 @@
-"""Response shapes of the REST API: they document ``/docs`` and keep the JSON stable for the page."""
+"""Response shapes of the REST API: they document ``/docs`` and keep the JSON stable for the page.
+
+A shot's response is built from the record search returns (:class:`~vidconcept.records.ShotHit`),
+with the URLs the page needs added: :meth:`Result.from_record`.
+"""
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 from pydantic import BaseModel
+
+from ..records import ShotHit
+
+
+def keyframe_url(shot: int) -> str:
+    return f"/keyframes/{shot}.jpg"
+
+
+def video_url(video: int) -> str:
+    return f"/videos/{video}"
 
 
 class Result(BaseModel):
@@ -18,6 +35,13 @@ class Result(BaseModel):
     keyframe_url: str | None
     video_url: str
     concepts: dict[str, float]  # the shot's top concepts, best first
+
+    @classmethod
+    def from_record(cls, hit: ShotHit, **fields):
+        """The response for one shot record; ``fields`` override the record's (e.g. ``score``)."""
+        urls = {"video_name": Path(hit.video).name, "video_url": video_url(hit.video_id),
+                "keyframe_url": keyframe_url(hit.shot_id) if hit.keyframe else None}
+        return cls.model_validate(asdict(hit) | urls | fields)
 
 
 class ResultPage(BaseModel):
