@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vidconcept.errors import ModelError
-from vidconcept.model.backbones import Backbone, create_backbone
+from vidconcept.model.backbones import Backbone, create_backbone, load_strict
 from vidconcept.model.calibration import Calibration, load_calibration, save_calibration
 from vidconcept.model.detectors import LayerDetectors, load_detectors, save_detectors
 
@@ -119,10 +119,7 @@ def load_weights(net: nn.Module, path: Path) -> None:
     state = load_file(str(path))
     own = net.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"weights {path} do not fit the network in its config.json: {exc}") from exc
+    load_strict(net, state, f"{path} (the network its config.json describes)")
 
 
 def save_weights(net: nn.Module, path: Path, half: bool = True) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..records import ShotHit
 
@@ -58,14 +58,16 @@ class Concept(BaseModel):
 
 
 class Video(BaseModel):
+    """An indexed (or failed, or missing) video file; the numbers are ``None`` until it is decoded."""
+
     id: int
-    name: str
-    path: str
-    status: str | None = None
-    duration_s: float | None = None
-    fps: float | None = None
-    width: int | None = None
-    height: int | None = None
+    name: str  # the file name
+    path: str  # absolute path of the file
+    status: str | None = Field(None, description="indexed, failed or missing")
+    duration_s: float | None = Field(None, description="seconds, from the container's timestamps")
+    fps: float | None = Field(None, description="average frame rate")
+    width: int | None = Field(None, description="pixels")
+    height: int | None = Field(None, description="pixels")
     video_url: str
 
 
