@@ -163,9 +163,11 @@ def _digest(folder: Path, config) -> str:
 
 
 def model_version(model) -> dict:
-    """What the index records of the model that scored it (``meta.model``)."""
+    """What the index records of the model that scored it (``meta.model``): with the digest of
+    its backbone, an upgrade to a version that keeps it reuses the stored features."""
     fp, digest = model_fingerprint(model), bundle_digest(model)
-    return {**fp, "bundle_sha1": digest} if digest else fp
+    backbone = getattr(model, "backbone_digest", None)
+    return {**fp, **({"bundle_sha1": digest} if digest else {}), **({"backbone_sha1": backbone} if backbone else {})}
 
 
 def bundle_version(folder: str | os.PathLike) -> dict:
@@ -259,6 +261,8 @@ class Ingestor:
                 f"of two versions are not comparable: run `vidconcept upgrade --index {root} --model {bundle}` to "
                 "move the index to it in place (shots, ids and user concepts are kept), or pass --model with the "
                 "bundle the index was built with")
+        if known and "backbone_sha1" in version and "backbone_sha1" not in known:
+            self.store.set_meta("model", {**known, "backbone_sha1": version["backbone_sha1"]})  # indexed before it was kept
         if not known:
             with self.store.db.atomic():
                 self.store.set_meta("model", version)
@@ -403,7 +407,7 @@ class Ingestor:
         if self.columns is not None:
             self.columns.before_write()
         with self.store.db.atomic():  # the shots and the labels that follow them, together
-            written = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
+            written = self.store.replace_video(video, item.shots, scores, concept_ids, item.features, item.norms)
             relabel = follow_labels(self.store, written.reshoot, job.key)
         if self.columns is not None:
             self.columns.wrote(written.shot_ids, scores, concept_ids, written.removed)

@@ -164,6 +164,7 @@ class Store:
         scores: np.ndarray,
         concept_ids: Sequence[int],
         features: np.ndarray,
+        norms: np.ndarray | None = None,
     ) -> VideoWrite:
         """Write one video with its shots, scores and features in a single transaction.
 
@@ -185,7 +186,7 @@ class Store:
                 video_id = int(self.db["videos"].insert(row).last_pk)
             shot_ids, reshoot = self._write_shots(video_id, shots)
             self._insert_scores(shot_ids, scores, concept_ids)
-            self._insert_features(shot_ids, features)
+            self._insert_features(shot_ids, features, norms)
             self.bump_generation()
         return VideoWrite(video_id, shot_ids, reshoot)
 
@@ -227,10 +228,11 @@ class Store:
             zip(sids[rows].tolist(), cids[cols].tolist(), scores[rows, cols].astype(float).tolist()),
         )
 
-    def _insert_features(self, shot_ids: Sequence[int], features: np.ndarray) -> None:
+    def _insert_features(self, shot_ids: Sequence[int], features: np.ndarray, norms: np.ndarray | None = None) -> None:
         blobs = (np.asarray(f, dtype=np.float16).tobytes() for f in features)
+        lengths = [None] * len(shot_ids) if norms is None else np.asarray(norms, float).tolist()
         self.db.conn.executemany(
-            "INSERT INTO features (shot_id, vector) VALUES (?, ?)", zip(shot_ids, blobs)
+            "INSERT INTO features (shot_id, vector, norm) VALUES (?, ?, ?)", zip(shot_ids, blobs, lengths)
         )
 
     def _delete_shots(self, video_id: int) -> list[int]:
@@ -400,6 +402,16 @@ class Store:
         rows.sort()
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
         return np.array([r[0] for r in rows], np.int64), mat.astype(np.float32)
+
+    def video_features(self, video_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(shot ids, float16 unit features, float32 norms)`` of one video's shots in ``idx``
+        order; ``None`` unless every shot has features with a recorded norm."""
+        rows = self.db.execute("SELECT s.id, f.vector, f.norm FROM shots s LEFT JOIN features f ON f.shot_id = s.id "
+                               "WHERE s.video_id = ? ORDER BY s.idx", [video_id]).fetchall()
+        if not rows or any(vector is None or norm is None for _, vector, norm in rows):
+            return None
+        return (np.array([r[0] for r in rows], np.int64), np.stack([np.frombuffer(r[1], np.float16) for r in rows]),
+                np.array([r[2] for r in rows], np.float32))
 
     def scan_features(self, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All feature vectors as stored, ``(ids, float16 matrix)`` chunks in id order.
