@@ -153,8 +153,9 @@ def bundle_digest(model) -> str | None:
 
 
 def _digest(folder: Path, config) -> str:
-    calibration = getattr(config, "calibration", None)
-    described = [config.data_config, config.weights, config.strategy, config.detectors] + ([calibration] if calibration else [])
+    calibration, precision = getattr(config, "calibration", None), getattr(config, "cpu_precision", "fp32")
+    described = [config.data_config, config.weights, config.strategy, config.detectors] + ([calibration] if calibration else []) \
+        + ([{"cpu_precision": precision}] if precision != "fp32" else [])
     h = hashlib.sha1(json.dumps(described, sort_keys=True).encode())  # a bundle without calibration: as before
     for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file"), (calibration or {}).get("file")):
         if name and (folder / name).is_file():
@@ -188,7 +189,8 @@ def _bundle_version(folder: Path, stamp: tuple) -> dict:
         raw = json.loads((folder / "config.json").read_text())
         config = SimpleNamespace(name=raw["name"], concepts=raw["concepts"], data_config=raw.get("data_config", {}),
                                  weights=raw.get("weights", {}), strategy=raw.get("strategy"),
-                                 detectors=raw.get("detectors"))
+                                 detectors=raw.get("detectors"), calibration=raw.get("calibration"),
+                                 cpu_precision=raw.get("cpu_precision", "fp32"))
     except (OSError, ValueError, KeyError) as exc:
         raise VidconceptError(f"{folder}: cannot read the bundle's config.json: {exc}") from exc
     return {"name": config.name, "concepts": len(config.concepts),

@@ -186,6 +186,13 @@ def _fold_checked(net: torch.nn.Module, config: BundleConfig) -> torch.nn.Module
     return net
 
 
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _first_output(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net.features(x) if isinstance(net, Backbone) else net.outputs(x)["logits"]
 
@@ -212,6 +219,9 @@ class ConceptModel:
         self.calibration = calibration if detectors else None  # it maps fused detector scores
         self.feature_dim = backbone_of(net).num_features
         self._transform = eval_transform(self.data_config)
+        if config.cpu_precision == "bf16" and not device.startswith("cuda") and not _native_bf16():
+            log.warning("model %s runs in bf16 on CPU, which this CPU has no instructions for: "
+                        "its scores are right but slower than in fp32 here", config.name)
 
     @classmethod
     def load(cls, bundle: str | Path | None = None, device: str | None = None) -> "ConceptModel":
@@ -252,12 +262,17 @@ class ConceptModel:
                 result[name][rows] = value
         return result
 
+    def _autocast(self):
+        """fp16 on CUDA; on CPU the bundle's ``cpu_precision`` (bf16 autocast, or fp32)."""
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.cpu_precision == "bf16")
+
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        cuda = self.device.startswith("cuda")
-        if cuda:
+        if self.device.startswith("cuda"):
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+        with self._autocast():
             if isinstance(self._runner, Backbone):
                 features = self._runner.features(x)
                 out = {"features": features, "logits": self._runner.classifier(features)}
@@ -320,15 +335,17 @@ class ConceptModel:
 
     @property
     def backbone_digest(self) -> str:
-        """SHA-1 of what the pooled features depend on: backbone name, preprocessing and the
-        backbone's weights (not the extension, concept layer, detectors or calibration)."""
+        """SHA-1 of what the pooled features depend on: backbone name, preprocessing, precision
+        and the backbone's weights (not the extension, concept layer, detectors or calibration)."""
         if getattr(self, "_backbone_digest", None) is None:
             import hashlib
             import json
 
             keys = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
-            h = hashlib.sha1(json.dumps([self.config.backbone, {k: self.data_config.get(k) for k in keys}],
-                                        sort_keys=True).encode())
+            described = [self.config.backbone, {k: self.data_config.get(k) for k in keys}]
+            if self.config.cpu_precision != "fp32":
+                described.append(self.config.cpu_precision)
+            h = hashlib.sha1(json.dumps(described, sort_keys=True).encode())
             for name, tensor in sorted(backbone_of(self.net).stages.state_dict().items()):
                 h.update(name.encode())
                 h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -347,13 +364,14 @@ class ConceptModel:
         raw = torch.from_numpy(unit * np.asarray(norms, np.float32)[:, None]).to(self.device)
         net = self._runner
         out = {"features": raw}
-        if isinstance(net, Backbone):
-            out["logits"] = net.classifier(raw)
-        else:
-            h = raw
-            for i, block in enumerate(net.extension):
-                h = out[f"ext{i + 1}"] = block(h)
-            out["logits"] = net.concept_layer(h)
+        with self._autocast():  # as the layers ran in predict()
+            if isinstance(net, Backbone):
+                out["logits"] = net.classifier(raw)
+            else:
+                h = raw
+                for i, block in enumerate(net.extension):
+                    h = out[f"ext{i + 1}"] = block(h)
+                out["logits"] = net.concept_layer(h)
         outputs = {k: v.float().cpu().numpy() for k, v in out.items()}
         scores = self.score_outputs(outputs)
         return Prediction(scores=scores.get("fused", scores["direct"]), features=l2_normalise(unit),
