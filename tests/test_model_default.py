@@ -76,9 +76,10 @@ def test_cpu_precision_is_part_of_the_model_version(tmp_path):
 
     from vidconcept.ingest import bundle_version, model_version
 
-    fp32 = ROOT / "models" / "default"
+    fp32 = shutil.copytree(ROOT / "models" / "default", tmp_path / "fp32")
     bf16 = shutil.copytree(fp32, tmp_path / "bf16")
-    cfg = json.loads((bf16 / "config.json").read_text())
+    cfg = json.loads((fp32 / "config.json").read_text())
+    (fp32 / "config.json").write_text(json.dumps({**cfg, "cpu_precision": "fp32"}))
     (bf16 / "config.json").write_text(json.dumps({**cfg, "cpu_precision": "bf16"}))
     a, b = ConceptModel.load(fp32, device="cpu"), ConceptModel.load(bf16, device="cpu")
     images = [np.random.default_rng(i).integers(0, 256, (288, 512, 3), dtype=np.uint8) for i in range(3)]
