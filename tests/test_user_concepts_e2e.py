@@ -46,7 +46,8 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     _click(browser, f'.card[data-shot="{shots[0]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[1]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[-1]}"] .thumb-down')
-    assert browser.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1"
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1",
+          "the label counts did not follow the clicks")  # each click is a request: wait, on a loaded machine
     _click(browser, "#toolbar-extra button")  # "New concept" shows the name box
     name_box = browser.find_element(By.CSS_SELECTOR, "#toolbar-extra input")
     name_box.send_keys("mine", Keys.ENTER)
