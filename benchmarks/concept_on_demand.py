@@ -75,12 +75,14 @@ def dataset_features(spec: str, split: str, model_dir: Path | None, limit: int |
 
 
 # ---- the simulated analyst -------------------------------------------------------------------------
-def simulate(x: np.ndarray, y: np.ndarray, judged: np.ndarray, rounds: int, per_round: int, seed: int) -> list[dict]:
+def simulate(x: np.ndarray, y: np.ndarray, judged: np.ndarray, rounds: int, per_round: int, seed: int,
+             c: float | None = None) -> list[dict]:
     """AP after each round of labels, starting from 5 positives and 20 negatives.
 
     Half the photos (random, per seed) are held out: the analyst never sees them.
     ``ap`` is measured on every photo not yet labelled (the issue's measure; it drifts
     down as the easy positives get labelled away), ``ap_heldout`` on the held-out half.
+    ``c``: the detectors' C (default: the LR head's default).
     """
     from sklearn.metrics import average_precision_score
 
@@ -98,7 +100,7 @@ def simulate(x: np.ndarray, y: np.ndarray, judged: np.ndarray, rounds: int, per_
         pos = [i for i, v in labels.items() if v]
         neg = [i for i, v in labels.items() if not v]
         extra = sample_negatives(pool, set(labels), len(pos), len(neg), seed=seed)
-        scores = fit_detector(x[pos], x[neg + extra.tolist()]).predict(x)
+        scores = fit_detector(x[pos], x[neg + extra.tolist()], **({} if c is None else {"c": c})).predict(x)
         rest = np.setdiff1d(ids, list(labels))
         curve.append({"round": r, "labels": len(labels), "positives": len(pos),
                       "ap": float(average_precision_score(y[rest], scores[rest])),
@@ -106,6 +108,14 @@ def simulate(x: np.ndarray, y: np.ndarray, judged: np.ndarray, rounds: int, per_
         for shot in suggest_from_scores(pool, scores[pool], labels, per_round)["next"]:
             labels[int(shot)] = bool(y[shot])  # the analyst answers truthfully
     return curve
+
+
+def chosen_sets(names: str | None) -> list[tuple[str, str, list[str]]]:
+    """The entries of :data:`SETS` whose folder name is in ``names`` (comma-separated; all when ``None``)."""
+    if not names:
+        return SETS
+    wanted = set(names.split(","))
+    return [entry for entry in SETS if Path(entry[0].split(":", 1)[1]).name in wanted]
 
 
 def finetuned_ap(bundle: Path | None, spec: str, split: str) -> dict[str, float]:
@@ -121,9 +131,9 @@ def finetuned_ap(bundle: Path | None, spec: str, split: str) -> dict[str, float]
 
 
 def run_simulation(args) -> dict:
-    report = {"rounds": args.rounds, "per_round": args.per_round, "start": {"positives": 5, "negatives": 20},
+    report = {"c": args.c, "rounds": args.rounds, "per_round": args.per_round, "start": {"positives": 5, "negatives": 20},
               "seeds": args.seeds, "finetuned_bundle": str(args.finetuned) if args.finetuned else None, "concepts": {}}
-    for spec, split, names in SETS:
+    for spec, split, names in chosen_sets(args.sets):
         if not Path(spec.split(":", 1)[1]).exists():
             log.warning("%s is missing; skipped", spec)
             continue
@@ -134,7 +144,7 @@ def run_simulation(args) -> dict:
         for name in names:
             c = concepts.index(name)
             y, judged = data["labels"][:, c] > 0.5, data["mask"][:, c] > 0
-            curves = [simulate(x, y, judged, args.rounds, args.per_round, seed) for seed in range(args.seeds)]
+            curves = [simulate(x, y, judged, args.rounds, args.per_round, seed, args.c) for seed in range(args.seeds)]
             mean = {k: np.array([[p[k] for p in cur] for cur in curves]).mean(0).round(4).tolist()
                     for k in ("ap", "ap_heldout")}
             report["concepts"][name] = {
@@ -145,6 +155,9 @@ def run_simulation(args) -> dict:
                 "finetuned_note": None if name in tuned else "no fine-tuned detector evaluated on this split",
             }
             print(json.dumps({name: mean}), file=sys.stderr, flush=True)
+    per = report["concepts"].values()
+    report["mean"] = {k: np.array([v[k] for v in per]).mean(0).round(4).tolist() if per else []
+                      for k in ("ap", "ap_heldout")}  # over concepts, per round
     return report
 
 
@@ -167,7 +180,7 @@ def fill_synthetic(root: Path, shots: int, dim: int, seed: int = 0) -> list[int]
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
         sh = [ShotData(i, i, i + 1, i / 25, (i + 1) / 25, None) for i in range(per_video)]
         video = {"path": f"/synthetic/{v}.mp4", "duration_s": per_video / 25}
-        _, ids = store.replace_video(video, sh, np.zeros((per_video, 0), np.float32), [], feats)
+        ids = store.replace_video(video, sh, np.zeros((per_video, 0), np.float32), [], feats).shot_ids
         planted += [ids[i] for i in np.flatnonzero(hit)]
     store.close()
     return planted
@@ -205,6 +218,8 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=3, help="simulations per concept (random starting labels)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos per data set")
+    parser.add_argument("--sets", help="comma-separated data set names (default: all of scene15, intel_scenes, voc2007)")
+    parser.add_argument("--c", type=float, default=None, help="the detectors' C (default: the LR head's default)")
     parser.add_argument("--model", type=Path, default=None, help="model bundle (default: models/default)")
     parser.add_argument("--finetuned", type=Path, default=ROOT / "runs" / "default-ft3",
                         help="fine-tuned bundle whose recorded per-concept AP is shown beside ours")
@@ -215,7 +230,7 @@ def main() -> None:
     if args.speed:
         print(json.dumps(run_speed(args), indent=2))
     elif args.features_only:
-        for spec, split, _ in SETS:
+        for spec, split, _ in chosen_sets(args.sets):
             dataset_features(spec, split, args.model, args.limit)
     else:
         print(json.dumps(run_simulation(args), indent=2))

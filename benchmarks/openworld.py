@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -44,53 +43,17 @@ sys.path.insert(0, str(ROOT))
 
 from vidconcept.evaluate import average_precision  # noqa: E402
 from vidconcept.model.calibration import ECE_BINS, expected_calibration_error, reliability  # noqa: E402
+from vidconcept.testing.footage import footage_dirs, found_and_missing  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "openworld_labels.json"
-SHARED = Path(os.environ.get("VIDCONCEPT_SHARED", ROOT.parent / "shared"))
 THRESHOLD = 0.5
 MIN_POSITIVES_FOR_MAP = 2
 
 
-def footage_dirs(extra: list[str]) -> list[Path]:
-    dirs = [Path(d) for d in extra]
-    dirs.append(Path(os.environ.get("VIDCONCEPT_FOOTAGE", Path.home() / ".cache" / "vidconcept" / "footage")))
-    return [d for d in dirs if d.is_dir()]
-
-
-def locate(entries: list[dict], footage: list[Path]) -> Path | None:
-    """The first existing file among a clip's ``locate`` entries (see the module docstring)."""
-    for entry in entries:
-        candidates: list[Path] = []
-        if "shared" in entry:
-            candidates.append(SHARED / entry["shared"])
-        if "package" in entry:
-            try:
-                module = __import__(entry["package"])
-                candidates.append(Path(module.__file__).parent / entry["path"])
-            except ImportError:
-                pass
-        if "file" in entry:
-            candidates.append(Path(entry["file"]))
-        if "footage" in entry:
-            for folder in footage:
-                candidates += [folder / entry["footage"], *sorted(folder.rglob(entry["footage"]))]
-        for path in candidates:
-            if path.is_file():
-                return path
-    return None
-
-
 def load_clips(split: str, footage: list[Path]) -> tuple[list[str], list[tuple[dict, Path]], list[str]]:
     labels = json.loads(LABELS.read_text())
-    found, missing = [], []
-    for clip in labels["clips"]:
-        if split != "all" and clip["split"] != split:
-            continue
-        path = locate(clip["locate"], footage)
-        if path is None:
-            missing.append(clip["clip"])
-        else:
-            found.append((clip, path))
+    clips = [c for c in labels["clips"] if split == "all" or c["split"] == split]
+    found, missing = found_and_missing(clips, lambda c: c["locate"], lambda c: c["clip"], footage)
     return labels["concepts"], found, missing
 
 

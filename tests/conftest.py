@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import av
@@ -97,6 +98,14 @@ def write_video(path: Path, images: list[np.ndarray], seconds_each: float = 1.2,
                 frame_no += 1
         out.mux(stream.encode())
     return starts
+
+
+def folder_of(folder: Path, copies: dict[str, Path]) -> Path:
+    """``folder``, created, holding a copy of each source file under its new name: a folder a test ingests."""
+    folder.mkdir(parents=True)
+    for name, source in copies.items():
+        shutil.copy(source, folder / name)
+    return folder
 
 
 def _fit(img: np.ndarray, w: int, h: int) -> np.ndarray:

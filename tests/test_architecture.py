@@ -21,7 +21,8 @@ LAYERS: dict[str, int] = {
     "vidconcept.video": 1, "vidconcept.model": 1, "vidconcept.data": 1, "vidconcept.index": 1,
     "vidconcept.search": 1, "vidconcept.export": 1, "vidconcept.evaluate": 1,     # parts
     "vidconcept.config": 0, "vidconcept.errors": 0, "vidconcept.registry": 0, "vidconcept.metrics": 0,
-    "vidconcept.records": 0, "vidconcept.timecode": 0, "vidconcept.images": 0,    # base
+    "vidconcept.records": 0, "vidconcept.timecode": 0, "vidconcept.images": 0,
+    "vidconcept.logistic": 0,                                                    # base
 }
 LAYER_NAMES = ["base", "parts", "pipeline", "api", "interfaces"]
 #: Tools for tests and benchmarks: may import anything; nothing in the product imports them.

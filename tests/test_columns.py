@@ -210,8 +210,8 @@ def _video(store: Store, path: str, n: int, seed: int) -> tuple[list[int], np.nd
     cids = [store.concept_ids()[c] for c in CONCEPTS]
     scores = rng.random((n, len(CONCEPTS))).astype(np.float32) ** 3  # some below the storage floor
     shots = [ShotData(i, i, i + 1, i, i + 1.0, None) for i in range(n)]
-    _, ids = store.replace_video({"path": path}, shots, scores, cids, rng.normal(size=(n, 8)).astype(np.float32))
-    return ids, scores, cids, store.last_removed
+    written = store.replace_video({"path": path}, shots, scores, cids, rng.normal(size=(n, 8)).astype(np.float32))
+    return written.shot_ids, scores, cids, written.removed
 
 
 @pytest.mark.parametrize("untracked", [False, True])

@@ -33,8 +33,7 @@ def add_video(store: Store, path: str, fps: float, times: list[tuple[float, floa
              "fps": fps, "frames": int(times[-1][1] * fps), "width": 64, "height": 48, "model": "fake"}
     scores = rng.random((len(shots), len(CONCEPTS))).astype(np.float32)
     feats = rng.normal(size=(len(shots), 8)).astype(np.float32)
-    video_id, _ = store.replace_video(video, shots, scores, [cids[c] for c in CONCEPTS], feats)
-    return video_id
+    return store.replace_video(video, shots, scores, [cids[c] for c in CONCEPTS], feats).video_id
 
 
 def write_keyframes(index: Index) -> None:
@@ -310,3 +309,20 @@ def test_cli_query_to_stdout(index, capsys):
 def test_cli_unknown_video_is_one_line_and_status_2(index, capsys):
     assert cli.main(["export", "nope.mp4", "--format", "csv", "--index", str(index.root)]) == 2
     assert capsys.readouterr().err.startswith("vidconcept: error: unknown video 'nope.mp4'")
+
+
+def test_search_export_and_web_share_one_shot_record(index):
+    """One record from the index to the page: a search hit, the export row of the same shot
+    and the web's response for it agree field for field (the web adds only URLs)."""
+    from vidconcept.export.rows import build_rows
+    from vidconcept.records import ShotHit
+    from vidconcept.web.schemas import Result
+
+    hit = index.search(CONCEPTS[0], top=1)[0]
+    (row,) = build_rows(index, [(hit.shot_id, hit.score)])
+    assert type(hit) is type(row) is ShotHit and row == hit
+    assert Path(hit.keyframe).is_file() and hit.start_tc == row.start_tc
+    web = Result.from_record(hit).model_dump()
+    assert {k: web[k] for k in ("shot_id", "video_id", "video", "start_s", "end_s", "score", "concepts")} == \
+        {k: getattr(hit, k) for k in ("shot_id", "video_id", "video", "start_s", "end_s", "score", "concepts")}
+    assert web["keyframe_url"] == f"/keyframes/{hit.shot_id}.jpg" and web["video_url"] == f"/videos/{hit.video_id}"

@@ -39,6 +39,21 @@ def test_replace_video_is_idempotent(filled):
     assert before["videos"] == 3 and before["shots"] == 12
 
 
+def test_replace_video_returns_what_it_wrote(store):
+    """A changed file: the unchanged shot keeps its id, the re-cut one is gone, and the
+    caller learns both from the return value (nothing is left on the store)."""
+    cids = [store.ensure_concepts(["a"])["a"]]
+    first = [ShotData(0, 0, 10, 0.0, 0.4, None), ShotData(1, 10, 20, 0.4, 0.8, None)]
+    one = store.replace_video({"path": "/v.mp4"}, first, np.ones((2, 1), np.float32), cids, np.ones((2, 4), np.float32))
+    assert one.reshoot.kept == set() and one.removed == [] and len(one.shot_ids) == 2
+    second = [ShotData(0, 0, 10, 0.0, 0.4, None), ShotData(1, 10, 15, 0.4, 0.6, None), ShotData(2, 15, 20, 0.6, 0.8, None)]
+    two = store.replace_video({"path": "/v.mp4"}, second, np.ones((3, 1), np.float32), cids, np.ones((3, 4), np.float32))
+    assert two.video_id == one.video_id
+    assert two.shot_ids[0] == one.shot_ids[0] and two.reshoot.kept == {one.shot_ids[0]}
+    assert set(two.reshoot.gone) == {one.shot_ids[1]} and two.removed == sorted(one.shot_ids)
+    assert not hasattr(store, "last_removed") and not hasattr(store, "last_reshoot")
+
+
 def test_scores_below_floor_are_not_stored(store):
     cids = store.ensure_concepts(["a", "b"])
     shots = [ShotData(0, 0, 10, 0.0, 0.4, None)]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from conftest import write_video
+from conftest import folder_of, write_video
 from vidconcept.api import Index
 
 @pytest.fixture(scope="module")
@@ -101,9 +101,7 @@ def test_reingest_is_idempotent_and_changed_file_reindexed(videos, tmp_path):
     ids=["zero-bytes", "random-bytes", "text"],
 )
 def test_bad_files_fail_cleanly_and_others_are_ingested(videos, tmp_path, name, content, reason):
-    work = tmp_path / "v"
-    work.mkdir()
-    shutil.copy(videos / "a.mp4", work / "good.mp4")
+    work = folder_of(tmp_path / "v", {"good.mp4": videos / "a.mp4"})
     (work / name).write_bytes(content)
     proc = _cli("ingest", str(work), str(tmp_path / "missing.mp4"), "--index", str(tmp_path / "idx"), "--json", "-q")
     assert proc.returncode == 1
@@ -118,9 +116,7 @@ def test_bad_files_fail_cleanly_and_others_are_ingested(videos, tmp_path, name, 
 
 @pytest.mark.logs_errors  # the truncated file's one-line failure
 def test_truncated_file_does_not_lose_indexed_data(videos, tmp_path):
-    work = tmp_path / "v"
-    work.mkdir()
-    shutil.copy(videos / "b.mp4", work / "b.mp4")
+    work = folder_of(tmp_path / "v", {"b.mp4": videos / "b.mp4"})
     idx = Index(tmp_path / "idx", create=True)
     idx.ingest([work])
     shots = idx.info()["shots"]
@@ -198,9 +194,7 @@ def test_another_version_of_the_model_is_refused_and_names_upgrade(videos, tmp_p
     from vidconcept.errors import UsageError
 
     bundle = shutil.copytree(resolve_model_dir(None), tmp_path / "model")
-    work = tmp_path / "v"
-    work.mkdir()
-    shutil.copy(sorted(videos.glob("*.mp4"))[0], work / "first.mp4")
+    work = folder_of(tmp_path / "v", {"first.mp4": sorted(videos.glob("*.mp4"))[0]})
     with Index(tmp_path / "idx", create=True, model=bundle) as idx:
         idx.ingest([work])
         recorded = idx.info()["model"]["bundle_sha1"]

@@ -1,6 +1,8 @@
 """The bundled models (the ImageNet one and the fine-tuned default) and the ConceptModel API."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import skimage.data
@@ -64,3 +66,30 @@ def test_fine_tuned_default_bundle():
     top = [model.concepts[int(i)] for i in pred.scores.argmax(1)]
     assert top == ["cat", "person"]
     assert pred.features.shape == (2, model.feature_dim)
+
+
+def test_cpu_precision_is_part_of_the_model_version(tmp_path):
+    """``cpu_precision: bf16`` runs the network under bfloat16 autocast on CPU: scores close to
+    fp32's but not equal, so it is another model version (bundle and backbone digests) and the
+    head-only rescoring of stored features runs under the same precision."""
+    import shutil
+
+    from vidconcept.ingest import bundle_version, model_version
+
+    fp32 = shutil.copytree(ROOT / "models" / "default", tmp_path / "fp32")
+    bf16 = shutil.copytree(fp32, tmp_path / "bf16")
+    cfg = json.loads((fp32 / "config.json").read_text())
+    (fp32 / "config.json").write_text(json.dumps({**cfg, "cpu_precision": "fp32"}))
+    (bf16 / "config.json").write_text(json.dumps({**cfg, "cpu_precision": "bf16"}))
+    a, b = ConceptModel.load(fp32, device="cpu"), ConceptModel.load(bf16, device="cpu")
+    images = [np.random.default_rng(i).integers(0, 256, (288, 512, 3), dtype=np.uint8) for i in range(3)]
+    pa, pb = a.predict(images), b.predict(images)
+    diff = np.abs(pa.scores - pb.scores).max()
+    assert 0 < diff < 0.1, diff
+    assert model_version(a)["bundle_sha1"] != model_version(b)["bundle_sha1"] == bundle_version(bf16)["bundle_sha1"]
+    assert a.backbone_digest != b.backbone_digest
+    again = b.predict_features(pb.features.astype(np.float16), pb.norms)
+    assert np.abs(again.scores - pb.scores).max() < 0.02  # bf16 rounding of the same layers
+    (bf16 / "config.json").write_text(json.dumps({**cfg, "cpu_precision": "int3"}))
+    with pytest.raises(ModelError, match="cpu_precision"):
+        ConceptModel.load(bf16)

@@ -281,22 +281,22 @@ def _wide_noisy(rng, n: int, dims: int = 400):
 
 def test_cross_validated_c_regularises_wide_layers_and_generalises():
     from vidconcept.metrics.ap import average_precision
-    from vidconcept.model.detectors import C_GRID, LR_C, choose_c, fit_layer
+    from vidconcept.model.detectors import C_GRID, DETECTOR_C, choose_c, fit_layer
 
     rng = np.random.default_rng(0)
     x, labels, mask = _wide_noisy(rng, 300)
     c, scores = choose_c(x, labels, mask)
     assert set(scores) == set(C_GRID) and scores[c] == max(scores.values())
-    assert c < LR_C  # 400 columns, ~36 positives a concept: the default C over-fits
+    assert c < DETECTOR_C  # 400 columns, ~36 positives a concept: the default C over-fits
     x_new, labels_new, _ = _wide_noisy(rng, 2000)  # new rows of the same kind
 
     def held_out_map(c: float) -> float:
         p = fit_layer("features", x, labels, mask, c=c).predict(x_new)
         return float(np.mean([average_precision(p[:, j], labels_new[:, j]) for j in range(3)]))
 
-    assert held_out_map(c) > held_out_map(LR_C) + 0.02
+    assert held_out_map(c) > held_out_map(DETECTOR_C) + 0.02
     # no fold holds a positive to score: the default C
-    assert choose_c(x[:6], np.zeros_like(labels[:6]), mask[:6])[0] == LR_C
+    assert choose_c(x[:6], np.zeros_like(labels[:6]), mask[:6])[0] == DETECTOR_C
 
 
 def test_detector_c_is_checked_and_recorded(bundle, folder_spec, tmp_path):

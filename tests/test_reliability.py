@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from conftest import snapshot, write_video
+from conftest import folder_of, snapshot, write_video
 from vidconcept.api import Index
 from vidconcept.index import columns
 from vidconcept.index.lock import write_lock
@@ -193,9 +193,7 @@ def test_growing_file_is_skipped_this_run(many_videos, tmp_path):
 
 
 def test_log_json_and_exit_codes(many_videos, tmp_path):
-    work = tmp_path / "v"
-    work.mkdir()
-    shutil.copy(many_videos / "v0.mp4", work / "good.mp4")
+    work = folder_of(tmp_path / "v", {"good.mp4": many_videos / "v0.mp4"})
     (work / "bad.mp4").write_bytes(b"\x00" * 100)
     (work / "folder.mp4").mkdir()
     log = tmp_path / "log.jsonl"
@@ -269,9 +267,7 @@ def test_bad_file_kinds(tmp_path, make, expect):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_unreadable_file(tmp_path, many_videos):
-    work = tmp_path / "v"
-    work.mkdir()
-    shutil.copy(many_videos / "v0.mp4", work / "locked.mp4")
+    work = folder_of(tmp_path / "v", {"locked.mp4": many_videos / "v0.mp4"})
     (work / "locked.mp4").chmod(0)
     proc = cli("ingest", str(work), "--index", str(tmp_path / "idx"), "-q")
     assert proc.returncode == 1 and "permission denied" in proc.stderr.lower()

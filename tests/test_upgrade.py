@@ -170,3 +170,60 @@ def test_small_keyframes_are_read_again_from_the_video(old_index, fresh):
         assert_equal_to_fresh(snapshot(idx), fresh)
     sizes = {Image.open(j).size for j in (old_index / "keyframes").rglob("*.jpg")}
     assert sizes == {(320, 240)}
+
+
+DEFAULT = ROOT / "models" / "default"
+
+
+def detectors_release(bundle: Path, out: Path) -> Path:
+    """``bundle`` with its LR detectors moved by 5 % noise: a new version with the same backbone."""
+    shutil.copytree(bundle, out)
+    with np.load(out / "detectors.npz") as data:
+        arrays = dict(data)
+    rng = np.random.default_rng(0)
+    for key in (k for k in arrays if k.endswith("/coef")):
+        arrays[key] = (arrays[key] * (1 + 0.05 * rng.standard_normal(arrays[key].shape))).astype(np.float32)
+    np.savez(out / "detectors.npz", **arrays)
+    return out
+
+
+@pytest.fixture(scope="module")
+def default_pair(photo_videos, tmp_path_factory) -> dict:
+    """The photo videos ingested with the shipped model, and fresh with a detectors release of it."""
+    base = tmp_path_factory.mktemp("same-backbone")
+    new = detectors_release(DEFAULT, base / "v2")
+    with Index(base / "fresh", create=True, model=new) as idx:
+        idx.ingest([photo_videos])
+        fresh_v2 = snapshot(idx)
+    with Index(base / "old", create=True, model=DEFAULT) as idx:
+        idx.ingest([photo_videos])
+    return {"new": new, "fresh": fresh_v2, "old": base / "old"}
+
+
+def test_same_backbone_upgrade_reads_no_frame(default_pair, tmp_path):
+    """A version that keeps the backbone (new detectors, calibration or concept layer) reruns only
+    the layers above the stored features: no keyframe or video is read, and the scores equal a
+    fresh ingest up to the features' float16 rounding."""
+    root = shutil.copytree(default_pair["old"], tmp_path / "idx")
+    shutil.rmtree(root / "keyframes")  # proof that no image is needed
+    with Index(root, model=default_pair["new"]) as idx:
+        ids = sorted(r["id"] for r in idx.store.db.query("SELECT id FROM shots"))
+        add_concept(idx, "mine", positive=ids[:1], negative=ids[1:3])
+        summary = idx.upgrade().to_dict()
+        assert summary["from_features"] == summary["shots"] == len(ids) > 0
+        assert summary["from_keyframes"] == summary["from_video"] == 0 and summary["failed"] == []
+        assert summary["user_concepts"] == ["mine"]
+        assert_equal_to_fresh(snapshot(idx), default_pair["fresh"])
+        assert_columns_match_sqlite(idx.store)
+        assert idx.info()["upgrade_available"] is None
+
+
+def test_features_without_norms_take_the_frames(default_pair, tmp_path):
+    """Shots indexed before feature norms were kept (schema 2) are rescored from their keyframes."""
+    root = shutil.copytree(default_pair["old"], tmp_path / "idx")
+    with Index(root, model=default_pair["new"]) as idx:
+        idx.store.db.execute("UPDATE features SET norm = NULL")
+        idx.store.db.conn.commit()
+        summary = idx.upgrade().to_dict()
+        assert summary["from_keyframes"] == summary["shots"] > 0 and summary["from_features"] == 0
+        assert_equal_to_fresh(snapshot(idx), default_pair["fresh"])

@@ -29,9 +29,8 @@ def add_video(store: Store, v: int, planted: np.ndarray, seed: int) -> list[int]
     shots = [ShotData(i, i * 25, (i + 1) * 25, float(i), i + 1.0, None) for i in range(SHOTS)]
     cids = store.ensure_concepts(["cat", "dog"])
     scores = rng.random((SHOTS, 2)).astype(np.float32)
-    _, ids = store.replace_video({"path": f"/videos/v{v}.mp4", "duration_s": float(SHOTS)}, shots, scores,
-                                 [cids["cat"], cids["dog"]], feats)
-    return ids
+    return store.replace_video({"path": f"/videos/v{v}.mp4", "duration_s": float(SHOTS)}, shots, scores,
+                               [cids["cat"], cids["dog"]], feats).shot_ids
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import fill_store
+from conftest import fill_store, folder_of
 from test_web_e2e import ServerThread, _wait, browser  # noqa: F401 (browser is a fixture)
 from vidconcept.index.store import Store
 from vidconcept.web import create_app
@@ -46,7 +46,8 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     _click(browser, f'.card[data-shot="{shots[0]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[1]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[-1]}"] .thumb-down')
-    assert browser.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1"
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1",
+          "the label counts did not follow the clicks")  # each click is a request: wait, on a loaded machine
     _click(browser, "#toolbar-extra button")  # "New concept" shows the name box
     name_box = browser.find_element(By.CSS_SELECTOR, "#toolbar-extra input")
     name_box.send_keys("mine", Keys.ENTER)
@@ -68,14 +69,10 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
 
 def test_new_videos_get_user_concept_scores_at_ingest(photo_videos, tmp_path):
     """A user concept trained before a video is ingested scores that video's shots too."""
-    import shutil
-
     from vidconcept.api import Index
     from vidconcept.concepts import add_concept, rescore
 
-    first = tmp_path / "first"
-    first.mkdir()
-    shutil.copy(photo_videos / "a.mp4", first / "a.mp4")
+    first = folder_of(tmp_path / "first", {"a.mp4": photo_videos / "a.mp4"})
     with Index(tmp_path / "idx", create=True) as index:
         index.ingest([first])
         cat = index.search("tabby OR tiger_cat OR egyptian_cat", top=1)[0].shot_id

@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,27 +25,15 @@ from .errors import ModelError, UsageError
 from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
+from .records import ShotHit
 from .search.query import parse
 from .search.rank import ColumnCache, rank
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class SearchResult:
-    """One ranked shot."""
-
-    shot_id: int
-    video: str
-    shot_index: int
-    start_s: float
-    end_s: float
-    score: float
-    keyframe: str | None  # absolute path of the keyframe JPEG
-    concepts: dict[str, float] = field(default_factory=dict)  # the shot's top concepts
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+#: One ranked shot: the record search, exports and the web share (its old name, kept).
+SearchResult = ShotHit
 
 
 @dataclass
@@ -224,17 +212,12 @@ class Index:
         return self._vectors
 
     def results_for(self, hits: list[tuple[int, float]]) -> list[SearchResult]:
-        """``SearchResult`` records for ``(shot_id, score)`` pairs, in order (unknown ids dropped)."""
+        """:class:`~vidconcept.records.ShotHit` records for ``(shot_id, score)`` pairs, in order (unknown ids dropped)."""
         rows = self.store.shots([i for i, _ in hits])
-        out = []
-        for shot_id, score in hits:
-            row = rows.get(shot_id)
-            if row is None:
-                continue
-            kf = str(self.root / row["keyframe"]) if row["keyframe"] else None
-            out.append(SearchResult(shot_id, row["video"], row["shot_index"], row["start_s"], row["end_s"],
-                                    round(score, 6), kf, self.store.top_concepts(shot_id, config.TOP_CONCEPTS)))
-        return out
+        root = self.root.resolve()
+        return [ShotHit.from_row(rows[i], root, score=round(score, 6),
+                                 concepts=self.store.top_concepts(i, config.TOP_CONCEPTS))
+                for i, score in hits if i in rows]
 
     # ---- info -------------------------------------------------------------
     def info(self) -> dict:

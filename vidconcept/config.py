@@ -42,20 +42,21 @@ def resolve_skim(skim: bool | None = None) -> bool:
 TOP_CONCEPTS = 5
 
 
+def _folder(given: str | os.PathLike | None, env_var: str, default: Path) -> Path:
+    """``given``, else the environment variable's value, else ``default``: how every folder option falls through."""
+    if given is not None:
+        return Path(given)
+    return Path(os.environ.get(env_var) or default)
+
+
 def resolve_index_dir(index: str | os.PathLike | None = None) -> Path:
     """``index`` if given, else ``$VIDCONCEPT_INDEX``, else ``./vidconcept-index``."""
-    if index is not None:
-        return Path(index)
-    env = os.environ.get(INDEX_ENV_VAR)
-    return Path(env) if env else DEFAULT_INDEX_DIR
+    return _folder(index, INDEX_ENV_VAR, DEFAULT_INDEX_DIR)
 
 
 def resolve_model_dir(model: str | os.PathLike | None = None) -> Path:
     """``model`` if given, else ``$VIDCONCEPT_MODEL``, else the bundled ``models/default``."""
-    if model is not None:
-        return Path(model)
-    env = os.environ.get(MODEL_ENV_VAR)
-    return Path(env) if env else DEFAULT_MODEL_DIR
+    return _folder(model, MODEL_ENV_VAR, DEFAULT_MODEL_DIR)
 
 
 def resolve_device(device: str | None = None) -> str:

@@ -153,8 +153,9 @@ def bundle_digest(model) -> str | None:
 
 
 def _digest(folder: Path, config) -> str:
-    calibration = getattr(config, "calibration", None)
-    described = [config.data_config, config.weights, config.strategy, config.detectors] + ([calibration] if calibration else [])
+    calibration, precision = getattr(config, "calibration", None), getattr(config, "cpu_precision", "fp32")
+    described = [config.data_config, config.weights, config.strategy, config.detectors] + ([calibration] if calibration else []) \
+        + ([{"cpu_precision": precision}] if precision != "fp32" else [])
     h = hashlib.sha1(json.dumps(described, sort_keys=True).encode())  # a bundle without calibration: as before
     for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file"), (calibration or {}).get("file")):
         if name and (folder / name).is_file():
@@ -163,9 +164,11 @@ def _digest(folder: Path, config) -> str:
 
 
 def model_version(model) -> dict:
-    """What the index records of the model that scored it (``meta.model``)."""
+    """What the index records of the model that scored it (``meta.model``): with the digest of
+    its backbone, an upgrade to a version that keeps it reuses the stored features."""
     fp, digest = model_fingerprint(model), bundle_digest(model)
-    return {**fp, "bundle_sha1": digest} if digest else fp
+    backbone = getattr(model, "backbone_digest", None)
+    return {**fp, **({"bundle_sha1": digest} if digest else {}), **({"backbone_sha1": backbone} if backbone else {})}
 
 
 def bundle_version(folder: str | os.PathLike) -> dict:
@@ -186,7 +189,8 @@ def _bundle_version(folder: Path, stamp: tuple) -> dict:
         raw = json.loads((folder / "config.json").read_text())
         config = SimpleNamespace(name=raw["name"], concepts=raw["concepts"], data_config=raw.get("data_config", {}),
                                  weights=raw.get("weights", {}), strategy=raw.get("strategy"),
-                                 detectors=raw.get("detectors"))
+                                 detectors=raw.get("detectors"), calibration=raw.get("calibration"),
+                                 cpu_precision=raw.get("cpu_precision", "fp32"))
     except (OSError, ValueError, KeyError) as exc:
         raise VidconceptError(f"{folder}: cannot read the bundle's config.json: {exc}") from exc
     return {"name": config.name, "concepts": len(config.concepts),
@@ -259,6 +263,8 @@ class Ingestor:
                 f"of two versions are not comparable: run `vidconcept upgrade --index {root} --model {bundle}` to "
                 "move the index to it in place (shots, ids and user concepts are kept), or pass --model with the "
                 "bundle the index was built with")
+        if known and "backbone_sha1" in version and "backbone_sha1" not in known:
+            self.store.set_meta("model", {**known, "backbone_sha1": version["backbone_sha1"]})  # indexed before it was kept
         if not known:
             with self.store.db.atomic():
                 self.store.set_meta("model", version)
@@ -403,15 +409,15 @@ class Ingestor:
         if self.columns is not None:
             self.columns.before_write()
         with self.store.db.atomic():  # the shots and the labels that follow them, together
-            _, shot_ids = self.store.replace_video(video, item.shots, scores, concept_ids, item.features)
-            relabel = follow_labels(self.store, self.store.last_reshoot, job.key)
+            written = self.store.replace_video(video, item.shots, scores, concept_ids, item.features, item.norms)
+            relabel = follow_labels(self.store, written.reshoot, job.key)
         if self.columns is not None:
-            self.columns.wrote(shot_ids, scores, concept_ids, self.store.last_removed)
+            self.columns.wrote(written.shot_ids, scores, concept_ids, written.removed)
         for old in old_dirs - {job.kf_dir}:
             shutil.rmtree(self.store.root / old, ignore_errors=True)
-        self._update_vectors(shot_ids, item.features, self.store.last_removed)
+        self._update_vectors(written.shot_ids, item.features, written.removed)
         return FileOutcome(str(job.path), "indexed", shots=len(item.shots), seconds=info.duration_s,
-                           shots_kept=len(self.store.last_reshoot.kept), labels_moved=relabel.moved,
+                           shots_kept=len(written.reshoot.kept), labels_moved=relabel.moved,
                            labels_lost=relabel.lost)
 
     def _with_user_concepts(self, scores: np.ndarray, features: np.ndarray, concept_ids: list[int]):

@@ -57,6 +57,7 @@ class UpgradeSummary:
     videos: int = 0  # staged by this run
     resumed: int = 0  # staged by an earlier, interrupted run
     shots: int = 0
+    from_features: int = 0  # same backbone: the layers above it rerun on the stored features
     from_keyframes: int = 0  # rescored from the stored keyframe JPEG
     from_video: int = 0  # read by seeking in the video (keyframe rewritten at today's size)
     small_keyframes: int = 0  # video unreadable: the smaller stored keyframe was used (reported)
@@ -119,6 +120,9 @@ class Upgrader:
         if known is None:
             raise UsageError(f"{store.root}: the index has no model yet; `vidconcept ingest` builds it with one")
         summary.previous = known
+        # a version that keeps the backbone computes the same features: only the layers above them rerun
+        self.head_only = bool(known.get("backbone_sha1")) and known.get("backbone_sha1") == self.target.get("backbone_sha1") \
+            and getattr(self.model, "head_only", False)
         if not self._begin(known):
             summary.up_to_date = True
             summary.wall_s = time.perf_counter() - start
@@ -190,8 +194,9 @@ class Upgrader:
         store, timing = self.store, self.summary.timing
         shots = list(store.db.query("SELECT * FROM shots WHERE video_id = ? ORDER BY idx", [video["id"]]))
         t0 = time.perf_counter()
+        stored = store.video_features(video["id"]) if self.head_only else None
         try:
-            frames, sources = self._frames(video, shots)
+            frames, sources = ([], {"features": len(shots)}) if stored is not None else self._frames(video, shots)
         except VidconceptError as exc:
             reason = str(exc).removeprefix(f"{video['path']}: ")
             log.error("%s: cannot be rescored: %s; its shots will have no scores after the upgrade "
@@ -199,15 +204,20 @@ class Upgrader:
             self.summary.failed.append({"path": video["path"], "reason": reason})
             return
         t1 = time.perf_counter()
-        pred = self.model.predict(frames, batch_size=self.batch_size)
+        if stored is not None:  # the stored float16 vectors stay as they are: the backbone is the same
+            pred = self.model.predict_features(stored[1], stored[2])
+            vectors = [f.tobytes() for f in stored[1]]
+        else:
+            pred = self.model.predict(frames, batch_size=self.batch_size)
+            vectors = [f.astype(np.float16).tobytes() for f in pred.features]
         t2 = time.perf_counter()
         ids = np.array([s["id"] for s in shots], np.int64)
         rows, cols = np.nonzero(pred.scores >= SCORE_FLOOR)
         with store.db.atomic():
             store.db.conn.executemany("INSERT OR REPLACE INTO upgrade_scores (shot_id, pos, score) VALUES (?, ?, ?)",
                                       zip(ids[rows].tolist(), cols.tolist(), pred.scores[rows, cols].astype(float).tolist()))
-            store.db.conn.executemany("INSERT OR REPLACE INTO upgrade_features (shot_id, vector) VALUES (?, ?)",
-                                      zip(ids.tolist(), (f.astype(np.float16).tobytes() for f in pred.features)))
+            store.db.conn.executemany("INSERT OR REPLACE INTO upgrade_features (shot_id, vector, norm) VALUES (?, ?, ?)",
+                                      zip(ids.tolist(), vectors, pred.norms.astype(float).tolist()))
             store.db["upgrade_videos"].insert({"video_id": video["id"], "shots": len(shots), "done_at": now_iso(),
                                                "source": json.dumps(sources)}, replace=True)
         timing["frames_s"] += t1 - t0
@@ -215,6 +225,7 @@ class Upgrader:
         timing["stage_write_s"] += time.perf_counter() - t2
         self.summary.videos += 1
         self.summary.shots += len(shots)
+        self.summary.from_features += sources.get("features", 0)
         self.summary.from_keyframes += sources.get("keyframe", 0)
         self.summary.from_video += sources.get("video", 0)
         self.summary.small_keyframes += sources.get("small_keyframe", 0)
@@ -297,7 +308,7 @@ class Upgrader:
             store.ensure_concepts(new, source="model")
             db.execute("INSERT INTO scores (shot_id, concept_id, score) SELECT u.shot_id, c.id, u.score "
                        "FROM upgrade_scores u JOIN upgrade_concepts uc ON uc.pos = u.pos JOIN concepts c ON c.name = uc.name")
-            db.execute("INSERT INTO features (shot_id, vector) SELECT shot_id, vector FROM upgrade_features")
+            db.execute("INSERT INTO features (shot_id, vector, norm) SELECT shot_id, vector, norm FROM upgrade_features")
             store.bump_generation()  # the column store is stale from this commit on
             db.execute("UPDATE videos SET model = ? WHERE id IN (SELECT video_id FROM upgrade_videos)", [self.model.name])
             dropped = {k: v for k, v in (store.get_meta("dropped_concepts") or {}).items() if k not in {n.lower() for n in new}}

@@ -62,6 +62,12 @@ def _background(rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(noise).resize(SIZE, Image.BICUBIC).filter(ImageFilter.GaussianBlur(int(rng.integers(6, 20))))
 
 
+def _canvas(rng: np.random.Generator) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A random background to draw on."""
+    image = _background(rng)
+    return image, ImageDraw.Draw(image)
+
+
 def black(rng: np.random.Generator) -> Image.Image:
     """Black or near-black, sometimes with faint noise or a small caption (fades, gaps between shots)."""
     level = int(rng.integers(0, 25))
@@ -73,8 +79,7 @@ def black(rng: np.random.Generator) -> Image.Image:
 
 
 def title_card(rng: np.random.Generator) -> Image.Image:
-    image = _background(rng)
-    draw = ImageDraw.Draw(image)
+    image, draw = _canvas(rng)
     font = _font(rng, 24, 56)
     text = _text(rng, int(rng.integers(1, 4)))
     box = draw.textbbox((0, 0), text, font=font)
@@ -85,8 +90,7 @@ def title_card(rng: np.random.Generator) -> Image.Image:
 
 
 def text_slide(rng: np.random.Generator) -> Image.Image:
-    image = _background(rng)
-    draw = ImageDraw.Draw(image)
+    image, draw = _canvas(rng)
     font, y = _font(rng, 12, 24), int(rng.integers(8, 40))
     colour = _colour(rng)
     for _ in range(int(rng.integers(3, 9))):
@@ -97,8 +101,7 @@ def text_slide(rng: np.random.Generator) -> Image.Image:
 
 
 def chart(rng: np.random.Generator) -> Image.Image:
-    image = _background(rng)
-    draw = ImageDraw.Draw(image)
+    image, draw = _canvas(rng)
     w, h = SIZE
     if rng.random() < 0.5:  # bars
         n = int(rng.integers(3, 10))
@@ -123,8 +126,7 @@ def chart(rng: np.random.Generator) -> Image.Image:
 
 
 def logo(rng: np.random.Generator) -> Image.Image:
-    image = _background(rng)
-    draw = ImageDraw.Draw(image)
+    image, draw = _canvas(rng)
     cx, cy, r = SIZE[0] // 2 + int(rng.integers(-60, 60)), SIZE[1] // 2 + int(rng.integers(-40, 40)), int(rng.integers(25, 70))
     shape = rng.integers(0, 3)
     box = [cx - r, cy - r, cx + r, cy + r]

@@ -57,13 +57,15 @@ class VideoJob:
 @dataclass
 class VideoResult:
     """What an engine returns for one video: its shots (keyframes already written),
-    and one row of scores and features per shot."""
+    and one row of scores and features per shot (``norms``: the features' lengths
+    before normalisation, which let an upgrade rerun the model's head without the network)."""
 
     job: VideoJob
     info: object  # vidconcept.video.VideoInfo
     shots: list[Shot]
     scores: np.ndarray
     features: np.ndarray
+    norms: np.ndarray | None = None
 
 
 def failure(path: Path, exc: BaseException) -> FileOutcome:
@@ -133,11 +135,12 @@ def scan_whole(job: VideoJob, scan_options: dict):
 
 
 def split_results(videos: list[tuple[VideoJob, object, list[Shot]]], scores: np.ndarray,
-                  features: np.ndarray) -> Iterator[VideoResult]:
+                  features: np.ndarray, norms: np.ndarray) -> Iterator[VideoResult]:
     """Split one model pass over several videos' keyframes back into one result per video."""
     at = 0
     for job, info, shots in videos:
-        yield VideoResult(job, info, shots, scores[at : at + len(shots)], features[at : at + len(shots)])
+        rows = slice(at, at + len(shots))
+        yield VideoResult(job, info, shots, scores[rows], features[rows], norms[rows])
         at += len(shots)
 
 
@@ -147,22 +150,22 @@ def split_results(videos: list[tuple[VideoJob, object, list[Shot]]], scores: np.
 CPU_FORWARD_BATCH = 4
 
 
-def predict_into(model, batch: list, scores: list, features: list, batch_size: int) -> None:
-    """Run the model on ``batch`` (then emptied), appending its scores and features."""
+def predict_into(model, batch: list, predictions: list, batch_size: int) -> None:
+    """Run the model on ``batch`` (then emptied), appending its :class:`Prediction`."""
     if batch:
         if not str(getattr(model, "device", "cpu")).startswith("cuda"):
             batch_size = min(batch_size, CPU_FORWARD_BATCH)
-        pred = model.predict(batch, batch_size=batch_size)
-        scores.append(pred.scores)
-        features.append(pred.features)
+        predictions.append(model.predict(batch, batch_size=batch_size))
         batch.clear()
 
 
-def stack_outputs(model, scores: list, features: list) -> tuple[np.ndarray, np.ndarray]:
-    """The appended batches as one ``[N, concepts]`` score and one ``[N, D]`` feature array."""
-    s = np.concatenate(scores) if scores else np.empty((0, len(model.concepts)), np.float32)
-    f = np.concatenate(features) if features else np.empty((0, model.feature_dim), np.float32)
-    return s, f
+def stack_outputs(model, predictions: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The appended batches as one ``[N, concepts]`` score array, one ``[N, D]`` feature
+    array and the ``[N]`` feature norms."""
+    if not predictions:
+        return (np.empty((0, len(model.concepts)), np.float32), np.empty((0, model.feature_dim), np.float32),
+                np.empty(0, np.float32))
+    return tuple(np.concatenate([getattr(p, k) for p in predictions]) for k in ("scores", "features", "norms"))
 
 
 def progress_bar(**kw):

@@ -63,7 +63,7 @@ class LocalEngine:
 
     def _stream_one(self, decoder: "_DecodeProcess", job: VideoJob) -> VideoResult | FileOutcome:
         bar = progress_bar(desc=job.path.name[:30], unit="frame", leave=False, disable=not self.progress, position=1)
-        shots, batch, scores, features = [], [], [], []
+        shots, batch, predictions = [], [], []
         items = decoder.results(progress=bar.update)
         try:
             model = self._model()  # loads while the first video decodes; its errors are not the file's
@@ -74,14 +74,14 @@ class LocalEngine:
                     # a full batch, or a few keyframes while the decoder has nothing ready:
                     # inference then fills the gaps in decoding instead of piling up at the end
                     if len(batch) >= self.batch_size or (len(batch) >= _MIN_BATCH and decoder.idle()):
-                        predict_into(model, batch, scores, features, self.batch_size)
-                predict_into(model, batch, scores, features, self.batch_size)
+                        predict_into(model, batch, predictions, self.batch_size)
+                predict_into(model, batch, predictions, self.batch_size)
         except (VideoError, OSError) as exc:
             items.close()  # skip the rest of this video; any other error ends the run without waiting for it
             return failure(job.path, exc)
         finally:
             bar.close()
-        return VideoResult(job, items.info, shots, *stack_outputs(model, scores, features))
+        return VideoResult(job, items.info, shots, *stack_outputs(model, predictions))
 
     def _model(self):
         return self.model() if callable(self.model) else self.model
@@ -115,9 +115,9 @@ class LocalEngine:
     def _score(self, model, pending) -> Iterator[VideoResult]:
         """One model pass over the keyframes of several videos, split back per video."""
         frames = [f for _, _, _, fs in pending for f in fs]
-        scores, features = [], []
-        predict_into(model, frames, scores, features, self.batch_size)
-        yield from split_results([(job, info, shots) for job, info, shots, _ in pending], *stack_outputs(model, scores, features))
+        predictions: list = []
+        predict_into(model, frames, predictions, self.batch_size)
+        yield from split_results([(job, info, shots) for job, info, shots, _ in pending], *stack_outputs(model, predictions))
 
 
 @contextlib.contextmanager

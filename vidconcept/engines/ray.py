@@ -71,11 +71,11 @@ class ModelActor:
     def identity(self) -> tuple:
         return _identity(self.model)
 
-    def predict(self, *videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, *videos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frames = [f for video in videos for f in video]
-        scores, features = [], []
-        predict_into(self.model, frames, scores, features, self.batch_size)
-        return stack_outputs(self.model, scores, features)
+        predictions: list = []
+        predict_into(self.model, frames, predictions, self.batch_size)
+        return stack_outputs(self.model, predictions)
 
 
 def _identity(model) -> tuple:

@@ -50,7 +50,7 @@ def figure(row: ShotRow) -> str:
     src, missing = image_uri(row.keyframe)
     name = html.escape(Path(row.video).name)
     alt = f"{name} shot {row.shot_index}"
-    concepts = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in row.top.items())
+    concepts = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in row.concepts.items())
     score = f" · score {row.score:.3f}" if row.score is not None else ""
     return (
         f"<figure id=\"shot-{row.shot_id}\">"
@@ -61,10 +61,11 @@ def figure(row: ShotRow) -> str:
     )
 
 
-def image_uri(path: Path | None) -> tuple[str, bool]:
+def image_uri(keyframe: str | Path | None) -> tuple[str, bool]:
     """``(data URI, missing)`` of a keyframe file; the placeholder when it cannot be read."""
-    if path is None:
+    if keyframe is None:
         return PLACEHOLDER, True
+    path = Path(keyframe)
     try:
         data = path.read_bytes()
     except OSError as exc:

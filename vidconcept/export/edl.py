@@ -60,7 +60,7 @@ def event_lines(number: int, row: ShotRow, rate: FrameRate, rec_in: int, rec_out
     src_in, src_out = _source_frames(row)
     times = " ".join(frames_to_timecode(f, r) for f, r in
                      ((src_in, row.rate), (src_out, row.rate), (rec_in, rate), (rec_out, rate)))
-    top = ", ".join(f"{k} {v:.2f}" for k, v in row.top.items())
+    top = ", ".join(f"{k} {v:.2f}" for k, v in row.concepts.items())
     return [
         f"{number:03d}  {REEL:<8} V     C        {times}",
         f"* FROM CLIP NAME: {_clean(Path(row.video).name)}",

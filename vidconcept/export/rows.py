@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config
 from ..errors import UsageError, unknown
-from ..timecode import FrameRate, Timecode, seconds_to_timecode
+from ..records import ShotHit
 
 log = logging.getLogger(__name__)
 
@@ -23,25 +22,9 @@ QUERY_PAGE = 10_000
 ShotId = int
 
 
-@dataclass
-class ShotRow:
-    """One exported shot; ``end_*`` is exclusive (the first frame after the shot), as EDL out points are."""
-
-    shot_id: ShotId
-    video_id: int
-    video: str
-    shot_index: int
-    start_frame: int
-    end_frame: int
-    start_s: float
-    end_s: float
-    rate: FrameRate
-    start_tc: Timecode
-    end_tc: Timecode
-    keyframe: Path | None
-    score: float | None = None  # the query's score, when the shots come from a search
-    concepts: dict[str, float] = field(default_factory=dict)  # the selected concepts' scores
-    top: dict[str, float] = field(default_factory=dict)  # the shot's top concepts
+#: One exported shot: the record search returns too (``concepts``: its top concepts;
+#: ``scores``: the selected concepts'; ``score``: the query's, when the shots come from a search).
+ShotRow = ShotHit
 
 
 def video_shot_ids(index, target: str | int | os.PathLike) -> list[ShotId]:
@@ -107,35 +90,24 @@ def build_rows(index, shots: Sequence[ShotId | tuple[ShotId, float]], concepts: 
     """Flat records of ``shots`` (ids, or ``(id, score)`` from a search), in the given order."""
     pairs = [s if isinstance(s, tuple) else (s, None) for s in shots]
     table = index.store.shots([i for i, _ in pairs])
-    rates = _video_rates(index.store, {r["video_id"] for r in table.values()})
+    root = Path(index.root).resolve()
     rows = []
     for shot_id, score in pairs:
         record = table.get(shot_id)
         if record is None:
             log.warning("shot %s is not in the index any more; skipped", shot_id)
             continue
-        rows.append(_row(index, record, rates[record["video_id"]], score, concepts))
+        rows.append(_row(index, ShotHit.from_row(record, root, score=score), concepts))
     return rows
 
 
-def _row(index, r: dict, rate: FrameRate, score: float | None, concepts: Sequence[str]) -> ShotRow:
-    scores = index.store.shot_scores(r["shot_id"]) if concepts else {}
-    keyframe = (Path(index.root) / r["keyframe"]).resolve() if r["keyframe"] else None
-    return ShotRow(
-        r["shot_id"], r["video_id"], r["video"], r["shot_index"], r["start_frame"], r["end_frame"],
-        r["start_s"], r["end_s"], rate, seconds_to_timecode(r["start_s"], rate),
-        seconds_to_timecode(r["end_s"], rate), keyframe, score,
-        {c: round(scores.get(c, 0.0), 6) for c in concepts},
-        index.store.top_concepts(r["shot_id"], config.TOP_CONCEPTS),
-    )
-
-
-def _video_rates(store, video_ids: Iterable[int]) -> dict[int, FrameRate]:
-    rates = {}
-    for vid in video_ids:
-        video = store.video(vid) or {}
-        rates[vid] = FrameRate.from_fps(video.get("fps"))
-    return rates
+def _row(index, row: ShotHit, concepts: Sequence[str]) -> ShotHit:
+    """Add the shot's top concepts and the selected concepts' scores."""
+    row.concepts = index.store.top_concepts(row.shot_id, config.TOP_CONCEPTS)
+    if concepts:
+        scores = index.store.shot_scores(row.shot_id)
+        row.scores = {c: round(scores.get(c, 0.0), 6) for c in concepts}
+    return row
 
 
 def passes(row: ShotRow, min_score: float) -> bool:
@@ -146,5 +118,5 @@ def passes(row: ShotRow, min_score: float) -> bool:
     """
     if min_score <= 0:
         return True
-    values = row.concepts.values() if row.concepts else row.top.values()
+    values = row.scores.values() if row.scores else row.concepts.values()
     return any(v >= min_score for v in values)

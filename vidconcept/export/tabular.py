@@ -32,8 +32,8 @@ def row_dict(row: ShotRow, concepts: Sequence[str], with_score: bool) -> dict:
     }
     if with_score:
         out["score"] = row.score
-    out.update({f"score:{c}": row.concepts.get(c, 0.0) for c in concepts})
-    out["top_concepts"] = dict(row.top)
+    out.update({f"score:{c}": row.scores.get(c, 0.0) for c in concepts})
+    out["top_concepts"] = dict(row.concepts)
     return out
 
 
@@ -48,7 +48,7 @@ def to_csv(rows: Sequence[ShotRow], concepts: Sequence[str] = ()) -> str:
     writer.writeheader()
     for row in rows:
         record = row_dict(row, concepts, with_score)
-        record["top_concepts"] = ";".join(f"{k}={v:g}" for k, v in row.top.items())
+        record["top_concepts"] = ";".join(f"{k}={v:g}" for k, v in row.concepts.items())
         record["keyframe"] = record["keyframe"] or ""
         writer.writerow(record)
     return buf.getvalue()

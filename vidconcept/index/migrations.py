@@ -33,7 +33,7 @@ def migration(version: int) -> Callable[[Migration], Migration]:
     return register
 
 
-LATEST = 2
+LATEST = 3
 
 
 @migration(1)
@@ -106,6 +106,15 @@ def m002_keyframe_time_and_upgrade(db: sqlite_utils.Database) -> None:
         "CREATE TABLE upgrade_features (shot_id INTEGER PRIMARY KEY, vector BLOB NOT NULL)",
     ):
         db.execute(sql)
+
+
+@migration(3)
+def m003_feature_norms(db: sqlite_utils.Database) -> None:
+    """The length of each shot's features before normalisation (NULL for shots indexed
+    before): with it, an upgrade to a model version that keeps the backbone reruns only the
+    layers above the features (docs/upgrade.md), without reading a frame."""
+    db["features"].add_column("norm", float)
+    db["upgrade_features"].add_column("norm", float)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:

@@ -19,6 +19,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,21 @@ BUSY_TIMEOUT_MS = 30_000
 
 #: The record ingest hands to the store: :class:`vidconcept.records.Shot` (the old name, kept for callers).
 ShotData = Shot
+
+
+@dataclass(frozen=True)
+class VideoWrite:
+    """What :meth:`Store.replace_video` wrote, returned to the caller (the ingest
+    updates the FAISS vectors and the column store and moves labels from it)."""
+
+    video_id: int
+    shot_ids: list[int]  # the new version's shots, in order
+    reshoot: Reshoot  # which old shots kept their id, which are gone
+
+    @property
+    def removed(self) -> list[int]:
+        """Old shot ids whose vectors are stale: the gone ones and the kept ones (rewritten)."""
+        return sorted(self.reshoot.kept | set(self.reshoot.gone))
 
 
 def now_iso() -> str:
@@ -148,15 +164,15 @@ class Store:
         scores: np.ndarray,
         concept_ids: Sequence[int],
         features: np.ndarray,
-    ) -> tuple[int, list[int]]:
+        norms: np.ndarray | None = None,
+    ) -> VideoWrite:
         """Write one video with its shots, scores and features in a single transaction.
 
         An earlier version of the same path (a changed file) is updated in place: the
         ``videos`` row keeps its id, and a shot whose span is unchanged (within
         :data:`~.shot_match.SPAN_TOLERANCE` frames) keeps its id (an upsert); the
-        other old shots are deleted. Returns ``(video_id, shot_ids)``; the old shot ids
-        (whose vectors the FAISS index must drop) are left in ``self.last_removed`` and
-        what happened to the shots in ``self.last_reshoot`` (:class:`~.shot_match.Reshoot`).
+        other old shots are deleted. Returns a :class:`VideoWrite`: the video and shot
+        ids, and what happened to the old shots (:class:`~.shot_match.Reshoot`).
         """
         if len(shots) != len(scores) or len(shots) != len(features):
             raise ValueError("shots, scores and features must have one row per shot")
@@ -170,11 +186,9 @@ class Store:
                 video_id = int(self.db["videos"].insert(row).last_pk)
             shot_ids, reshoot = self._write_shots(video_id, shots)
             self._insert_scores(shot_ids, scores, concept_ids)
-            self._insert_features(shot_ids, features)
+            self._insert_features(shot_ids, features, norms)
             self.bump_generation()
-        self.last_removed = sorted(reshoot.kept | set(reshoot.gone))
-        self.last_reshoot = reshoot
-        return video_id, shot_ids
+        return VideoWrite(video_id, shot_ids, reshoot)
 
     def _write_shots(self, video_id: int, shots: Sequence[Shot]) -> tuple[list[int], Reshoot]:
         """Upsert the shots of one video, keeping the ids of unchanged spans; old scores
@@ -214,10 +228,11 @@ class Store:
             zip(sids[rows].tolist(), cids[cols].tolist(), scores[rows, cols].astype(float).tolist()),
         )
 
-    def _insert_features(self, shot_ids: Sequence[int], features: np.ndarray) -> None:
+    def _insert_features(self, shot_ids: Sequence[int], features: np.ndarray, norms: np.ndarray | None = None) -> None:
         blobs = (np.asarray(f, dtype=np.float16).tobytes() for f in features)
+        lengths = [None] * len(shot_ids) if norms is None else np.asarray(norms, float).tolist()
         self.db.conn.executemany(
-            "INSERT INTO features (shot_id, vector) VALUES (?, ?)", zip(shot_ids, blobs)
+            "INSERT INTO features (shot_id, vector, norm) VALUES (?, ?, ?)", zip(shot_ids, blobs, lengths)
         )
 
     def _delete_shots(self, video_id: int) -> list[int]:
@@ -313,13 +328,13 @@ class Store:
         ).fetchone()[0]
 
     def shots(self, shot_ids: Sequence[int]) -> dict[int, dict]:
-        """Shot rows joined with their video's path, keyed by shot id."""
+        """Shot rows joined with their video's path and rate, keyed by shot id."""
         out: dict[int, dict] = {}
         ids = list(shot_ids)
         for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
             marks = ",".join("?" * len(chunk))
             for row in self.db.query(
-                "SELECT s.id AS shot_id, s.video_id, v.path AS video, s.idx AS shot_index, s.start_frame, "
+                "SELECT s.id AS shot_id, s.video_id, v.path AS video, v.fps, s.idx AS shot_index, s.start_frame, "
                 f"s.end_frame, s.start_s, s.end_s, s.keyframe FROM shots s JOIN videos v ON v.id = s.video_id WHERE s.id IN ({marks})",
                 chunk,
             ):
@@ -387,6 +402,16 @@ class Store:
         rows.sort()
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), -1)
         return np.array([r[0] for r in rows], np.int64), mat.astype(np.float32)
+
+    def video_features(self, video_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(shot ids, float16 unit features, float32 norms)`` of one video's shots in ``idx``
+        order; ``None`` unless every shot has features with a recorded norm."""
+        rows = self.db.execute("SELECT s.id, f.vector, f.norm FROM shots s LEFT JOIN features f ON f.shot_id = s.id "
+                               "WHERE s.video_id = ? ORDER BY s.idx", [video_id]).fetchall()
+        if not rows or any(vector is None or norm is None for _, vector, norm in rows):
+            return None
+        return (np.array([r[0] for r in rows], np.int64), np.stack([np.frombuffer(r[1], np.float16) for r in rows]),
+                np.array([r[2] for r in rows], np.float32))
 
     def scan_features(self, batch: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All feature vectors as stored, ``(ids, float16 matrix)`` chunks in id order.

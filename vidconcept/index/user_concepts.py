@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelError, UsageError, VidconceptError
+from ..logistic import LR_C, fit_logistic, fit_platt, logistic, sigmoid
 from .shot_match import Reshoot, follow
 from .store import Store, now_iso
 
@@ -29,9 +30,6 @@ ShotId = int
 
 #: ``concepts.source`` of a user concept.
 SOURCE = "user"
-#: Inverse regularisation strength of the detector on L2-normalised features; 3 gave the best
-#: mean AP over rounds in ``benchmarks/concept_on_demand.py`` (1, 3 and 10 tried on scene15).
-LR_C = 3.0
 MIN_NEGATIVES = 50
 #: Positives and negatives a user concept needs before its scores are calibrated (3 folds of ≥ 2).
 MIN_CALIBRATION = 6
@@ -51,7 +49,7 @@ class Detector:
         return x @ self.coef + self.intercept
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return (1.0 / (1.0 + np.exp(-np.clip(self.logits(x), -60, 60)))).astype(np.float32)
+        return sigmoid(self.logits(x))
 
     def to_json(self) -> dict:
         return {"coef": encode_vector(self.coef, np.float32), "intercept": float(self.intercept)}
@@ -62,17 +60,18 @@ class Detector:
 
 
 def fit_detector(positive: np.ndarray, negative: np.ndarray, c: float = LR_C) -> Detector:
-    """Fit a class-balanced logistic regression on positive and negative feature rows."""
-    from sklearn.linear_model import LogisticRegression
-
+    """Fit the LR head (:mod:`vidconcept.logistic`), classes balanced, on positive and negative feature rows."""
     if not len(positive):
         raise UsageError("a concept needs at least one positive example")
     if not len(negative):
         raise UsageError("a concept needs at least one negative example (label some, or index more shots)")
+    return Detector(*fit_logistic(*_rows(positive, negative), c, balanced=True))
+
+
+def _rows(positive: np.ndarray, negative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows and boolean labels of positive and negative examples."""
     x = np.concatenate([positive, negative]).astype(np.float32)
-    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-    lr = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(x, y)
-    return Detector(lr.coef_[0].astype(np.float32), float(lr.intercept_[0]))
+    return x, np.arange(len(x)) < len(positive)
 
 
 def calibrate_detector(detector: Detector, positive: np.ndarray, negative: np.ndarray, c: float = LR_C,
@@ -81,18 +80,14 @@ def calibrate_detector(detector: Detector, positive: np.ndarray, negative: np.nd
 
     The map ``sigmoid(a·z + b)`` folds into the linear detector (``a·coef``, ``a·intercept + b``).
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     if min(len(positive), len(negative)) < MIN_CALIBRATION:
         return detector, False
-    x = np.concatenate([positive, negative]).astype(np.float32)
-    y = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+    x, y = _rows(positive, negative)
     folds = StratifiedKFold(3, shuffle=True, random_state=seed)
-    z = cross_val_predict(LogisticRegression(C=c, class_weight="balanced", max_iter=1000), x, y, cv=folds,
-                          method="decision_function")
-    platt = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y)
-    a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    z = cross_val_predict(logistic(c, balanced=True), x, y, cv=folds, method="decision_function")
+    a, b = fit_platt(z, y)
     return Detector((detector.coef * a).astype(np.float32), detector.intercept * a + b), True
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vidconcept.errors import ModelError, UsageError
+from vidconcept.logistic import fit_platt, sigmoid
 from vidconcept.metrics.calibration import ECE_BINS, expected_calibration_error, reliability  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,7 @@ class Calibration:
         if scores.shape[-1] != self.size:
             raise ModelError(f"calibration has {self.size} concepts but scores have {scores.shape[-1]} columns")
         if self.method == "platt":
-            z = self.a * _logit(scores) + self.b
-            return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
+            return sigmoid(self.a * _logit(scores) + self.b)
         out = scores.copy()
         for j in range(self.size):
             keep = ~np.isnan(self.knots_x[j])
@@ -83,36 +83,34 @@ def _enough(y: np.ndarray) -> bool:
     return int(y.sum()) >= MIN_CLASS and int((~y).sum()) >= MIN_CLASS
 
 
+def _judged_columns(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray):
+    """``(j, judged scores, their labels)`` of each concept with enough judged rows of both classes."""
+    for j in range(scores.shape[1]):
+        judged = mask[:, j] > 0
+        y = labels[judged, j] > 0.5
+        if _enough(y):
+            yield j, (scores[judged, j], y)
+
+
 def fit_calibration(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, method: str = "platt") -> Calibration:
     """One monotone map per concept, fitted on the judged rows of held-out ``scores`` ``[N, C]``.
 
     A concept with fewer than :data:`MIN_CLASS` judged positives or negatives keeps the identity.
     """
     from sklearn.isotonic import IsotonicRegression
-    from sklearn.linear_model import LogisticRegression
 
     if method not in METHODS:
         raise UsageError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
     n_concepts = scores.shape[1]
     if method == "platt":
         a, b = np.ones(n_concepts, np.float32), np.zeros(n_concepts, np.float32)
-        for j in range(n_concepts):
-            judged = mask[:, j] > 0
-            y = labels[judged, j] > 0.5
-            if not _enough(y):
-                continue
-            lr = LogisticRegression(C=1e4, max_iter=1000).fit(_logit(scores[judged, j])[:, None], y)
-            a[j], b[j] = lr.coef_[0, 0], lr.intercept_[0]
+        for j, (x, y) in _judged_columns(scores, labels, mask):
+            a[j], b[j] = fit_platt(_logit(x), y)
         return Calibration("platt", a=a, b=b)
-    columns = []
-    for j in range(n_concepts):
-        judged = mask[:, j] > 0
-        y = labels[judged, j] > 0.5
-        if not _enough(y):
-            columns.append((np.empty(0), np.empty(0)))
-            continue
-        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores[judged, j], y.astype(float))
-        columns.append((iso.X_thresholds_, iso.y_thresholds_))
+    columns = [(np.empty(0), np.empty(0))] * n_concepts
+    for j, (x, y) in _judged_columns(scores, labels, mask):
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y.astype(float))
+        columns[j] = (iso.X_thresholds_, iso.y_thresholds_)
     width = max([len(x) for x, _ in columns] + [1])
     kx = np.full((n_concepts, width), np.nan, np.float32)
     ky = np.full_like(kx, np.nan)

@@ -80,7 +80,8 @@ def write_model_card(bundle: Path) -> Path:
              f"- {len(config.concepts)} concepts: " + ", ".join(config.concepts[:60]) +
              (" …" if len(config.concepts) > 60 else ""),
              f"- scores: {scores}",
-             f"- preprocessing: `{config.data_config}`", "",
+             f"- preprocessing: `{config.data_config}`",
+             f"- network precision on CPU: `{config.cpu_precision}` (on CUDA: fp16 autocast)", "",
              "## Training", ""] + _training_section(config.training) + ["## Metrics", ""] + _metrics_section(config.metrics)
     path = Path(bundle) / CARD_FILE
     path.write_text("\n".join(lines) + "\n")

@@ -39,10 +39,13 @@ class Prediction:
         scores: float32 ``[N, C]`` in [0, 1], one column per concept.
         features: float32 ``[N, D]`` pooled pre-logits backbone features, L2-normalised
             (cosine similarity = dot product, ready for a FAISS inner-product index).
+        norms: float32 ``[N]``, the features' lengths before normalisation: ``features * norms``
+            is what the layers above the backbone take (:meth:`ConceptModel.predict_features`).
     """
 
     scores: np.ndarray
     features: np.ndarray
+    norms: np.ndarray | None = None
 
 
 def to_pil(image: ImageLike) -> Image.Image:
@@ -161,6 +164,12 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def _normalised(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(unit rows, their norms)`` of a raw feature matrix."""
+    norms = np.linalg.norm(raw, axis=1).astype(np.float32)
+    return (raw / np.maximum(norms, 1e-12)[:, None]).astype(np.float32), norms
+
+
 def _fold_checked(net: torch.nn.Module, config: BundleConfig) -> torch.nn.Module:
     """:func:`fold_batch_norm` on a copy, kept only if it computes what ``net`` computes."""
     import copy
@@ -175,6 +184,13 @@ def _fold_checked(net: torch.nn.Module, config: BundleConfig) -> torch.nn.Module
         return fused
     log.warning("folding batch norm changed %s's outputs; running it unfolded", config.name)
     return net
+
+
+def _native_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _first_output(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -203,6 +219,9 @@ class ConceptModel:
         self.calibration = calibration if detectors else None  # it maps fused detector scores
         self.feature_dim = backbone_of(net).num_features
         self._transform = eval_transform(self.data_config)
+        if config.cpu_precision == "bf16" and not device.startswith("cuda") and not _native_bf16():
+            log.warning("model %s runs in bf16 on CPU, which this CPU has no instructions for: "
+                        "its scores are right but slower than in fp32 here", config.name)
 
     @classmethod
     def load(cls, bundle: str | Path | None = None, device: str | None = None) -> "ConceptModel":
@@ -243,12 +262,17 @@ class ConceptModel:
                 result[name][rows] = value
         return result
 
+    def _autocast(self):
+        """fp16 on CUDA; on CPU the bundle's ``cpu_precision`` (bf16 autocast, or fp32)."""
+        if self.device.startswith("cuda"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.cpu_precision == "bf16")
+
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        cuda = self.device.startswith("cuda")
-        if cuda:
+        if self.device.startswith("cuda"):
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True, memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+        with self._autocast():
             if isinstance(self._runner, Backbone):
                 features = self._runner.features(x)
                 out = {"features": features, "logits": self._runner.classifier(features)}
@@ -275,6 +299,10 @@ class ConceptModel:
 
     def predict_all(self, images: Sequence[ImageLike], batch_size: int = 32) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """All score kinds and the normalised features, batched (used by evaluation)."""
+        scores, features, _ = self._predict_all(images, batch_size)
+        return scores, features
+
+    def _predict_all(self, images: Sequence[ImageLike], batch_size: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         if batch_size < 1:
             raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         parts: list[dict[str, np.ndarray]] = []
@@ -285,14 +313,69 @@ class ConceptModel:
             features.append(outputs["features"])
         if not parts:
             empty = np.zeros((0, len(self.concepts)), np.float32)
-            return {"direct": empty}, np.zeros((0, self.feature_dim), np.float32)
+            return {"direct": empty}, np.zeros((0, self.feature_dim), np.float32), np.zeros(0, np.float32)
         scores = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return scores, l2_normalise(np.concatenate(features))
+        return scores, *_normalised(np.concatenate(features))
 
     def predict(self, images: Sequence[ImageLike], batch_size: int = 32) -> Prediction:
         """Concept scores (fused when the bundle has detectors, direct otherwise) and features."""
-        scores, features = self.predict_all(images, batch_size)
-        return Prediction(scores=scores.get("fused", scores["direct"]), features=features)
+        scores, features, norms = self._predict_all(images, batch_size)
+        return Prediction(scores=scores.get("fused", scores["direct"]), features=features, norms=norms)
+
+    # ---- the layers above the backbone, from stored features ----------------
+    @property
+    def head_only(self) -> bool:
+        """Whether every score is a function of the pooled ``features`` alone (no layer below
+        them feeds a detector): then :meth:`predict_features` scores stored features, and a
+        model version that shares this backbone (:attr:`backbone_digest`) needs no images."""
+        layers = self.detectors and {d.layer for d in self.detectors}
+        below = set(getattr(self._runner, "lr_layers", ())) - {"features", "logits"} - \
+            {f"ext{i + 1}" for i in range(len(getattr(self._runner, "extension", ())))}
+        return not (layers and layers & below)
+
+    @property
+    def backbone_digest(self) -> str:
+        """SHA-1 of what the pooled features depend on: backbone name, preprocessing, precision
+        and the backbone's weights (not the extension, concept layer, detectors or calibration)."""
+        if getattr(self, "_backbone_digest", None) is None:
+            import hashlib
+            import json
+
+            keys = ("input_size", "mean", "std", "interpolation", "crop_pct", "crop_mode")
+            described = [self.config.backbone, {k: self.data_config.get(k) for k in keys}]
+            if self.config.cpu_precision != "fp32":
+                described.append(self.config.cpu_precision)
+            h = hashlib.sha1(json.dumps(described, sort_keys=True).encode())
+            for name, tensor in sorted(backbone_of(self.net).stages.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._backbone_digest = h.hexdigest()[:16]
+        return self._backbone_digest
+
+    @torch.inference_mode()
+    def predict_features(self, features: np.ndarray, norms: np.ndarray) -> Prediction:
+        """Scores of stored features: ``features`` L2-normalised ``[N, D]`` (as :meth:`predict`
+        returns them, float16 is fine) and their ``norms``. Only for a :attr:`head_only` model;
+        equal to :meth:`predict` on the images up to the features' rounding."""
+        if not self.head_only:
+            raise UsageError(f"model {self.name!r} has detectors on layers below the pooled features; "
+                             "its scores need the images")
+        unit = np.asarray(features, np.float32)
+        raw = torch.from_numpy(unit * np.asarray(norms, np.float32)[:, None]).to(self.device)
+        net = self._runner
+        out = {"features": raw}
+        with self._autocast():  # as the layers ran in predict()
+            if isinstance(net, Backbone):
+                out["logits"] = net.classifier(raw)
+            else:
+                h = raw
+                for i, block in enumerate(net.extension):
+                    h = out[f"ext{i + 1}"] = block(h)
+                out["logits"] = net.concept_layer(h)
+        outputs = {k: v.float().cpu().numpy() for k, v in out.items()}
+        scores = self.score_outputs(outputs)
+        return Prediction(scores=scores.get("fused", scores["direct"]), features=l2_normalise(unit),
+                          norms=np.asarray(norms, np.float32))
 
     def __repr__(self) -> str:
         return f"ConceptModel({self.name!r}, backbone={self.config.backbone!r}, concepts={len(self.concepts)}, device={self.device!r})"

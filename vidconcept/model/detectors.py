@@ -1,7 +1,7 @@
 """Per-concept logistic-regression detectors on layer outputs, and their late fusion.
 
-Following Pittaras et al. (MMM 2017), each concept gets one scikit-learn
-``LogisticRegression`` per layer among the network's last three layers
+Following Pittaras et al. (MMM 2017), each concept gets one logistic regression (the
+head of :mod:`vidconcept.logistic`) per layer among the network's last three layers
 (:attr:`ConceptNet.lr_layers`); the fused score is the arithmetic mean of the three
 probabilities. Only the numbers needed at prediction time are kept (standardisation,
 coefficients, intercepts), so a bundle stores them compactly in one ``.npz``.
@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from vidconcept.errors import UsageError
+from vidconcept.logistic import fit_logistic, sigmoid
 
 log = logging.getLogger(__name__)
 
-#: Inverse regularisation strength of the LR detectors (sklearn's default; the paper's setting).
-LR_C = 1.0
+#: The C the detectors are fitted with when none is given (``--detector-c``): scikit-learn's default and
+#: the paper's setting, passed to the LR head explicitly (the head's own default, ``vidconcept.logistic.LR_C``,
+#: is what user concepts measured best). A bundle records the C each layer used (``config.json`` ``detectors.c``).
+DETECTOR_C = 1.0
 #: C values tried for a layer when its C is chosen by cross-validation (``c="cv"``): from
 #: strong regularisation up to sklearn's default, never weaker.
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -40,26 +43,24 @@ class LayerDetectors:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, C]`` for layer outputs ``x`` ``[N, D]``."""
-        z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
-        return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
+        return sigmoid(((x - self.mean) / self.scale) @ self.coef.T + self.intercept)
 
 
-def _fit_one(xs: np.ndarray, y: np.ndarray, seed: int, c: float) -> tuple[np.ndarray, float]:
-    """One concept's LR (a constant prior when only one class is judged)."""
-    from sklearn.linear_model import LogisticRegression
-
-    if y.all() or not y.any():
-        p = np.clip(y.mean() if y.size else 0.5, 1e-4, 1 - 1e-4)
-        return np.zeros(xs.shape[1], np.float32), float(np.log(p / (1 - p)))
-    lr = LogisticRegression(C=c, max_iter=1000, random_state=seed).fit(xs, y)
-    return lr.coef_[0], float(lr.intercept_[0])
+def cv_folds(n: int, folds: int, seed: int):
+    """Held-out row masks of a random ``folds``-fold split of ``n`` rows (a fold holding all rows or
+    none, with fewer rows than folds, is skipped)."""
+    fold = np.random.default_rng(seed).permutation(n) % folds
+    for k in range(folds):
+        held = fold == k
+        if held.any() and not held.all():
+            yield k, held
 
 
 def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
               n_jobs: int | None = None, c: float | None = None) -> LayerDetectors:
     """Fit one LR per concept on the judged rows (``mask``) of ``x``.
 
-    ``c`` is the inverse regularisation strength (default :data:`LR_C`).
+    ``c`` is the inverse regularisation strength (default :data:`DETECTOR_C`).
 
     A concept with only one judged class cannot be separated: it gets a zero weight vector
     and the log-odds of its positive rate, so it scores as its prior. Concepts are fitted in
@@ -76,8 +77,8 @@ def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, s
     xs = ((x - mean) / scale).astype(np.float32)
     if n_jobs is None:
         n_jobs = -1 if (os.cpu_count() or 1) > 2 else 1
-    c = LR_C if c is None else c
-    jobs = (delayed(_fit_one)(xs[mask[:, j] > 0], labels[mask[:, j] > 0, j] > 0.5, seed, c)
+    c = DETECTOR_C if c is None else c
+    jobs = (delayed(fit_logistic)(xs[mask[:, j] > 0], labels[mask[:, j] > 0, j] > 0.5, c, seed=seed)
             for j in range(labels.shape[1]))
     fitted = Parallel(n_jobs=n_jobs)(jobs)
     coef = np.stack([w for w, _ in fitted]).astype(np.float32) if fitted else np.zeros((0, x.shape[1]), np.float32)
@@ -93,18 +94,14 @@ def choose_c(x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
     positives a scene concept); the best C differs by layer, so each layer gets its own,
     chosen on the training photos only. MAP is the mean over concepts of their mean AP over the
     folds that judge a positive. Returns the chosen C and every C's MAP; with too few photos to
-    measure any AP it returns :data:`LR_C`.
+    measure any AP it returns :data:`DETECTOR_C`.
     """
     from vidconcept.metrics.ap import average_precision
 
-    fold = np.random.default_rng(seed).permutation(len(x)) % folds
     scores: dict[float, float] = {}
     for c in grid:
         aps = np.full((folds, labels.shape[1]), np.nan)
-        for k in range(folds):
-            held = fold == k
-            if held.all() or not held.any():
-                continue
+        for k, held in cv_folds(len(x), folds, seed):
             p = fit_layer("cv", x[~held], labels[~held], mask[~held], seed, n_jobs, c).predict(x[held])
             aps[k] = [average_precision(p[:, j], labels[held, j], mask[held, j]) for j in range(labels.shape[1])]
         with warnings.catch_warnings():
@@ -112,8 +109,8 @@ def choose_c(x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
             scores[c] = float(np.nanmean(np.nanmean(aps, axis=0)))
     measured = {c: v for c, v in scores.items() if np.isfinite(v)}
     if not measured:
-        log.warning("too few photos to cross-validate the LR detectors' C: using %s", LR_C)
-        return LR_C, scores
+        log.warning("too few photos to cross-validate the LR detectors' C: using %s", DETECTOR_C)
+        return DETECTOR_C, scores
     return max(measured, key=measured.get), scores
 
 
@@ -121,17 +118,17 @@ def fit_layers(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: np.ndar
                c: float | str | dict[str, float] | None = None,
                seed: int = 0) -> tuple[list[LayerDetectors], dict[str, float]]:
     """Detectors for every layer of ``outputs``, and the C each used (``c="cv"``: :func:`choose_c` per layer;
-    a dict: each layer's own C, :data:`LR_C` for a layer it does not name)."""
+    a dict: each layer's own C, :data:`DETECTOR_C` for a layer it does not name)."""
     detectors, used = [], {}
     for name, x in outputs.items():
         if isinstance(c, dict):
-            used[name] = float(c.get(name, LR_C))
+            used[name] = float(c.get(name, DETECTOR_C))
         elif c == "cv":
             used[name], cv = choose_c(x, labels, mask, seed)
             log.info("LR detectors on %s: C = %s by %d-fold CV (MAP %s)", name, used[name], CV_FOLDS,
                      {k: round(v, 4) for k, v in cv.items()})
         else:
-            used[name] = LR_C if c is None else float(c)
+            used[name] = DETECTOR_C if c is None else float(c)
         detectors.append(fit_layer(name, x, labels, mask, seed, c=used[name]))
     return detectors, used
 
@@ -184,13 +181,9 @@ def out_of_fold_fused(outputs: dict[str, np.ndarray], labels: np.ndarray, mask: 
     Why: calibration must be fitted on scores of photos the detectors did not see; in-sample
     scores of a 1280-d LR are near 0 or 1. ``c``: the C of each layer (as :func:`fit_layers` used).
     """
-    fold = np.random.default_rng(seed + 1).permutation(len(labels)) % folds
     fused = np.zeros(labels.shape, np.float32)
-    for k in range(folds):
-        held = fold == k
-        if held.all() or not held.any():
-            continue
-        probabilities = [fit_layer(name, x[~held], labels[~held], mask[~held], seed, n_jobs, c.get(name, LR_C)).predict(x[held])
+    for _, held in cv_folds(len(labels), folds, seed + 1):
+        probabilities = [fit_layer(name, x[~held], labels[~held], mask[~held], seed, n_jobs, c.get(name, DETECTOR_C)).predict(x[held])
                          for name, x in outputs.items()]
         fused[held] = fuse(probabilities)
     return fused

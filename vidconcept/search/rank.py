@@ -56,19 +56,23 @@ def resolve_concepts(store: Store, node: Node, known: dict[str, int] | None = No
     return out
 
 
-def evaluate(node: Node, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """Score every shot for ``node``; ``columns`` maps concept name → dense scores."""
+def evaluate(node: Node, columns: dict[str, np.ndarray], one: float = 1.0) -> np.ndarray:
+    """Score every shot for ``node``; ``columns`` maps concept name → dense scores.
+
+    ``one`` is the top of the scale, what ``NOT x`` subtracts from: 1.0 for scores, 255 for the
+    column store's uint8 codes (``min``/``max``/``255 - x`` map codes to codes; a weighted
+    mean does not, so codes never meet one).
+    """
     if isinstance(node, Concept):
         return columns[node.name]
     if isinstance(node, Not):
-        return 1.0 - evaluate(node.child, columns)
-    if isinstance(node, And):
-        return np.minimum.reduce([evaluate(c, columns) for c in node.children])
-    if isinstance(node, Or):
-        return np.maximum.reduce([evaluate(c, columns) for c in node.children])
+        return one - evaluate(node.child, columns, one)
+    if isinstance(node, (And, Or)):
+        return functools.reduce(np.minimum if isinstance(node, And) else np.maximum,
+                                [evaluate(c, columns, one) for c in node.children])
     if isinstance(node, Weighted):
         total = sum(w for w, _ in node.terms)
-        return sum(w * evaluate(c, columns) for w, c in node.terms) / total
+        return sum(w * evaluate(c, columns, one) for w, c in node.terms) / total
     raise TypeError(f"not a query node: {node!r}")
 
 
@@ -181,16 +185,6 @@ def has_weights(node: Node) -> bool:
     return True
 
 
-def evaluate_codes(node: Node, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """:func:`evaluate` over uint8 codes: ``min``/``max`` as they are, ``NOT`` as ``255 - code``."""
-    if isinstance(node, Concept):
-        return columns[node.name]
-    if isinstance(node, Not):
-        return 255 - evaluate_codes(node.child, columns)
-    return functools.reduce(np.minimum if isinstance(node, And) else np.maximum,
-                            [evaluate_codes(c, columns) for c in node.children])
-
-
 def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, offset: int, floor: float,
                  within: np.ndarray | None = None) -> tuple[list[tuple[int, float]], int]:
     """:func:`rank` over a column store: coarse codes for all, exact scores where they decide."""
@@ -210,7 +204,7 @@ def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, off
         value = evaluate(node, {name: DECODE[coarse(cid)] for name, cid in ids.items()})
         sure, maybe, cand = _select_values(value, floor, tiny, k)
     else:  # min, max and NOT map codes to codes
-        code = evaluate_codes(node, {name: coarse(cid) for name, cid in ids.items()})
+        code = evaluate(node, {name: coarse(cid) for name, cid in ids.items()}, one=255)
         hist = cs.histogram(ids[node.name]) if isinstance(node, Concept) and rows is None else None
         sure, maybe, cand = _select_codes(code, floor, tiny, k, hist)
     maybe_score = exact(maybe)

@@ -2,7 +2,7 @@
 
 Why a wrapper around :class:`~vidconcept.api.Index`: the index's SQLite connection
 and FAISS file are shared by the server's worker threads, so each call holds one
-lock; and a page needs more than the Python API returns (video ids, URLs, a video
+lock; and a page needs more than the Python API returns (URLs, a video
 filter, file paths checked against the index), which belongs here, not in the library.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import Index, SearchResult, SearchResults
+from ..api import Index, SearchResults
+from .schemas import Result, Shot, video_url
 
 #: Concept scores listed by ``/api/shots/{id}``: a 1000-class model stores hundreds per shot.
 SHOT_DETAIL_CONCEPTS = 30
@@ -67,9 +68,7 @@ class Library:
             return self.page(index, index.similar(image=image, top=top))
 
     def page(self, index: Index, found: SearchResults) -> dict:
-        rows = index.store.shots([r.shot_id for r in found.results])
-        results = [_result(r, rows[r.shot_id]["video_id"]) for r in found.results if r.shot_id in rows]
-        return {"results": results, "total": found.total}
+        return {"results": [Result.from_record(r).model_dump() for r in found.results], "total": found.total}
 
     # ---- records ----------------------------------------------------------
     def concepts(self, min_score: float) -> list[dict]:
@@ -86,14 +85,12 @@ class Library:
 
     def shot(self, shot: ShotId) -> dict:
         with self.locked() as index:
-            row = index.store.shots([shot]).get(shot)
-            if row is None:
+            found = index.results_for([(shot, 1.0)])
+            if not found:
                 raise NotFound(f"no shot with id {shot} in this index")
-            (found,) = index.results_for([(shot, 1.0)])
             scores = index.store.top_concepts(shot, SHOT_DETAIL_CONCEPTS)
-        frames = {"start_frame": row["start_frame"], "end_frame": row["end_frame"]}
         best = max(scores.values(), default=0.0)  # a shot alone has no query score: its top concept's
-        return _result(found, row["video_id"]) | frames | {"score": best, "scores": scores}
+        return Shot.from_record(found[0], score=best, scores=scores).model_dump()
 
     # ---- files ------------------------------------------------------------
     def keyframe_file(self, shot: ShotId) -> Path:
@@ -117,23 +114,6 @@ class Library:
         if not path.is_file():
             raise NotFound(f"{path} was moved or deleted since it was indexed; re-run ingest")
         return path
-
-
-def keyframe_url(shot: ShotId) -> str:
-    return f"/keyframes/{shot}.jpg"
-
-
-def video_url(video: VideoId) -> str:
-    return f"/videos/{video}"
-
-
-def _result(r: SearchResult, video: VideoId) -> dict:
-    return {
-        "shot_id": r.shot_id, "video_id": video, "video": r.video, "video_name": Path(r.video).name,
-        "shot_index": r.shot_index, "start_s": r.start_s, "end_s": r.end_s, "score": r.score,
-        "keyframe_url": keyframe_url(r.shot_id) if r.keyframe else None, "video_url": video_url(video),
-        "concepts": r.concepts,
-    }
 
 
 def _video(row: dict) -> dict:
