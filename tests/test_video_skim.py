@@ -101,3 +101,12 @@ def test_codecs_without_the_shortcut_decode_every_frame(tmp_path):
     frames = list(reader)
     assert reader.stats.full and all(f.av_frame is not None for f in frames) and len(frames) == 60
     assert [(s.start_frame, s.end_frame) for s in detect_shots(path).shots] == [(0, 30), (30, 60)]
+
+
+def test_skim_is_off_unless_asked(cut_on_b, monkeypatch):
+    path, _ = cut_on_b
+    monkeypatch.delenv("VIDCONCEPT_SKIM", raising=False)
+    assert type(ShotScanner(path)._reader) is FrameReader
+    monkeypatch.setenv("VIDCONCEPT_SKIM", "1")
+    assert type(ShotScanner(path)._reader) is SkimReader
+    assert type(ShotScanner(path, detector="adaptive")._reader) is FrameReader  # reads BGR frames: no skim
