@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -36,19 +35,7 @@ from ingest_speed import CACHE, build_test_video  # noqa: E402
 
 from vidconcept.api import Index  # noqa: E402
 from vidconcept.concepts import add_concept, get_concept  # noqa: E402
-
-
-def perturbed_copy(bundle: Path, out: Path, seed: int = 0) -> Path:
-    """``bundle`` with every LR detector's weights moved by 5 % noise: another version, same concepts."""
-    shutil.copytree(bundle, out)
-    with np.load(out / "detectors.npz") as data:
-        arrays = dict(data)
-    rng = np.random.default_rng(seed)
-    for key in arrays:
-        if key.endswith("/coef"):
-            arrays[key] = (arrays[key] * (1 + 0.05 * rng.standard_normal(arrays[key].shape))).astype(np.float32)
-    np.savez(out / "detectors.npz", **arrays)
-    return out
+from vidconcept.testing.releases import detectors_release, network_release  # noqa: E402
 
 
 def shot_table(idx: Index) -> dict:
@@ -96,22 +83,6 @@ def keyframe_cost(root: Path, video_seconds: float) -> dict:
     per_hour = 3600 / video_seconds / 2**20
     return {"keyframes": len(files), "keyframe_kb_mean": round(now / max(len(files), 1) / 1024, 1),
             "keyframes_mb_per_hour": round(now * per_hour, 2), "keyframes_mb_per_hour_at_320px": round(before * per_hour, 2)}
-
-
-def network_release(bundle: Path, out: Path, seed: int = 0) -> Path:
-    """``bundle`` with the weights of its backbone's last stage moved by 0.5 % noise: a version whose
-    features change, so an upgrade must run the network on every keyframe again."""
-    from safetensors.numpy import load_file, save_file
-
-    shutil.copytree(bundle, out)
-    weights = load_file(out / "weights.safetensors")
-    rng = np.random.default_rng(seed)
-    last = sorted({k.split(".")[2] for k in weights if k.startswith("backbone.stages.")})[-1]
-    for key in [k for k in weights if k.startswith(f"backbone.stages.{last}.") and k.endswith("weight")]:
-        w = weights[key]
-        weights[key] = (w * (1 + 0.005 * rng.standard_normal(w.shape))).astype(w.dtype)
-    save_file(weights, out / "weights.safetensors")
-    return out
 
 
 def upgrade_case(old_root: Path, work: Path, target: Path, inputs: list[Path], before: dict) -> dict:
@@ -174,7 +145,7 @@ def main() -> None:
             labels = get_concept(idx, "bench_concept").info
             before = {"shots": shot_table(idx), "labels": (labels["positive"], labels["negative"])}
         targets = {"given": args.to} if args.to else {
-            "detectors": perturbed_copy(args.source, work / "model-detectors"),
+            "detectors": detectors_release(args.source, work / "model-detectors"),
             "network": network_release(args.source, work / "model-network")}
         cases = {}
         for kind, target in targets.items():

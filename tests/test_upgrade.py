@@ -15,6 +15,7 @@ from conftest import ROOT
 from vidconcept.api import Index
 from vidconcept.concepts import add_concept, get_concept
 from vidconcept.errors import UsageError
+from vidconcept.testing.releases import detectors_release
 
 NEW = ROOT / "models" / "imagenet-lite0"
 
@@ -173,18 +174,6 @@ def test_small_keyframes_are_read_again_from_the_video(old_index, fresh):
 
 
 DEFAULT = ROOT / "models" / "default"
-
-
-def detectors_release(bundle: Path, out: Path) -> Path:
-    """``bundle`` with its LR detectors moved by 5 % noise: a new version with the same backbone."""
-    shutil.copytree(bundle, out)
-    with np.load(out / "detectors.npz") as data:
-        arrays = dict(data)
-    rng = np.random.default_rng(0)
-    for key in (k for k in arrays if k.endswith("/coef")):
-        arrays[key] = (arrays[key] * (1 + 0.05 * rng.standard_normal(arrays[key].shape))).astype(np.float32)
-    np.savez(out / "detectors.npz", **arrays)
-    return out
 
 
 @pytest.fixture(scope="module")
