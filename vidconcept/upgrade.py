@@ -1,7 +1,10 @@
 """Move an index to another model version in place (``vidconcept upgrade``, ``Index.upgrade``).
 
 Videos and shots stay (same ids, same boundaries); only what the model computes is
-redone: every shot's concept scores and feature vector, from its keyframe. The stored
+redone. A version that keeps the backbone (``meta.model.backbone_sha1``; new detectors,
+calibration or concept layer) reruns only the layers above the pooled features, on the
+stored features and their norms: no image is read. Otherwise every shot's concept scores
+and feature vector are computed again from its keyframe. The stored
 keyframe JPEG is what ingest scored (:func:`~vidconcept.video.keyframes.save_keyframe`),
 so where it is at the size ingest stores today it is rescored as it is — no video is
 opened. Older, smaller keyframes are replaced by the frame at the recorded keyframe time,
