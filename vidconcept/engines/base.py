@@ -150,12 +150,17 @@ def split_results(videos: list[tuple[VideoJob, object, list[Shot]]], scores: np.
 CPU_FORWARD_BATCH = 4
 
 
+def forward_batch(model, batch_size: int) -> int:
+    """Images per forward pass: ``batch_size`` on CUDA, at most :data:`CPU_FORWARD_BATCH` on the CPU."""
+    if str(getattr(model, "device", "cpu")).startswith("cuda"):
+        return batch_size
+    return min(batch_size, CPU_FORWARD_BATCH)
+
+
 def predict_into(model, batch: list, predictions: list, batch_size: int) -> None:
     """Run the model on ``batch`` (then emptied), appending its :class:`Prediction`."""
     if batch:
-        if not str(getattr(model, "device", "cpu")).startswith("cuda"):
-            batch_size = min(batch_size, CPU_FORWARD_BATCH)
-        predictions.append(model.predict(batch, batch_size=batch_size))
+        predictions.append(model.predict(batch, batch_size=forward_batch(model, batch_size)))
         batch.clear()
 
 

@@ -160,10 +160,6 @@ def fold_batch_norm(net: torch.nn.Module) -> int:
     return folded
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def _normalised(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(unit rows, their norms)`` of a raw feature matrix."""
     norms = np.linalg.norm(raw, axis=1).astype(np.float32)
@@ -374,7 +370,7 @@ class ConceptModel:
                 out["logits"] = net.concept_layer(h)
         outputs = {k: v.float().cpu().numpy() for k, v in out.items()}
         scores = self.score_outputs(outputs)
-        return Prediction(scores=scores.get("fused", scores["direct"]), features=l2_normalise(unit),
+        return Prediction(scores=scores.get("fused", scores["direct"]), features=_normalised(unit)[0],
                           norms=np.asarray(norms, np.float32))
 
     def __repr__(self) -> str:
