@@ -21,6 +21,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +47,12 @@ _PLANAR_420 = frozenset({"yuv420p", "yuvj420p"})
 
 #: PyAV raises these for damaged or unsupported input.
 _DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
+
+#: Decoded frames held ahead of the reader, in bytes of picture (at least 2 frames, at most 16).
+AHEAD_BYTES = 48 << 20
+
+#: Codecs whose frames can be split into slices that FFmpeg decodes on several threads.
+_SLICED_CODECS = frozenset({"h264", "hevc"})
 
 
 @dataclass(frozen=True)
@@ -192,7 +200,8 @@ class FrameReader:
             self.close()
             raise VideoError(f"{self.path}: no video stream (audio-only or not a video file)")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._stream.thread_type = thread_type(self.path, self._stream)
+        self._ahead: _Ahead | None = None
         # The deblocking filter only smooths block edges: skipping it saves ~17 % of
         # H.264 decoding and changes nothing that detection on 160-px frames or a
         # keyframe scaled down for the model can see.
@@ -231,25 +240,26 @@ class FrameReader:
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         last_time = -1.0
-        for av_frame in self._all_frames():
+        for av_frame, small in self._all_frames():
             time_s = self._time_of(av_frame, index, last_time)
-            small = small_yuv(av_frame, self.detect_width)
             yield Frame(index, time_s, small, av_frame, self.info.rotation)
             last_time, index = time_s, index + 1
         self._finish(index, last_time)
 
-    def _all_frames(self) -> Iterator[av.VideoFrame]:
-        yield self._first
-        while True:
-            try:
-                frame = next(self._frames)
-            except StopIteration:
-                return
-            except _DECODE_ERRORS as ex:
-                self.truncated = True
-                log.warning("%s: decoding stopped early (%s); keeping the frames read so far", self.path, ex)
-                return
-            yield frame
+    def _all_frames(self) -> Iterator[tuple[av.VideoFrame, object]]:
+        """Every frame with what :meth:`_prepare` makes of it, decoded ahead in a thread (:class:`_Ahead`)."""
+        yield self._first, self._prepare(self._first)
+        depth = max(2, min(16, AHEAD_BYTES // max(1, self._first.width * self._first.height * 3 // 2)))
+        self._ahead = _Ahead(self._frames, self._prepare, depth)
+        try:
+            yield from self._ahead
+        except _DECODE_ERRORS as ex:
+            self.truncated = True
+            log.warning("%s: decoding stopped early (%s); keeping the frames read so far", self.path, ex)
+
+    def _prepare(self, frame: av.VideoFrame):
+        """Per-frame work done on the decoding thread: the detection image."""
+        return small_yuv(frame, self.detect_width)
 
     def _time_of(self, frame: av.VideoFrame, index: int, last_time: float) -> float:
         """PTS-based time relative to the first frame, kept strictly increasing."""
@@ -303,6 +313,9 @@ class FrameReader:
 
     def close(self) -> None:
         """Release the container (idempotent)."""
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None:
+            ahead.close()  # before the container: its thread may be decoding from it
         container, self._container = getattr(self, "_container", None), None
         if container is not None:
             container.close()
@@ -312,3 +325,89 @@ class FrameReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Ahead:
+    """Pulls frames from a decoding iterator in a thread, up to ``depth`` ahead, with each
+    frame's ``prepare(frame)`` (its detection image). FFmpeg decodes without holding the GIL and OpenCV
+    resizes without it, so the detector's Python work overlaps the decode instead of
+    taking turns with it. The iterator is advanced by that thread only; what it raises is
+    raised to the reader, in order."""
+
+    def __init__(self, frames: Iterator[av.VideoFrame], prepare, depth: int):
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(frames, prepare), name="vidconcept-decode-ahead",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, frames: Iterator[av.VideoFrame], prepare) -> None:
+        try:
+            for frame in frames:
+                if not self._put(("frame", (frame, prepare(frame)))):
+                    return
+        except BaseException as ex:  # handed to the reader, which decides
+            self._put(("error", ex))
+            return
+        self._put(("end", None))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[tuple[av.VideoFrame, object]]:
+        while True:
+            kind, payload = self._queue.get()
+            if kind == "frame":
+                yield payload
+            elif kind == "end":
+                return
+            else:
+                raise payload
+
+    def close(self) -> None:
+        """Stop the thread (it finishes the frame it is decoding) and wait for it."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
+def thread_type(path: Path, stream: av.video.stream.VideoStream) -> str:
+    """FFmpeg's threading for this stream: ``"SLICE"`` when its frames come in several slices
+    (each frame is then split over the cores, and nothing waits on a frame in flight),
+    else ``"AUTO"`` (frame threads). On a 2-core machine slice threads decoded a 2-slice
+    720p H.264 stream in 0.76x the wall time and 0.81x the CPU of frame threads; a stream of
+    one slice per frame gets no parallelism from them."""
+    if stream.codec_context.name not in _SLICED_CODECS:
+        return "AUTO"
+    try:
+        with av.open(str(path)) as probe:
+            video = probe.streams.video[0]
+            counts = [slices(bytes(p), video.codec_context.name, video.codec_context.extradata)
+                      for p, _ in zip((p for p in probe.demux(video) if p.size), range(8))]
+    except _DECODE_ERRORS:
+        return "AUTO"
+    return "SLICE" if counts and min(counts) >= 2 else "AUTO"
+
+
+def slices(data: bytes, codec: str, extradata: bytes | None) -> int:
+    """How many coded slices one H.264/HEVC packet holds (length-prefixed as in MP4/MKV when
+    ``extradata`` is an avcC/hvcC record, else Annex-B start codes as in MPEG-TS)."""
+    if extradata and extradata[0] == 1:
+        size = (extradata[4] & 3) + 1 if codec == "h264" and len(extradata) > 4 else \
+            (extradata[21] & 3) + 1 if len(extradata) > 21 else 4
+        units, at = [], 0
+        while at + size < len(data):
+            length = int.from_bytes(data[at:at + size], "big")
+            units.append(data[at + size:at + size + 2])
+            at += size + length
+    else:
+        units = [part[:2] for part in data.split(b"\x00\x00\x01")[1:]]
+    if codec == "h264":
+        return sum(1 for u in units if u and u[0] & 0x1F in (1, 5))
+    return sum(1 for u in units if len(u) >= 2 and (u[0] >> 1) & 0x3F < 32)  # HEVC: VCL slice segments

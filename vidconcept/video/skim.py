@@ -54,6 +54,9 @@ SPIKE = 1.5
 GRADUAL_SHARE = 0.9
 #: ... while the frames on either side change at most this share of it (the detector: 0.6).
 SIDES = 0.6
+#: Frames around the ends and the middle of such a window decoded in full: the detector
+#: looks for the peak of its change up to two frames either side.
+PEAK_REACH = 2
 #: The detector whose needs the shortcut serves (its defaults: window, gradual threshold).
 _DETECTOR = TransitionDetector()
 #: Compressed bytes kept for replays before the reader gives up skipping (a very long GOP).
@@ -148,6 +151,8 @@ class SkimReader(FrameReader):
         self._replay_ctx = None
         self._b_next: int | None = None  # next packet for the second decoder; None: start again
         self._cache: dict[int, av.VideoFrame] = {}
+        self._fresh: list[av.Packet | None] = []  # packets demuxed since the last frame out (None: "full from here")
+        self._full_ahead = False  # the decoding thread's own view of ``stats.full``
         super().__init__(path, **kwargs)
 
     # ---- first pass: reference frames only ------------------------------------
@@ -166,16 +171,33 @@ class SkimReader(FrameReader):
                 yield frame
 
     def _note(self, packet: av.Packet, ctx) -> None:
-        if self.stats.full:
+        """On the decoding thread: remember the packet for the reader (see :meth:`_prepare`)."""
+        if self._full_ahead:
             return
-        if packet.pts is None or self._packets.size > MAX_BUFFER_BYTES:
+        if packet.pts is None or self._packets.size > MAX_BUFFER_BYTES:  # size: the reader's, read a little late
             log.info("%s: decoding every frame from here (%s)", self.path,
                      "a packet without PTS" if packet.pts is None else "GOP too long to keep")
-            self.stats.full = True
+            self._full_ahead = True
             ctx.skip_frame = "DEFAULT"
+            self._fresh.append(None)
             return
-        self._packets.add(packet)
-        bisect.insort(self._pending, packet.pts)
+        self._fresh.append(packet)
+
+    def _prepare(self, frame: av.VideoFrame):
+        """On the decoding thread: the detection image and the packets demuxed since the last frame."""
+        if not self.skimming:
+            return super()._prepare(frame)
+        fresh, self._fresh = self._fresh, []
+        return super()._prepare(frame), fresh
+
+    def _take(self, fresh: list[av.Packet | None]) -> None:
+        """On the reader's thread: account for the packets the decoding thread demuxed."""
+        for packet in fresh:
+            if packet is None:
+                self.stats.full = True
+                continue
+            self._packets.add(packet)
+            bisect.insort(self._pending, packet.pts)
 
     def _dropped_before(self, pts: int | None) -> list[int]:
         """PTS of the dropped frames shown before the frame at ``pts`` (and forget ``pts``)."""
@@ -195,8 +217,8 @@ class SkimReader(FrameReader):
         k = max(3, round(_DETECTOR.window_s * (self.info.fps if self.info.fps > 0 else 25.0)))
         self._k = k
         held: list[_Ref] = []
-        for av_frame in self._all_frames():
-            small = small_yuv(av_frame, self.detect_width)
+        for av_frame, (small, fresh) in self._all_frames():
+            self._take(fresh)
             gap = self._dropped_before(av_frame.pts)
             index = held[-1].index + len(gap) + 1 if held else 0
             ref = _Ref(av_frame, small, is_black(small[:, :, 0]), gap, index, _histogram(small))
@@ -215,6 +237,8 @@ class SkimReader(FrameReader):
                 yield from self._emit(held[0], held[1])
                 held.pop(0)
                 self._packets.trim(held[0].av_frame.pts if held[0].av_frame.pts is not None else 0)
+        self._take(self._fresh)  # packets after the last frame out (the decoding thread has ended)
+        self._fresh = []
         yield from self._flush(held)
         self._finish(*self._at)
 
@@ -235,8 +259,12 @@ class SkimReader(FrameReader):
             sides = max(hist_distance(start.hist, a.hist), hist_distance(b.hist, new.hist))
             steps = max(r.hist_step for r in held if a.index < r.index <= b.index)
             if sides <= SIDES * change and steps < 0.5 * change:
+                # the frames the detector's tests read: the window's ends and middle, +-PEAK_REACH
+                points = (new.index - 3 * k, new.index - 2 * k, new.index - k)
                 for r in held:
-                    r.refine = r.refine or (bool(r.gap) and r.index > start.index)
+                    first = r.index - len(r.gap)
+                    if r.gap and any(first - PEAK_REACH <= x <= r.index - 1 + PEAK_REACH for x in points):
+                        r.refine = True
 
     @staticmethod
     def _ref_at(held: list[_Ref], index: int) -> _Ref | None:

@@ -1,0 +1,78 @@
+"""How the decoder is threaded (vidconcept.video.decode): slice threads for streams whose
+frames come in several slices, frame threads otherwise; frames decoded ahead in a thread,
+the same frames in the same order as a decode on the reader's own thread."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.test_video_skim import encode, three_shots
+from vidconcept.video import decode
+from vidconcept.video.decode import FrameReader, slices, thread_type
+
+
+@pytest.fixture(scope="module")
+def sliced(tmp_path_factory) -> Path:
+    """The three-shot clip with every frame coded as three slices."""
+    return encode(three_shots().frames(), tmp_path_factory.mktemp("sliced") / "sliced.mp4",
+                  params="slices=3:bframes=2")
+
+
+@pytest.fixture(scope="module")
+def one_slice(tmp_path_factory) -> Path:
+    return encode(three_shots().frames(), tmp_path_factory.mktemp("one") / "one.mp4", params="bframes=2")
+
+
+def _packets(path: Path) -> tuple[list[bytes], bytes | None]:
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        return [bytes(p) for p in c.demux(stream) if p.size], stream.codec_context.extradata
+
+
+def test_slices_are_counted_in_length_prefixed_and_annex_b_packets(sliced, one_slice, tmp_path):
+    packets, extradata = _packets(sliced)
+    assert extradata and extradata[0] == 1  # MP4: avcC, length-prefixed NAL units
+    assert {slices(p, "h264", extradata) for p in packets} == {3}
+    packets, extradata = _packets(one_slice)
+    assert {slices(p, "h264", extradata) for p in packets} == {1}
+    ts = encode(itertools.islice(three_shots().frames(), 20), tmp_path / "sliced.ts", params="slices=2")
+    packets, extradata = _packets(ts)  # MPEG-TS: Annex-B start codes
+    assert {slices(p, "h264", extradata) for p in packets} == {2}
+
+
+def test_thread_type_follows_the_stream(sliced, one_slice, tmp_path):
+    with av.open(str(sliced)) as c:
+        assert thread_type(sliced, c.streams.video[0]) == "SLICE"
+    with av.open(str(one_slice)) as c:
+        assert thread_type(one_slice, c.streams.video[0]) == "AUTO"
+    mpeg2 = encode(itertools.islice(three_shots().frames(), 20), tmp_path / "clip.ts", codec="mpeg2video")
+    with av.open(str(mpeg2)) as c:
+        assert thread_type(mpeg2, c.streams.video[0]) == "AUTO"  # not split into slices by FFmpeg's decoder
+    assert FrameReader(sliced)._stream.thread_type.name == "SLICE"
+
+
+def test_frames_decoded_ahead_equal_a_decode_on_one_thread(sliced, monkeypatch):
+    def plain(path):
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.codec_context.options = {"skip_loop_filter": "all"}  # as the reader decodes
+            return [f.to_ndarray(format="gray") for f in c.decode(stream)]
+
+    expected = plain(sliced)
+    monkeypatch.setattr(decode, "AHEAD_BYTES", 1)  # the smallest queue: the thread waits on the reader
+    frames = [(f.index, f.av_frame.to_ndarray(format="gray")) for f in FrameReader(sliced)]
+    assert [i for i, _ in frames] == list(range(len(expected)))
+    assert all(np.array_equal(a, b) for (_, a), b in zip(frames, expected))
+
+
+def test_a_reader_closed_while_decoding_ahead_stops_its_thread(sliced):
+    reader = FrameReader(sliced)
+    frames = iter(reader)
+    next(frames), next(frames)
+    thread = reader._ahead._thread
+    reader.close()
+    assert not thread.is_alive() and reader._ahead is None and reader._container is None
