@@ -110,3 +110,18 @@ def test_skim_is_off_unless_asked(cut_on_b, monkeypatch):
     monkeypatch.setenv("VIDCONCEPT_SKIM", "1")
     assert type(ShotScanner(path)._reader) is SkimReader
     assert type(ShotScanner(path, detector="adaptive")._reader) is FrameReader  # reads BGR frames: no skim
+
+
+def test_skimming_stops_where_the_second_looks_cost_more_than_it_saves(cut_on_b, monkeypatch):
+    path, _ = cut_on_b
+    import vidconcept.video.decode as decode
+    import vidconcept.video.skim as skim
+
+    monkeypatch.setattr(decode, "AHEAD_BYTES", 1)  # so the decoding thread is not past the clip's end already
+    monkeypatch.setattr(skim, "WORTH_AFTER", 1)
+    monkeypatch.setattr(skim, "WORTH", 0.01)  # any second look outweighs what skimming saved
+    found, scanner = boundaries(path, skim=True)
+    stats = scanner._reader.stats
+    assert found == [(0, 40), (40, 82), (82, 122)]
+    assert stats.full and stats.redecoded > 0.01 * (stats.blended + stats.refined)
+    assert stats.decoded > 122 - len(non_reference(path))  # B-frames after the switch decoded by the first pass

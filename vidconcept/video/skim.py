@@ -61,6 +61,12 @@ PEAK_REACH = 2
 _DETECTOR = TransitionDetector()
 #: Compressed bytes kept for replays before the reader gives up skipping (a very long GOP).
 MAX_BUFFER_BYTES = 64 << 20
+#: The reader decodes every frame from the point where the second looks have decoded more
+#: than this share of the frames the first pass dropped (a dropped B-frame costs less to
+#: decode than a reference frame replayed) ...
+WORTH = 0.75
+#: ... once it has dropped this many.
+WORTH_AFTER = 100
 
 
 def skim_possible(stream: av.video.stream.VideoStream, container: av.container.InputContainer) -> bool:
@@ -84,6 +90,7 @@ class SkimStats:
     blended: int = 0  # dropped frames given a blended detection image
     refined: int = 0  # dropped frames decoded in the second look
     replays: int = 0  # second looks (each replays from a keyframe)
+    redecoded: int = 0  # frames the second looks decoded (the reference frames on the way included)
     full: bool = False  # decoded every frame (codec or container without the shortcut), or from
     # some point on (a GOP too long to keep, a packet without timestamp)
 
@@ -153,6 +160,7 @@ class SkimReader(FrameReader):
         self._cache: dict[int, av.VideoFrame] = {}
         self._fresh: list[av.Packet | None] = []  # packets demuxed since the last frame out (None: "full from here")
         self._full_ahead = False  # the decoding thread's own view of ``stats.full``
+        self._give_up = False  # the reader's request to decode every frame from here (see _check_worth)
         super().__init__(path, **kwargs)
 
     # ---- first pass: reference frames only ------------------------------------
@@ -174,9 +182,11 @@ class SkimReader(FrameReader):
         """On the decoding thread: remember the packet for the reader (see :meth:`_prepare`)."""
         if self._full_ahead:
             return
-        if packet.pts is None or self._packets.size > MAX_BUFFER_BYTES:  # size: the reader's, read a little late
-            log.info("%s: decoding every frame from here (%s)", self.path,
-                     "a packet without PTS" if packet.pts is None else "GOP too long to keep")
+        # the size and the request are the reader's, read here a few frames late
+        if packet.pts is None or self._packets.size > MAX_BUFFER_BYTES or self._give_up:
+            if not self._give_up:
+                log.info("%s: decoding every frame from here (%s)", self.path,
+                         "a packet without PTS" if packet.pts is None else "GOP too long to keep")
             self._full_ahead = True
             ctx.skip_frame = "DEFAULT"
             self._fresh.append(None)
@@ -300,6 +310,7 @@ class SkimReader(FrameReader):
         """The frames of ``ref``'s gap, then ``ref`` itself."""
         if ref.gap and prev is not None:
             decoded = self._refined(prev, ref) if ref.refine else {}
+            self._check_worth()
             for n, pts in enumerate(ref.gap, start=1):
                 if pts in decoded:
                     self.stats.refined += 1
@@ -311,6 +322,17 @@ class SkimReader(FrameReader):
         elif ref.gap:  # dropped frames before the first decoded one (a broken start)
             log.debug("%s: %d frames before the first decoded one ignored", self.path, len(ref.gap))
         yield self._next(ref.av_frame.pts, ref.small, ref.av_frame)
+
+    def _check_worth(self) -> None:
+        """Decode every frame from here (as the codec allows it) once the second looks have
+        decoded more than :data:`WORTH` times the frames the first pass dropped: on footage
+        dense with boundaries and long GOPs (each look replays from a keyframe) skimming costs
+        more than it saves. Counted in frames, so the choice does not depend on the machine."""
+        dropped = self.stats.blended + self.stats.refined
+        if dropped >= WORTH_AFTER and self.stats.redecoded > WORTH * dropped and not self._give_up:
+            log.info("%s: the second looks cost more than skimming saves; decoding every frame from here",
+                     self.path)
+            self._give_up = True
 
     def _next(self, pts: int | None, small: np.ndarray, av_frame: av.VideoFrame | None) -> Frame:
         index, last_time = self._at
@@ -359,11 +381,15 @@ class SkimReader(FrameReader):
         try:
             for n, packet in self._packets.since(self._b_next):
                 ctx.skip_frame = "DEFAULT" if packet.pts in wanted or n > last else "NONREF"
-                out.update((f.pts, f) for f in ctx.decode(packet))
+                frames = ctx.decode(packet)
+                self.stats.redecoded += len(frames)
+                out.update((f.pts, f) for f in frames)
                 self._b_next = n + 1
                 if wanted <= out.keys():
                     return out
-            out.update((f.pts, f) for f in ctx.decode(None))  # drain: this decoder starts again next time
+            frames = ctx.decode(None)
+            self.stats.redecoded += len(frames)
+            out.update((f.pts, f) for f in frames)  # drain: this decoder starts again next time
         except _DECODE_ERRORS as ex:
             log.warning("%s: second look failed (%s); blending instead", self.path, ex)
         ctx.flush_buffers()
