@@ -12,10 +12,9 @@ then times, alternating within one run, the whole process of:
     where no ffmpeg binary is installed (the same libavcodec that PyAV links)
 
 and prints each one's median wall time, realtime factor, peak memory and the
-ratios. ``--json`` prints one JSON object. ``--skim`` adds ``vidconcept_skim``: the ingest
-with ``VIDCONCEPT_SKIM=1`` (reference frames decoded, exact second look: vidconcept.video.skim);
-``--full-decode`` adds ``vidconcept_full``, with ``VIDCONCEPT_SKIM=0`` (every frame decoded, the
-default today). Each
+ratios. ``--json`` prints one JSON object. The ingest is timed as it runs by default (reference
+frames decoded, exact second look: vidconcept.video.skim); ``--full-decode`` adds
+``vidconcept_full``, the ingest with ``VIDCONCEPT_SKIM=0`` (every frame decoded). Each
 command also reports its CPU seconds (user + system of its process tree): steadier than
 wall time when the machine is shared.
 
@@ -135,8 +134,6 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--full-decode", action="store_true",
                     help="also time the ingest with VIDCONCEPT_SKIM=0 (every frame decoded)")
-    ap.add_argument("--skim", action="store_true",
-                    help="also time the ingest with VIDCONCEPT_SKIM=1 (reference frames only, exact second look)")
     ap.add_argument("--decode-only", action="store_true", help=argparse.SUPPRESS)  # the pyav_decode peer
     args = ap.parse_args()
     if args.decode_only:
@@ -154,8 +151,6 @@ def main() -> None:
     commands = {("vidconcept" if len(workers) == 1 else f"vidconcept_w{w}"): ingest(w) for w in workers}
     first = next(iter(commands))
     commands["scenedetect"] = lambda idx: [str(BIN / "scenedetect"), "-q", "-i", str(videos[0]), "detect-adaptive"]
-    if args.skim:
-        commands["vidconcept_skim"] = commands[first]
     if args.full_decode:
         commands["vidconcept_full"] = commands[first]
     if ffmpeg:
@@ -174,7 +169,7 @@ def main() -> None:
     peaks: dict[str, float] = {k: 0.0 for k in commands}
     for _ in range(args.repeat):
         for name, make in commands.items():
-            env = {"vidconcept_full": {"VIDCONCEPT_SKIM": "0"}, "vidconcept_skim": {"VIDCONCEPT_SKIM": "1"}}.get(name)
+            env = {"VIDCONCEPT_SKIM": "0"} if name == "vidconcept_full" else None
             with tempfile.TemporaryDirectory(prefix="vidconcept-bench-") as idx:
                 wall, cpu, peak = run(make(str(Path(idx) / "index")), env)
             times[name].append(wall)
@@ -192,7 +187,7 @@ def main() -> None:
         **{f"{k}_video_h_per_h": round(seconds / v, 1) for k, v in med.items() if k.startswith("vidconcept")},
         **{f"{k}_peak_rss_mb": round(v, 1) for k, v in peaks.items()},
     }
-    for name in [k for k in med if k.startswith("vidconcept") and k not in ("vidconcept_full", "vidconcept_skim")]:
+    for name in [k for k in med if k.startswith("vidconcept") and k != "vidconcept_full"]:
         tag = name.replace("vidconcept", "ingest")
         out[f"{tag}_vs_scenedetect"] = round(med[name] / med["scenedetect"], 3)
         if "ffmpeg" in med:
@@ -200,9 +195,6 @@ def main() -> None:
         out[f"{tag}_vs_pyav_decode"] = round(med[name] / med["pyav_decode"], 3)
     if "vidconcept_full" in med:
         out["ingest_vs_ingest_full_decode"] = round(med[first] / med["vidconcept_full"], 3)
-    if "vidconcept_skim" in med:
-        out["ingest_skim_vs_ingest"] = round(med["vidconcept_skim"] / med[first], 3)
-        out["ingest_skim_vs_scenedetect"] = round(med["vidconcept_skim"] / med["scenedetect"], 3)
     out["load_average_before"] = load_before
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=None if args.json else 2))

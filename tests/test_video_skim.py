@@ -103,9 +103,11 @@ def test_codecs_without_the_shortcut_decode_every_frame(tmp_path):
     assert [(s.start_frame, s.end_frame) for s in detect_shots(path).shots] == [(0, 30), (30, 60)]
 
 
-def test_skim_is_off_unless_asked(cut_on_b, monkeypatch):
+def test_skim_is_on_unless_turned_off(cut_on_b, monkeypatch):
     path, _ = cut_on_b
     monkeypatch.delenv("VIDCONCEPT_SKIM", raising=False)
+    assert type(ShotScanner(path)._reader) is SkimReader
+    monkeypatch.setenv("VIDCONCEPT_SKIM", "0")
     assert type(ShotScanner(path)._reader) is FrameReader
     monkeypatch.setenv("VIDCONCEPT_SKIM", "1")
     assert type(ShotScanner(path)._reader) is SkimReader
@@ -117,11 +119,15 @@ def test_skimming_stops_where_the_second_looks_cost_more_than_it_saves(cut_on_b,
     import vidconcept.video.decode as decode
     import vidconcept.video.skim as skim
 
-    monkeypatch.setattr(decode, "AHEAD_BYTES", 1)  # so the decoding thread is not past the clip's end already
     monkeypatch.setattr(skim, "WORTH_AFTER", 1)
     monkeypatch.setattr(skim, "WORTH", 0.01)  # any second look outweighs what skimming saved
-    found, scanner = boundaries(path, skim=True)
-    stats = scanner._reader.stats
-    assert found == [(0, 40), (40, 82), (82, 122)]
-    assert stats.full and stats.redecoded > 0.01 * (stats.blended + stats.refined)
-    assert stats.decoded > 122 - len(non_reference(path))  # B-frames after the switch decoded by the first pass
+    seen = []
+    for ahead in (1, 1 << 30):  # the decoding thread 2 or 16 frames ahead: it switches later or never
+        monkeypatch.setattr(decode, "AHEAD_BYTES", ahead)
+        reader = SkimReader(path)
+        seen.append(([(f.index, f.time_s, f.small.tobytes(), f.av_frame is None) for f in reader], reader.stats))
+    (frames, near), (frames_far, far) = seen
+    assert frames == frames_far  # where it switched does not change what the detector and keyframes get
+    assert near.full and near.redecoded > 0.01 * (near.blended + near.refined)
+    assert near.decoded > 122 - len(non_reference(path))  # B-frames after the switch decoded by the first pass
+    assert [(s.start_frame, s.end_frame) for s, _ in ShotScanner(path, skim=True)] == [(0, 40), (40, 82), (82, 122)]

@@ -153,7 +153,7 @@ class ShotScanner:
         progress: Called with the number of frames just decoded (e.g. ``tqdm.update``).
         skim: Decode only reference frames where the codec allows and look again in full
             around possible boundaries (:mod:`vidconcept.video.skim`); ``False`` decodes every
-            frame; ``None``: ``$VIDCONCEPT_SKIM``, default off. Only for detectors that read
+            frame; ``None``: ``$VIDCONCEPT_SKIM``, default on. Only for detectors that read
             small YUV frames (ours).
 
     Raises:

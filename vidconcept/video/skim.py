@@ -59,7 +59,7 @@ SIDES = 0.6
 PEAK_REACH = 2
 #: The detector whose needs the shortcut serves (its defaults: window, gradual threshold).
 _DETECTOR = TransitionDetector()
-#: Compressed bytes kept for replays before the reader gives up skipping (a very long GOP).
+#: Compressed bytes since a keyframe (all kept for replays) beyond which the reader stops skipping.
 MAX_BUFFER_BYTES = 64 << 20
 #: The reader decodes every frame from the point where the second looks have decoded more
 #: than this share of the frames the first pass dropped (a dropped B-frame costs less to
@@ -117,7 +117,6 @@ class _Packets:
     items: deque[tuple[int, av.Packet]] = field(default_factory=deque)
     keyframes: deque[tuple[int, int]] = field(default_factory=deque)  # (number, PTS)
     number: dict[int, int] = field(default_factory=dict)  # PTS -> number
-    size: int = 0
     count: int = 0
 
     def add(self, packet: av.Packet) -> None:
@@ -125,7 +124,6 @@ class _Packets:
             self.keyframes.append((self.count, packet.pts))
         self.items.append((self.count, packet))
         self.number[packet.pts] = self.count
-        self.size += packet.size
         self.count += 1
 
     def trim(self, oldest_pts: int) -> None:
@@ -135,7 +133,6 @@ class _Packets:
         first = self.keyframes[0][0] if self.keyframes else self.count
         while self.items and self.items[0][0] < first:
             _, packet = self.items.popleft()
-            self.size -= packet.size
             self.number.pop(packet.pts, None)
 
     def start_for(self, pts: int) -> int:
@@ -161,6 +158,7 @@ class SkimReader(FrameReader):
         self._fresh: list[av.Packet | None] = []  # packets demuxed since the last frame out (None: "full from here")
         self._full_ahead = False  # the decoding thread's own view of ``stats.full``
         self._give_up = False  # the reader's request to decode every frame from here (see _check_worth)
+        self._gop_bytes = 0  # compressed bytes since the last keyframe (the decoding thread's count)
         super().__init__(path, **kwargs)
 
     # ---- first pass: reference frames only ------------------------------------
@@ -182,8 +180,10 @@ class SkimReader(FrameReader):
         """On the decoding thread: remember the packet for the reader (see :meth:`_prepare`)."""
         if self._full_ahead:
             return
-        # the size and the request are the reader's, read here a few frames late
-        if packet.pts is None or self._packets.size > MAX_BUFFER_BYTES or self._give_up:
+        self._gop_bytes = packet.size + (0 if packet.is_keyframe else self._gop_bytes)
+        # the request is the reader's, seen here a few frames late: it refines every gap from the
+        # frame where it asked (see _emit), so what it yields does not depend on how late
+        if packet.pts is None or self._gop_bytes > MAX_BUFFER_BYTES or self._give_up:
             if not self._give_up:
                 log.info("%s: decoding every frame from here (%s)", self.path,
                          "a packet without PTS" if packet.pts is None else "GOP too long to keep")
@@ -309,7 +309,7 @@ class SkimReader(FrameReader):
     def _emit(self, prev: _Ref | None, ref: _Ref) -> Iterator[Frame]:
         """The frames of ``ref``'s gap, then ``ref`` itself."""
         if ref.gap and prev is not None:
-            decoded = self._refined(prev, ref) if ref.refine else {}
+            decoded = self._refined(prev, ref) if ref.refine or self._give_up else {}
             self._check_worth()
             for n, pts in enumerate(ref.gap, start=1):
                 if pts in decoded:
@@ -332,7 +332,8 @@ class SkimReader(FrameReader):
         if dropped >= WORTH_AFTER and self.stats.redecoded > WORTH * dropped and not self._give_up:
             log.info("%s: the second looks cost more than skimming saves; decoding every frame from here",
                      self.path)
-            self._give_up = True
+            self._give_up = True  # from the next gap on, every dropped frame is decoded (by a second look
+            # until the decoding thread, a few frames ahead, has switched): the same frames, however late
 
     def _next(self, pts: int | None, small: np.ndarray, av_frame: av.VideoFrame | None) -> Frame:
         index, last_time = self._at
