@@ -76,3 +76,16 @@ def test_a_reader_closed_while_decoding_ahead_stops_its_thread(sliced):
     thread = reader._ahead._thread
     reader.close()
     assert not thread.is_alive() and reader._ahead is None and reader._container is None
+
+
+def test_an_abandoned_iteration_stops_its_thread(sliced):
+    import gc
+
+    reader = FrameReader(sliced)
+    frames = iter(reader)
+    next(frames), next(frames)
+    thread = reader._ahead._thread
+    del frames
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()

@@ -250,12 +250,14 @@ class FrameReader:
         """Every frame with what :meth:`_prepare` makes of it, decoded ahead in a thread (:class:`_Ahead`)."""
         yield self._first, self._prepare(self._first)
         depth = max(2, min(16, AHEAD_BYTES // max(1, self._first.width * self._first.height * 3 // 2)))
-        self._ahead = _Ahead(self._frames, self._prepare, depth)
+        self._ahead = ahead = _Ahead(self._frames, self._prepare, depth)
         try:
-            yield from self._ahead
+            yield from ahead
         except _DECODE_ERRORS as ex:
             self.truncated = True
             log.warning("%s: decoding stopped early (%s); keeping the frames read so far", self.path, ex)
+        finally:  # also when the reader is abandoned half-way: its thread must not wait forever
+            ahead.close()
 
     def _prepare(self, frame: av.VideoFrame):
         """Per-frame work done on the decoding thread: the detection image."""
