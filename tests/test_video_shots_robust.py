@@ -4,6 +4,8 @@ whip pans (small synthetic fixtures, rendered in the test), plus the scoring and
 real-footage label files of ``benchmarks/shots.py``."""
 from __future__ import annotations
 
+import hashlib
+
 import json
 from pathlib import Path
 
@@ -53,7 +55,11 @@ def test_hard_footage(tmp_path, name):
     path, truth = make_clip(tmp_path, name, shots, transitions, **clip_kw)
     result = detect_shots(path)
     score = score_typed(found(result), truth)["all"]
-    assert score.recall == 1.0 and score.false_positives == 0, (found(result), typed_spans(truth))
+    if not (score.recall == 1.0 and score.false_positives == 0):  # a rare flake in full runs: say what differed
+        again, full = found(detect_shots(path)), found(detect_shots(path, skim=False))
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        pytest.fail(f"found {found(result)}, again {again}, every frame decoded {full}, clip md5 {digest}, "
+                    f"truth {typed_spans(truth)}")
     assert len(result.shots) == expected, [s.to_dict() for s in result.shots]
 
 
