@@ -5,7 +5,6 @@ real-footage label files of ``benchmarks/shots.py``."""
 from __future__ import annotations
 
 import hashlib
-
 import json
 from pathlib import Path
 
