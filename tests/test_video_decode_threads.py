@@ -36,12 +36,12 @@ def _packets(path: Path) -> tuple[list[bytes], bytes | None]:
 def test_slices_are_counted_in_length_prefixed_and_annex_b_packets(sliced, one_slice, tmp_path):
     packets, extradata = _packets(sliced)
     assert extradata and extradata[0] == 1  # MP4: avcC, length-prefixed NAL units
-    assert {slices(p, "h264", extradata) for p in packets} == {3}
+    assert {slices(p, extradata) for p in packets} == {3}
     packets, extradata = _packets(one_slice)
-    assert {slices(p, "h264", extradata) for p in packets} == {1}
+    assert {slices(p, extradata) for p in packets} == {1}
     ts = encode(itertools.islice(three_shots().frames(), 20), tmp_path / "sliced.ts", params="slices=2")
     packets, extradata = _packets(ts)  # MPEG-TS: Annex-B start codes
-    assert {slices(p, "h264", extradata) for p in packets} == {2}
+    assert {slices(p, extradata) for p in packets} == {2}
 
 
 def test_thread_type_follows_the_stream(sliced, one_slice, tmp_path):

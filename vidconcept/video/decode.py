@@ -51,8 +51,6 @@ _DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 #: Decoded frames held ahead of the reader, in bytes of picture (at least 2 frames, at most 16).
 AHEAD_BYTES = 48 << 20
 
-#: Codecs whose frames can be split into slices that FFmpeg decodes on several threads.
-_SLICED_CODECS = frozenset({"h264", "hevc"})
 
 
 @dataclass(frozen=True)
@@ -380,36 +378,34 @@ class _Ahead:
 
 
 def thread_type(path: Path, stream: av.video.stream.VideoStream) -> str:
-    """FFmpeg's threading for this stream: ``"SLICE"`` when its frames come in several slices
-    (each frame is then split over the cores, and nothing waits on a frame in flight),
+    """FFmpeg's threading for this stream: ``"SLICE"`` for H.264 whose frames come in several
+    slices (each frame is then split over the cores, and nothing waits on a frame in flight),
     else ``"AUTO"`` (frame threads). On a 2-core machine slice threads decoded a 2-slice
     720p H.264 stream in 0.76x the wall time and 0.81x the CPU of frame threads; a stream of
-    one slice per frame gets no parallelism from them."""
-    if stream.codec_context.name not in _SLICED_CODECS:
+    one slice per frame gets no parallelism from them. (FFmpeg's HEVC decoder threads slices
+    only for wavefront or tiles: it keeps frame threads.)"""
+    if stream.codec_context.name != "h264":
         return "AUTO"
     try:
         with av.open(str(path)) as probe:
             video = probe.streams.video[0]
-            counts = [slices(bytes(p), video.codec_context.name, video.codec_context.extradata)
+            counts = [slices(bytes(p), video.codec_context.extradata)
                       for p, _ in zip((p for p in probe.demux(video) if p.size), range(8))]
     except _DECODE_ERRORS:
         return "AUTO"
     return "SLICE" if counts and min(counts) >= 2 else "AUTO"
 
 
-def slices(data: bytes, codec: str, extradata: bytes | None) -> int:
-    """How many coded slices one H.264/HEVC packet holds (length-prefixed as in MP4/MKV when
-    ``extradata`` is an avcC/hvcC record, else Annex-B start codes as in MPEG-TS)."""
-    if extradata and extradata[0] == 1:
-        size = (extradata[4] & 3) + 1 if codec == "h264" and len(extradata) > 4 else \
-            (extradata[21] & 3) + 1 if len(extradata) > 21 else 4
+def slices(data: bytes, extradata: bytes | None) -> int:
+    """How many coded slices one H.264 packet holds (length-prefixed NAL units as in MP4/MKV
+    when ``extradata`` is an avcC record, else Annex-B start codes as in MPEG-TS)."""
+    if extradata and extradata[0] == 1 and len(extradata) > 4:
+        size = (extradata[4] & 3) + 1  # lengthSizeMinusOne + 1
         units, at = [], 0
         while at + size < len(data):
             length = int.from_bytes(data[at:at + size], "big")
-            units.append(data[at + size:at + size + 2])
+            units.append(data[at + size:at + size + 1])
             at += size + length
     else:
-        units = [part[:2] for part in data.split(b"\x00\x00\x01")[1:]]
-    if codec == "h264":
-        return sum(1 for u in units if u and u[0] & 0x1F in (1, 5))
-    return sum(1 for u in units if len(u) >= 2 and (u[0] >> 1) & 0x3F < 32)  # HEVC: VCL slice segments
+        units = [part[:1] for part in data.split(b"\x00\x00\x01")[1:]]
+    return sum(1 for u in units if u and u[0] & 0x1F in (1, 5))  # coded slice (non-IDR, IDR)
