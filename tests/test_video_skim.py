@@ -131,3 +131,24 @@ def test_skimming_stops_where_the_second_looks_cost_more_than_it_saves(cut_on_b,
     assert near.full and near.redecoded > 0.01 * (near.blended + near.refined)
     assert near.decoded > 122 - len(non_reference(path))  # B-frames after the switch decoded by the first pass
     assert [(s.start_frame, s.end_frame) for s, _ in ShotScanner(path, skim=True)] == [(0, 40), (40, 82), (82, 122)]
+
+
+def test_packets_must_step_by_a_frame():
+    from vidconcept.video.skim import frame_steps
+
+    frames = [i * 3600 for i in (0, 3, 1, 2, 6, 4, 5)]  # 25 fps at 90 kHz, in decode order
+    assert frame_steps(frames, 1 / 90000, 25.0)
+    fields = [i * 1800 for i in range(12)]  # a packet per field: half a frame apart
+    assert not frame_steps(fields, 1 / 90000, 25.0)
+    assert not frame_steps([0, 3600, None, 7200], 1 / 90000, 25.0)  # a packet without a timestamp
+    assert not frame_steps([0, 3600, 3600, 7200], 1 / 90000, 25.0)  # a timestamp twice
+    assert frame_steps([0], 1 / 90000, 25.0)  # too short to tell
+
+
+def test_a_field_coded_looking_stream_is_decoded_in_full(cut_on_b, monkeypatch):
+    path, _ = cut_on_b
+    import vidconcept.video.skim as skim
+
+    monkeypatch.setattr(skim, "MIN_FRAME_STEP", 1.5)  # as if its packets came at half-frame steps
+    reader = SkimReader(path)
+    assert [f.index for f in reader] == list(range(122)) and reader.stats.full and not reader.skimming

@@ -18,7 +18,8 @@ does that and still yields *every* frame index, in order, as a
 The detector thus sees the same frames as in a full decode wherever a boundary can be; in
 quiet stretches it sees blends of real neighbours. Timing is from each packet's PTS, so frame
 numbers are those of a full sequential decode. Where the shortcut cannot be trusted (codecs
-other than the ones named in :data:`SKIM_CODECS`, AVI's timestamps, packets without PTS)
+other than the ones named in :data:`SKIM_CODECS`, AVI's timestamps, packets without PTS or not
+a frame apart, as field-coded streams have them)
 :func:`skim_possible` says no and :class:`~vidconcept.video.shots.ShotScanner` decodes in full.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import av
 import cv2
 import numpy as np
 
-from vidconcept.video.decode import _DECODE_ERRORS, Frame, FrameReader, small_yuv
+from vidconcept.video.decode import _DECODE_ERRORS, Frame, FrameReader, _fps, small_yuv
 from vidconcept.video.transitions import YUV_FLOOR, TransitionDetector, _histogram, hist_distance, is_black, \
     pixel_distance
 
@@ -59,6 +60,10 @@ SIDES = 0.6
 PEAK_REACH = 2
 #: The detector whose needs the shortcut serves (its defaults: window, gradual threshold).
 _DETECTOR = TransitionDetector()
+#: Packets whose timestamps :func:`skim_possible` reads before skimming ...
+PROBE_PACKETS = 48
+#: ... whose median step must be at least this share of a frame (fields step by half).
+MIN_FRAME_STEP = 0.75
 #: Compressed bytes since a keyframe (all kept for replays) beyond which the reader stops skipping.
 MAX_BUFFER_BYTES = 64 << 20
 #: The reader decodes every frame from the point where the second looks have decoded more
@@ -69,10 +74,38 @@ WORTH = 0.75
 WORTH_AFTER = 100
 
 
-def skim_possible(stream: av.video.stream.VideoStream, container: av.container.InputContainer) -> bool:
-    """Whether :class:`SkimReader` can drop this stream's non-reference frames (else it decodes all)."""
+def skim_possible(stream: av.video.stream.VideoStream, container: av.container.InputContainer,
+                  path=None) -> bool:
+    """Whether :class:`SkimReader` can drop this stream's non-reference frames (else it decodes all):
+    a codec of :data:`SKIM_CODECS`, a container with timestamps and (when ``path`` is given, read
+    again from the start) packets a frame apart (see :func:`frame_steps`)."""
     names = set((container.format.name or "").split(","))
-    return stream.codec_context.name in SKIM_CODECS and not names & set(_NO_PTS_FORMATS)
+    if stream.codec_context.name not in SKIM_CODECS or names & set(_NO_PTS_FORMATS):
+        return False
+    if path is None:
+        return True
+    try:
+        with av.open(str(path)) as probe:
+            video = probe.streams.video[0]
+            packets = [p.pts for p, _ in zip((p for p in probe.demux(video) if p.size), range(PROBE_PACKETS))]
+            return frame_steps(packets, float(video.time_base or 0), _fps(video))
+    except _DECODE_ERRORS:
+        return False
+
+
+def frame_steps(pts: list[int | None], time_base: float, fps: float) -> bool:
+    """Whether packet timestamps step by about one frame. The shortcut counts one frame per
+    packet; a field-coded stream (a packet per field, as interlaced broadcast H.264 in MPEG-TS
+    may be) steps by half a frame and would have its dropped frames counted twice, and packets
+    without or with repeated timestamps cannot be placed."""
+    if any(p is None for p in pts):
+        return False
+    steps = np.diff(sorted(pts))
+    if len(steps) and steps.min() <= 0:
+        return False
+    if len(steps) < 2 or fps <= 0 or time_base <= 0:
+        return True  # too few to tell; the reader checks each packet's timestamp as it goes
+    return float(np.median(steps)) * time_base * fps >= MIN_FRAME_STEP
 
 
 def open_reader(path, *, skim: bool = True) -> FrameReader:
@@ -163,7 +196,7 @@ class SkimReader(FrameReader):
 
     # ---- first pass: reference frames only ------------------------------------
     def _decode_frames(self) -> Iterator[av.VideoFrame]:
-        self.skimming = skim_possible(self._stream, self._container)
+        self.skimming = skim_possible(self._stream, self._container, self.path)
         if not self.skimming:
             self.stats.full = True
             yield from super()._decode_frames()
