@@ -239,8 +239,9 @@ class SkimReader(FrameReader):
             if packet is None:
                 self.stats.full = True
                 continue
-            self._packets.add(packet)
-            bisect.insort(self._pending, packet.pts)
+            self._packets.add(packet)  # a second look may need it ...
+            if not packet.is_discard:  # ... but one the demuxer marks to discard (edit list) is never shown
+                bisect.insort(self._pending, packet.pts)
 
     def _dropped_before(self, pts: int | None) -> list[int]:
         """PTS of the dropped frames shown before the frame at ``pts`` (and forget ``pts``)."""
