@@ -87,6 +87,7 @@ def write_video(path: Path, images: list[np.ndarray], seconds_each: float = 1.2,
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"x264-params": "mbtree=0"}  # the same stream at every encode (see testing.videos)
         for img in images:
             starts.append(frame_no)
             n = int(seconds_each * FPS)

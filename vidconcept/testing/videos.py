@@ -299,7 +299,10 @@ def _video_stream(container, codec: str, fps: int, shape: tuple[int, ...], crf: 
     stream.height, stream.width = shape[:2]
     stream.pix_fmt = "yuv420p"
     if codec == "libx264":
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "g": str(2 * fps)}
+        # mbtree=0: x264's macroblock-tree rate control gave a different stream at every encode of the
+        # same frames here (even with one thread), and a fixture's boundaries then moved between runs
+        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "g": str(2 * fps),
+                          "x264-params": "mbtree=0"}
     if rotation:
         stream.set_display_rotation(rotation)
     return stream
