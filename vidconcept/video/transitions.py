@@ -314,12 +314,12 @@ class TransitionDetector(SceneDetector):
     def _is_gradual(self, window: list[_FrameStats], k: int) -> bool:
         if len(window) < 4 * k + 1:
             return False
+        change = self._span_change(window, 2 * k, k)
+        if change < self.gradual_threshold:  # tested first: most frames end here, before the scans below
+            return False
         if any(f.black for f in window) or max(f.diff for f in window[1:]) >= self.threshold:
             return False
         mid = window[2 * k]
-        change = self._span_change(window, 2 * k, k)
-        if change < self.gradual_threshold:
-            return False
         if max(self._span_change(window, 2 * k + d, k) for d in (-2, -1, 1, 2)) > change * (1 + PEAK_SLACK):
             return False  # not the peak (a transition shorter than the window gives a plateau: any of it will do)
         before = hist_distance(window[0].hist, window[k].hist)
