@@ -12,7 +12,7 @@ import pytest
 
 from tests.test_video_skim import encode, three_shots
 from vidconcept.video import decode
-from vidconcept.video.decode import FrameReader, slices, thread_type
+from vidconcept.video.decode import FrameReader, read_head, slices, thread_type
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +45,10 @@ def test_slices_are_counted_in_length_prefixed_and_annex_b_packets(sliced, one_s
 
 
 def test_thread_type_follows_the_stream(sliced, one_slice, tmp_path):
-    with av.open(str(sliced)) as c:
-        assert thread_type(sliced, c.streams.video[0]) == "SLICE"
-    with av.open(str(one_slice)) as c:
-        assert thread_type(one_slice, c.streams.video[0]) == "AUTO"
+    assert thread_type(read_head(sliced)) == "SLICE"
+    assert thread_type(read_head(one_slice)) == "AUTO"
     mpeg2 = encode(itertools.islice(three_shots().frames(), 20), tmp_path / "clip.ts", codec="mpeg2video")
-    with av.open(str(mpeg2)) as c:
-        assert thread_type(mpeg2, c.streams.video[0]) == "AUTO"  # not split into slices by FFmpeg's decoder
+    assert thread_type(read_head(mpeg2)) == "AUTO"  # not split into slices by FFmpeg's decoder
     assert FrameReader(sliced)._stream.thread_type.name == "SLICE"
 
 

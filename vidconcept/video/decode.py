@@ -50,6 +50,10 @@ _DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError)
 
 #: Decoded frames held ahead of the reader, in bytes of picture (at least 2 frames, at most 16).
 AHEAD_BYTES = 48 << 20
+#: Packets whose timestamps a reader reads from the start of the stream (:class:`StreamHead`) ...
+HEAD_PACKETS = 48
+#: ... and of which it counts the slices.
+HEAD_SLICES = 8
 
 
 
@@ -198,7 +202,8 @@ class FrameReader:
             self.close()
             raise VideoError(f"{self.path}: no video stream (audio-only or not a video file)")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = thread_type(self.path, self._stream)
+        self.head = read_head(self.path)
+        self._stream.thread_type = thread_type(self.head)
         self._ahead: _Ahead | None = None
         # The deblocking filter only smooths block edges: skipping it saves ~17 % of
         # H.264 decoding and changes nothing that detection on 160-px frames or a
@@ -377,23 +382,41 @@ class _Ahead:
             self._thread.join()
 
 
-def thread_type(path: Path, stream: av.video.stream.VideoStream) -> str:
-    """FFmpeg's threading for this stream: ``"SLICE"`` for H.264 whose frames come in several
+@dataclass(frozen=True)
+class StreamHead:
+    """The first packets of the video stream, read once when a reader opens (by a second
+    demuxer, so the reader's own stays where it is): what its threading (:func:`thread_type`)
+    and the skim decode (``video.skim.skim_possible``) are decided from."""
+
+    codec: str
+    pts: list[int | None]  # of the first :data:`HEAD_PACKETS` non-empty packets, in decode order
+    time_base: float
+    slices: list[int]  # H.264: coded slices in each of the first :data:`HEAD_SLICES` packets
+
+
+def read_head(path: Path) -> StreamHead | None:
+    """The :class:`StreamHead` of ``path``'s video stream; ``None`` when it cannot be read."""
+    try:
+        with av.open(str(path)) as probe:
+            video = probe.streams.video[0]
+            ctx = video.codec_context
+            packets = [p for p, _ in zip((p for p in probe.demux(video) if p.size), range(HEAD_PACKETS))]
+            counts = [slices(bytes(p), ctx.extradata) for p in packets[:HEAD_SLICES]] if ctx.name == "h264" else []
+            return StreamHead(ctx.name, [p.pts for p in packets], float(video.time_base or 0), counts)
+    except (*_DECODE_ERRORS, IndexError):
+        return None
+
+
+def thread_type(head: StreamHead | None) -> str:
+    """FFmpeg's threading for a stream: ``"SLICE"`` for H.264 whose frames come in several
     slices (each frame is then split over the cores, and nothing waits on a frame in flight),
     else ``"AUTO"`` (frame threads). On a 2-core machine slice threads decoded a 2-slice
     720p H.264 stream in 0.76x the wall time and 0.81x the CPU of frame threads; a stream of
     one slice per frame gets no parallelism from them. (FFmpeg's HEVC decoder threads slices
     only for wavefront or tiles: it keeps frame threads.)"""
-    if stream.codec_context.name != "h264":
+    if head is None or head.codec != "h264" or not head.slices:
         return "AUTO"
-    try:
-        with av.open(str(path)) as probe:
-            video = probe.streams.video[0]
-            counts = [slices(bytes(p), video.codec_context.extradata)
-                      for p, _ in zip((p for p in probe.demux(video) if p.size), range(8))]
-    except _DECODE_ERRORS:
-        return "AUTO"
-    return "SLICE" if counts and min(counts) >= 2 else "AUTO"
+    return "SLICE" if min(head.slices) >= 2 else "AUTO"
 
 
 def slices(data: bytes, extradata: bytes | None) -> int:

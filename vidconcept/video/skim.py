@@ -34,7 +34,7 @@ import av
 import cv2
 import numpy as np
 
-from vidconcept.video.decode import _DECODE_ERRORS, Frame, FrameReader, _fps, small_yuv
+from vidconcept.video.decode import _DECODE_ERRORS, Frame, FrameReader, StreamHead, _fps, small_yuv
 from vidconcept.video.transitions import YUV_FLOOR, TransitionDetector, _histogram, hist_distance, is_black, \
     pixel_distance
 
@@ -60,9 +60,8 @@ SIDES = 0.6
 PEAK_REACH = 2
 #: The detector whose needs the shortcut serves (its defaults: window, gradual threshold).
 _DETECTOR = TransitionDetector()
-#: Packets whose timestamps :func:`skim_possible` reads before skimming ...
-PROBE_PACKETS = 48
-#: ... whose median step must be at least this share of a frame (fields step by half).
+#: The median step of the stream's first packets' timestamps must be at least this share of a
+#: frame (fields step by half).
 MIN_FRAME_STEP = 0.75
 #: Compressed bytes since a keyframe (all kept for replays) beyond which the reader stops skipping.
 MAX_BUFFER_BYTES = 64 << 20
@@ -75,22 +74,14 @@ WORTH_AFTER = 100
 
 
 def skim_possible(stream: av.video.stream.VideoStream, container: av.container.InputContainer,
-                  path=None) -> bool:
+                  head: StreamHead | None) -> bool:
     """Whether :class:`SkimReader` can drop this stream's non-reference frames (else it decodes all):
-    a codec of :data:`SKIM_CODECS`, a container with timestamps and (when ``path`` is given, read
-    again from the start) packets a frame apart (see :func:`frame_steps`)."""
+    a codec of :data:`SKIM_CODECS`, a container with timestamps, and first packets (``head``, see
+    :func:`~vidconcept.video.decode.read_head`; ``None``: unreadable) a frame apart (:func:`frame_steps`)."""
     names = set((container.format.name or "").split(","))
     if stream.codec_context.name not in SKIM_CODECS or names & set(_NO_PTS_FORMATS):
         return False
-    if path is None:
-        return True
-    try:
-        with av.open(str(path)) as probe:
-            video = probe.streams.video[0]
-            packets = [p.pts for p, _ in zip((p for p in probe.demux(video) if p.size), range(PROBE_PACKETS))]
-            return frame_steps(packets, float(video.time_base or 0), _fps(video))
-    except _DECODE_ERRORS:
-        return False
+    return head is not None and frame_steps(head.pts, head.time_base, _fps(stream))
 
 
 def frame_steps(pts: list[int | None], time_base: float, fps: float) -> bool:
@@ -196,7 +187,7 @@ class SkimReader(FrameReader):
 
     # ---- first pass: reference frames only ------------------------------------
     def _decode_frames(self) -> Iterator[av.VideoFrame]:
-        self.skimming = skim_possible(self._stream, self._container, self.path)
+        self.skimming = skim_possible(self._stream, self._container, self.head)
         if not self.skimming:
             self.stats.full = True
             yield from super()._decode_frames()
