@@ -93,3 +93,17 @@ def test_cpu_precision_is_part_of_the_model_version(tmp_path):
     (bf16 / "config.json").write_text(json.dumps({**cfg, "cpu_precision": "int3"}))
     with pytest.raises(ModelError, match="cpu_precision"):
         ConceptModel.load(bf16)
+
+
+def test_cpu_chunks_give_the_batch_outputs(default_model, monkeypatch):
+    """On CPU a batch runs in cache-sized chunks (CPU_CHUNK_PIXELS): the outputs are those of
+    each image run alone, whatever the chunk."""
+    import vidconcept.model.concept_model as concept_model
+
+    images = [skimage.data.coffee(), skimage.data.chelsea(), skimage.data.astronaut(), skimage.data.rocket()]
+    alone = [default_model.layer_outputs([image]) for image in images]
+    for chunk in (1, 3, 8):
+        monkeypatch.setattr(concept_model, "CPU_CHUNK_PIXELS", chunk * 224 * 224)
+        together = default_model.layer_outputs(images)
+        for name, value in together.items():
+            np.testing.assert_allclose(value, np.concatenate([a[name] for a in alone]), rtol=1e-5, atol=1e-6)

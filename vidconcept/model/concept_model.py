@@ -66,6 +66,11 @@ _PIL_FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest":
 WHOLE_IMAGE = "none"
 #: With ``crop_mode="none"`` the longer side is cut (centred) to at most this many times the shorter one.
 MAX_ASPECT = 2.0
+#: On CPU a batch runs through the network in chunks of about this many input pixels (four
+#: 288x512 keyframes): a chunk's activations stay in cache, where a whole batch of 32 goes to
+#: memory at every layer. The shipped model on 2 cores: 28-33 ms of CPU per keyframe in chunks
+#: of 4 against 51-59 ms in one batch of 32, with the same outputs bit for bit.
+CPU_CHUNK_PIXELS = 4 * 288 * 512
 
 
 def eval_transform(data_config: dict):
@@ -270,7 +275,12 @@ class ConceptModel:
 
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         if self.device.startswith("cuda"):
-            x = x.pin_memory()
+            return self._forward_chunk(x.pin_memory())
+        chunk = max(1, CPU_CHUNK_PIXELS // (x.shape[-1] * x.shape[-2]))
+        parts = [self._forward_chunk(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _forward_chunk(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         x = x.to(self.device, non_blocking=True, memory_format=torch.channels_last)
         with self._autocast():
             if isinstance(self._runner, Backbone):

@@ -34,7 +34,7 @@ import av
 import cv2
 import numpy as np
 
-from vidconcept.video.decode import _DECODE_ERRORS, Frame, FrameReader, StreamHead, _fps, small_yuv
+from vidconcept.video.decode import _DECODE_ERRORS, Frame, FrameReader, StreamHead, _fps, slice_threads, small_yuv
 from vidconcept.video.transitions import YUV_FLOOR, TransitionDetector, _histogram, hist_distance, is_black, \
     pixel_distance
 
@@ -249,6 +249,7 @@ class SkimReader(FrameReader):
             yield from super().__iter__()
             return
         self._at = (0, -1.0)  # (index, time) of the next frame to yield
+        self._time_base = self._stream.time_base
         k = max(3, round(_DETECTOR.window_s * (self.info.fps if self.info.fps > 0 else 25.0)))
         self._k = k
         held: list[_Ref] = []
@@ -373,7 +374,8 @@ class SkimReader(FrameReader):
         step = 1.0 / self.info.fps if self.info.fps > 0 else 0.04
         if pts is None:
             return last_time + step if index else 0.0
-        time_s = float(pts * self._stream.time_base) - self._t0
+        tb = self._time_base
+        time_s = pts * tb.numerator / tb.denominator - self._t0  # float(pts * tb), without a Fraction per frame
         return time_s if time_s > last_time else last_time + step
 
     # ---- second look: replay from the keyframe ---------------------------------
@@ -427,6 +429,7 @@ class SkimReader(FrameReader):
             self._replay_container = av.open(str(self.path))
             stream = self._replay_container.streams.video[0]
             stream.thread_type = "SLICE"  # frame threads would not see the per-packet skip setting in order
+            stream.thread_count = slice_threads(self.head) or 1  # one slice per frame: nothing to share
             stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
             self._replay_ctx = stream.codec_context
         return self._replay_ctx

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -84,10 +84,26 @@ class _FrameStats:
     small: np.ndarray  # uint8 YUV, for pixel differences
     hist: np.ndarray  # concatenated Y/U/V histograms, each summing to 1
     black: bool
-    hsv: np.ndarray  # uint8 HSV, for the colour cue of hard cuts
     grey: bool  # black-and-white: no chroma
     diff: float = 0.0  # mean |YUV| difference to the previous frame (|Y| between grey frames)
-    hsv_diff: float = 0.0  # mean |HSV| difference to the previous frame (PySceneDetect's content_val)
+    # the previous frame while this one is in the detector's buffer (not the oldest one there)
+    prev: _FrameStats | None = field(default=None, repr=False)
+    _hsv: np.ndarray | None = field(default=None, repr=False)
+    _hsv_diff: float | None = field(default=None, repr=False)
+
+    @property
+    def hsv(self) -> np.ndarray:
+        """uint8 HSV, for the colour cue of hard cuts (computed when a cut is weighed: rarely)."""
+        if self._hsv is None:
+            self._hsv = to_hsv(self.small)
+        return self._hsv
+
+    @property
+    def hsv_diff(self) -> float:
+        """Mean |HSV| difference to the previous frame (PySceneDetect's content_val)."""
+        if self._hsv_diff is None:
+            self._hsv_diff = pixel_distance(self.hsv, self.prev.hsv) if self.prev is not None else 0.0
+        return self._hsv_diff
 
 
 def _histogram(yuv: np.ndarray) -> np.ndarray:
@@ -223,14 +239,14 @@ class TransitionDetector(SceneDetector):
         mean, std = cv2.meanStdDev(small)  # per plane: Y for black, U/V for black-and-white
         black = bool(mean[0, 0] < BLACK_MEAN and std[0, 0] < BLACK_STD)
         grey = bool(std[1:].max() < GREY_CHROMA_STD)
-        stats = _FrameStats(index, small, _histogram(small), black, to_hsv(small), grey)
+        stats = _FrameStats(index, small, _histogram(small), black, grey)
         if self._buf:
-            prev = self._buf[-1]
-            stats.diff = frame_distance(stats, prev)
-            stats.hsv_diff = pixel_distance(stats.hsv, prev.hsv)
+            stats.prev = self._buf[-1]
+            stats.diff = frame_distance(stats, stats.prev)
         self._buf.append(stats)
         while len(self._buf) > 4 * SCALES[-1] * self._k + 2:
             self._buf.popleft()
+            self._buf[0].prev = None  # no chain of every frame seen; the cut test reads only recent ones
 
     def _black_edges(self) -> list[tuple[int, str]]:
         """A boundary where a black run starts or ends (at the newest frame)."""
@@ -264,13 +280,13 @@ class TransitionDetector(SceneDetector):
         shots visible.
         """
         yuv_near = sum(n.diff for n in neighbours) / len(neighbours)
-        hsv_near = sum(n.hsv_diff for n in neighbours) / len(neighbours)
         if cand.diff < self.ratio * yuv_near:
             return False  # no spike in the picture (hue alone flickers on grey, low-saturation areas)
         if cand.diff >= self.threshold:
             return True
-        if cand.hsv_diff >= HSV_MIN and cand.hsv_diff >= self.ratio * hsv_near and cand.diff >= YUV_FLOOR:
-            return True
+        if cand.diff >= YUV_FLOOR and cand.hsv_diff >= HSV_MIN:  # HSV only now: it is seldom needed
+            if cand.hsv_diff >= self.ratio * sum(n.hsv_diff for n in neighbours) / len(neighbours):
+                return True
         if cand.diff < self.threshold * MIN_MOVING_SHARE:
             return False
         window = [f.small for f in self._buf if abs(f.index - cand.index) <= self.persist]
