@@ -39,12 +39,12 @@ import numpy as np
 from . import config
 from .errors import UsageError, VidconceptError
 from .index.store import SCORE_FLOOR, Store, now_iso
-from .engines.base import forward_batch, progress_bar
+from .engines.base import progress_bar
 from .ingest import model_version, same_version
 
 log = logging.getLogger(__name__)
 
-#: Keyframes per forward pass on CUDA (on the CPU at most ``engines.base.CPU_FORWARD_BATCH``, as ingest).
+#: Keyframes per model call (on the CPU the model runs them in cache-sized chunks: ``CPU_CHUNK_PIXELS``).
 BATCH = 32
 STAGING = ("upgrade_scores", "upgrade_features", "upgrade_videos", "upgrade_concepts")
 
@@ -211,7 +211,7 @@ class Upgrader:
             pred = self.model.predict_features(stored[1], stored[2])
             vectors = [f.tobytes() for f in stored[1]]
         else:
-            pred = self.model.predict(frames, batch_size=forward_batch(self.model, self.batch_size))
+            pred = self.model.predict(frames, batch_size=self.batch_size)
             vectors = [f.astype(np.float16).tobytes() for f in pred.features]
         t2 = time.perf_counter()
         ids = np.array([s["id"] for s in shots], np.int64)

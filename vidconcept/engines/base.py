@@ -144,23 +144,10 @@ def split_results(videos: list[tuple[VideoJob, object, list[Shot]]], scores: np.
         at += len(shots)
 
 
-#: Images per forward pass on the CPU. The network's activations grow with the batch (at
-#: 288x512 px a batch of 32 peaks at ~2.1 GB resident, of 4 at ~1.0 GB) and on the CPU a
-#: small batch is no slower per image (93.6 vs 112.3 ms per image, one thread, lite0).
-CPU_FORWARD_BATCH = 4
-
-
-def forward_batch(model, batch_size: int) -> int:
-    """Images per forward pass: ``batch_size`` on CUDA, at most :data:`CPU_FORWARD_BATCH` on the CPU."""
-    if str(getattr(model, "device", "cpu")).startswith("cuda"):
-        return batch_size
-    return min(batch_size, CPU_FORWARD_BATCH)
-
-
 def predict_into(model, batch: list, predictions: list, batch_size: int) -> None:
     """Run the model on ``batch`` (then emptied), appending its :class:`Prediction`."""
     if batch:
-        predictions.append(model.predict(batch, batch_size=forward_batch(model, batch_size)))
+        predictions.append(model.predict(batch, batch_size=batch_size))  # on CPU in cache-sized chunks
         batch.clear()
 
 

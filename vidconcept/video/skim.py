@@ -305,8 +305,8 @@ class SkimReader(FrameReader):
     @staticmethod
     def _ref_at(held: list[_Ref], index: int) -> _Ref | None:
         """The newest held reference frame at or before frame ``index``."""
-        found = [r for r in held if r.index <= index]
-        return found[-1] if found and index >= 0 else None
+        at = bisect.bisect_right(held, index, key=lambda r: r.index)  # held is in frame order
+        return held[at - 1] if at and index >= 0 else None
 
     def _decide(self, before: _Ref, ref: _Ref, after: _Ref) -> None:
         """Whether ``ref``'s gap (and the gaps beside it) must be decoded for real."""

@@ -185,6 +185,10 @@ class TransitionDetector(SceneDetector):
         self._k = 0  # dissolve half-window in frames, set from the frame rate
         self._min_len = 0
         self._buf: deque[_FrameStats] = deque()
+        # frame numbers in the buffer of black frames and of steps as large as a cut's: what the
+        # gradual test rules out, without scanning its window at every frame
+        self._black: deque[int] = deque()
+        self._jumps: deque[int] = deque()
         self._pending: list[tuple[int, str]] = []
         self._extent: dict[int, tuple[int, int]] = {}  # gradual candidate -> frames its window saw change
         #: Frames ``(first, last)`` of the latest accepted gradual transitions: their
@@ -244,9 +248,21 @@ class TransitionDetector(SceneDetector):
             stats.prev = self._buf[-1]
             stats.diff = frame_distance(stats, stats.prev)
         self._buf.append(stats)
+        if black:
+            self._black.append(index)
+        if stats.diff >= self.threshold:
+            self._jumps.append(index)
         while len(self._buf) > 4 * SCALES[-1] * self._k + 2:
             self._buf.popleft()
             self._buf[0].prev = None  # no chain of every frame seen; the cut test reads only recent ones
+        for marks in (self._black, self._jumps):
+            while marks and marks[0] < self._buf[0].index:
+                marks.popleft()
+
+    @staticmethod
+    def _marked(first: int, last: int, marks: deque[int]) -> bool:
+        """Whether a frame of ``first..last`` is in ``marks`` (frame numbers in the buffer, in order)."""
+        return any(first <= m <= last for m in reversed(marks))
 
     def _black_edges(self) -> list[tuple[int, str]]:
         """A boundary where a black run starts or ends (at the newest frame)."""
@@ -333,8 +349,9 @@ class TransitionDetector(SceneDetector):
         change = self._span_change(window, 2 * k, k)
         if change < self.gradual_threshold:  # tested first: most frames end here, before the scans below
             return False
-        if any(f.black for f in window) or max(f.diff for f in window[1:]) >= self.threshold:
-            return False
+        if self._marked(window[0].index, window[-1].index, self._black) or \
+                self._marked(window[1].index, window[-1].index, self._jumps):
+            return False  # a black frame or a cut-sized step inside: not a gradual transition
         mid = window[2 * k]
         if max(self._span_change(window, 2 * k + d, k) for d in (-2, -1, 1, 2)) > change * (1 + PEAK_SLACK):
             return False  # not the peak (a transition shorter than the window gives a plateau: any of it will do)
