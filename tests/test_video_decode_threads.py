@@ -12,7 +12,7 @@ import pytest
 
 from tests.test_video_skim import encode, three_shots
 from vidconcept.video import decode
-from vidconcept.video.decode import FrameReader, read_head, slices, thread_type
+from vidconcept.video.decode import FrameReader, read_head, slice_threads, slices, thread_type
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,18 @@ def test_thread_type_follows_the_stream(sliced, one_slice, tmp_path):
     mpeg2 = encode(itertools.islice(three_shots().frames(), 20), tmp_path / "clip.ts", codec="mpeg2video")
     assert thread_type(read_head(mpeg2)) == "AUTO"  # not split into slices by FFmpeg's decoder
     assert FrameReader(sliced)._stream.thread_type.name == "SLICE"
+
+
+def test_slice_threads_one_per_slice_at_most_one_per_core(sliced, one_slice, monkeypatch):
+    """FFmpeg's own count for slice threads is cores + 1: more CPU and no faster on 2 cores."""
+    monkeypatch.setattr(decode.os, "cpu_count", lambda: 2)
+    assert slice_threads(read_head(sliced)) == 2  # three slices, two cores
+    monkeypatch.setattr(decode.os, "cpu_count", lambda: 8)
+    assert slice_threads(read_head(sliced)) == 3
+    with FrameReader(sliced) as reader:
+        assert reader._stream.thread_count == 3
+    assert slice_threads(read_head(one_slice)) == 0  # frame threads: FFmpeg chooses
+    assert slice_threads(None) == 0
 
 
 def test_frames_decoded_ahead_equal_a_decode_on_one_thread(sliced, monkeypatch):

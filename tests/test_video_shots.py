@@ -240,3 +240,23 @@ def test_scoring_rules():
     assert truth_spans(truth) == [(0, 32), (178, 241)]
     score = score_boundaries([30, 180, 214, 500], truth)  # 180 and 214: one transition; 500: false
     assert (score.true_positives, score.false_positives, score.false_negatives) == (2, 1, 0)
+
+
+def test_detector_memory_is_bounded_and_its_colour_cue_lazy():
+    """The detector keeps a fixed window of frames (each frame links to the one before only while
+    both are in it) and computes the HSV cue only when asked, equal to computing it eagerly."""
+    from scenedetect import FrameTimecode
+
+    from vidconcept.video.transitions import TransitionDetector, pixel_distance, to_hsv
+
+    rng = np.random.default_rng(0)
+    det = TransitionDetector()
+    frames = [rng.integers(0, 256, (90, 160, 3), dtype=np.uint8) for _ in range(200)]
+    for i, frame in enumerate(frames):
+        det.process_frame(FrameTimecode(i, fps=25.0), frame)
+    buf = list(det._buf)
+    assert len(buf) == 4 * 2 * det._k + 2 and buf[0].prev is None
+    assert all(b.prev is a for a, b in zip(buf, buf[1:]))
+    assert all(f._hsv is None for f in buf)  # noise never spikes against its neighbours
+    last = buf[-1]
+    assert last.hsv_diff == pixel_distance(to_hsv(frames[-1]), to_hsv(frames[-2]))
