@@ -28,7 +28,7 @@ KEYFRAME_JPEG_QUALITY = 88
 
 #: Shot detection decodes only reference frames where the codec allows, with an exact second
 #: look around possible boundaries (vidconcept.video.skim): the same shots as a decode of every
-#: frame on every labelled real clip, at 0.80x the ingest's wall time (docs/speed.md).
+#: frame on every labelled real clip, at 0.80-0.90x the ingest's wall time (docs/speed.md).
 #: ``VIDCONCEPT_SKIM=0`` decodes every frame.
 SKIM_ENV_VAR = "VIDCONCEPT_SKIM"
 

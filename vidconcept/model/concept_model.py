@@ -68,9 +68,9 @@ WHOLE_IMAGE = "none"
 MAX_ASPECT = 2.0
 #: On CPU a batch runs through the network in chunks of about this many input pixels (four
 #: 288x512 keyframes): a chunk's activations stay in cache, where a whole batch of 32 goes to
-#: memory at every layer. The shipped model on 2 cores: 28-33 ms of CPU per keyframe in chunks
-#: of 4 against 51-59 ms in one batch of 32, with the same outputs bit for bit
-#: (``benchmarks/model_speed.py``); and a batch of 32 peaked at ~2.1 GB resident, 4 at ~1.0 GB.
+#: memory at every layer. ``benchmarks/model_speed.py``, the shipped model, one thread: 44 ms of
+#: CPU per keyframe of ``predict`` in chunks against 64 ms in one batch of 32, with the same outputs
+#: bit for bit; and a batch of 32 peaked at ~2.1 GB resident, 4 at ~1.0 GB (docs/speed.md).
 CPU_CHUNK_PIXELS = 4 * 288 * 512
 
 

@@ -56,7 +56,6 @@ HEAD_PACKETS = 48
 HEAD_SLICES = 8
 
 
-
 @dataclass(frozen=True)
 class VideoInfo:
     """What a video is, as far as indexing cares.
@@ -401,7 +400,7 @@ def read_head(path: Path) -> StreamHead | None:
         with av.open(str(path)) as probe:
             video = probe.streams.video[0]
             ctx = video.codec_context
-            packets = [p for p, _ in zip((p for p in probe.demux(video) if p.size), range(HEAD_PACKETS))]
+            packets = list(itertools.islice((p for p in probe.demux(video) if p.size), HEAD_PACKETS))
             counts = [slices(bytes(p), ctx.extradata) for p in packets[:HEAD_SLICES]] if ctx.name == "h264" else []
             return StreamHead(ctx.name, [p.pts for p in packets], float(video.time_base or 0), counts)
     except (*_DECODE_ERRORS, IndexError):
@@ -422,9 +421,9 @@ def thread_type(head: StreamHead | None) -> str:
 
 def slice_threads(head: StreamHead | None) -> int:
     """How many threads decode a stream that :func:`thread_type` gives slice threads: one per
-    slice of its frames, at most one per core (FFmpeg's own choice, cores + 1, took 10 % more CPU
-    and 6 % more wall time on the 2-slice benchmark video of a 2-core machine); ``0`` (FFmpeg
-    chooses) for frame threads."""
+    slice of its frames, at most one per core (FFmpeg's own choice, cores + 1, took 5-10 % more CPU
+    and 4-6 % more wall time on the 2-slice benchmark video of a 2-core machine:
+    ``benchmarks/first_pass.py``); ``0`` (FFmpeg chooses) for frame threads."""
     if thread_type(head) != "SLICE":
         return 0
     return max(1, min(min(head.slices), os.cpu_count() or 1))
