@@ -221,6 +221,8 @@ class ConceptModel:
             runner = runner.to(torch.bfloat16)
         self.net = net.to(device, memory_format=torch.channels_last)
         self._runner = runner.to(device, memory_format=torch.channels_last)
+        if not device.startswith("cuda"):
+            self._runner = self._fused_checked(self._runner)
         self.detectors = detectors
         self.calibration = calibration if detectors else None  # it maps fused detector scores
         self.feature_dim = backbone_of(net).num_features
@@ -267,6 +269,27 @@ class ConceptModel:
                     result[name] = np.empty((len(images), *value.shape[1:]), np.float32)
                 result[name][rows] = value
         return result
+
+    def _fused_checked(self, runner: torch.nn.Module) -> torch.nn.Module:
+        """``runner`` with its convolutions and activations fused (:mod:`vidconcept.model.fused`)
+        when that computes exactly what it does on a random input at the bundle's input size."""
+        import copy
+
+        from vidconcept.model import fused
+
+        if not fused.available():
+            return runner
+        candidate = copy.deepcopy(runner)
+        if not fused.fuse_conv_activations(candidate):
+            return runner
+        size = tuple(self.data_config.get("input_size", (3, 224, 224)))[-2:]
+        x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)).to(memory_format=torch.channels_last)
+        with torch.inference_mode(), self._autocast():
+            want, got = _first_output(runner, x), _first_output(candidate, x)
+        if torch.equal(got, want):
+            return candidate
+        log.info("fusing activations into convolutions changed %s's outputs on this CPU; running them apart", self.name)
+        return runner
 
     def _autocast(self):
         """fp16 on CUDA; on CPU the bundle's ``cpu_precision`` (bf16 autocast, or fp32)."""
