@@ -20,6 +20,7 @@ from PIL import Image
 
 from vidconcept.config import resolve_device, resolve_model_dir
 from vidconcept.errors import UsageError
+from vidconcept.model import fused
 from vidconcept.model.backbones import Backbone
 from vidconcept.model.bundle import (BundleConfig, backbone_of, build_network, bundle_calibration, bundle_detectors,
                                      read_config)
@@ -274,8 +275,6 @@ class ConceptModel:
         """``runner`` with its convolutions and activations fused (:mod:`vidconcept.model.fused`)
         when that computes exactly what it does on a random input at the bundle's input size."""
         import copy
-
-        from vidconcept.model import fused
 
         if not fused.available():
             return runner
