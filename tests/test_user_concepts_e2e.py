@@ -33,7 +33,22 @@ def base_url(tmp_path_factory):
 def _click(browser, css: str) -> None:
     from selenium.webdriver.common.by import By
 
-    browser.find_element(By.CSS_SELECTOR, css).click()
+    def click(d) -> bool:
+        d.find_element(By.CSS_SELECTOR, css).click()  # a stale element raises before the click: retried
+        return True
+
+    _wait(browser, click, f"could not click {css}")
+
+
+def _click_button(browser, text: str) -> bool:
+    """Click the toolbar button showing ``text`` if it is there and enabled; whether it was clicked."""
+    from selenium.webdriver.common.by import By
+
+    for button in browser.find_elements(By.CSS_SELECTOR, "#toolbar-extra button"):
+        if button.text == text and button.is_displayed() and button.is_enabled():
+            button.click()
+            return True
+    return False
 
 
 def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
@@ -41,27 +56,25 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     from selenium.webdriver.common.keys import Keys
 
     browser.get(base_url + "/?q=person")
-    cards = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".card"), "no result cards")
-    shots = [c.get_attribute("data-shot") for c in cards]
+    shots = _wait(browser, lambda d: [c.get_attribute("data-shot") for c in d.find_elements(By.CSS_SELECTOR, ".card")],
+                  "no result cards")
     _click(browser, f'.card[data-shot="{shots[0]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[1]}"] .thumb-up')
     _click(browser, f'.card[data-shot="{shots[-1]}"] .thumb-down')
     _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1",
           "the label counts did not follow the clicks")  # each click is a request: wait, on a loaded machine
     _click(browser, "#toolbar-extra button")  # "New concept" shows the name box
-    name_box = browser.find_element(By.CSS_SELECTOR, "#toolbar-extra input")
-    name_box.send_keys("mine", Keys.ENTER)
+    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#toolbar-extra input").send_keys("mine", Keys.ENTER)
+          or True, "no name box")
     _wait(browser, lambda d: "q=mine" in d.current_url, "the new concept was not searched")
     _wait(browser, lambda d: "match" in d.find_element(By.ID, "status").text, "no results for the new concept")
-    first = browser.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot")
+    first = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot"), "no card")
     _click(browser, f'.card[data-shot="{first}"] .thumb-down')
-    retrain = _wait(browser, lambda d: [b for b in d.find_elements(By.CSS_SELECTOR, "#toolbar-extra button")
-                                        if b.text == "Retrain" and b.is_displayed() and b.is_enabled()], "no Retrain")
-    retrain[0].click()
+    _wait(browser, lambda d: _click_button(d, "Retrain"), "no Retrain")
     _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 0 · ✗ 0", "not retrained")
     _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot") != first,
           "the ranking did not update after a thumbs down on the top shot")
-    [b for b in browser.find_elements(By.CSS_SELECTOR, "#toolbar-extra button") if b.text == "Suggest"][0].click()
+    _wait(browser, lambda d: _click_button(d, "Suggest"), "no Suggest")
     _wait(browser, lambda d: "Label these" in d.find_element(By.ID, "status").text, "no suggestions")
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors

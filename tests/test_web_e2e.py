@@ -108,9 +108,17 @@ def _best_concept(index_dir: Path) -> str:
 
 
 def _wait(browser, condition, what: str):
+    """Poll ``condition`` until it is truthy; an element the page re-rendered meanwhile is looked up again.
+
+    The page replaces its result cards whenever a request returns (a thumbs click, a retrain), so an
+    element found in one poll can be gone by the next call on it: that poll is retried, not failed.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, WAIT_S, poll_frequency=0.1).until(lambda d: condition(d), message=what)
+    return WebDriverWait(browser, WAIT_S, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: condition(d), message=what)
 
 
 def test_browser_query_thumbnails_and_play(browser, base_url, sample_index, tmp_path_factory, capsys):
