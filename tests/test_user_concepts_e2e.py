@@ -30,14 +30,20 @@ def base_url(tmp_path_factory):
         yield url
 
 
-def _click(browser, css: str) -> None:
+def _on(browser, css: str, act, what: str) -> None:
+    """``act`` on the element ``css`` finds, found again if the page replaced it meanwhile (a stale
+    element raises before the click or the keys reach it, so a retry never acts twice)."""
     from selenium.webdriver.common.by import By
 
-    def click(d) -> bool:
-        d.find_element(By.CSS_SELECTOR, css).click()  # a stale element raises before the click: retried
+    def attempt(d) -> bool:
+        act(d.find_element(By.CSS_SELECTOR, css))
         return True
 
-    _wait(browser, click, f"could not click {css}")
+    _wait(browser, attempt, what)
+
+
+def _click(browser, css: str) -> None:
+    _on(browser, css, lambda e: e.click(), f"could not click {css}")
 
 
 def _click_button(browser, text: str) -> bool:
@@ -64,8 +70,7 @@ def test_thumbs_new_concept_retrain_suggest(browser, base_url):  # noqa: F811
     _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".label-counts").text == "✓ 2 · ✗ 1",
           "the label counts did not follow the clicks")  # each click is a request: wait, on a loaded machine
     _click(browser, "#toolbar-extra button")  # "New concept" shows the name box
-    _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#toolbar-extra input").send_keys("mine", Keys.ENTER)
-          or True, "no name box")
+    _on(browser, "#toolbar-extra input", lambda e: e.send_keys("mine", Keys.ENTER), "no name box")
     _wait(browser, lambda d: "q=mine" in d.current_url, "the new concept was not searched")
     _wait(browser, lambda d: "match" in d.find_element(By.ID, "status").text, "no results for the new concept")
     first = _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".card").get_attribute("data-shot"), "no card")
