@@ -22,6 +22,7 @@ import numpy as np
 
 from . import config
 from .errors import ModelError, UsageError
+from .index.accounts import Account, Accounts, AuditEntry, Role, Token, local_actor
 from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
@@ -222,11 +223,12 @@ class Index:
     # ---- info -------------------------------------------------------------
     def info(self) -> dict:
         """Counts of videos, shots and concepts, the model the index was built with (and its
-        version), an unfinished upgrade, and whether the configured model is another version."""
+        version), how the last ingest ran it (``runtime``: precision and fusion chosen for its CPU,
+        and why), an unfinished upgrade, and whether the configured model is another version."""
         from .upgrade import status
 
         return {"index": str(self.root), **self.store.counts(), "model": self.store.get_meta("model"),
-                **status(self.store, self.model_dir)}
+                "runtime": self.store.get_meta("runtime"), **status(self.store, self.model_dir)}
 
     def concepts(self, min_score: float = 0.5) -> list[dict]:
         """Concepts of the index with how many shots score at least ``min_score`` (from the
@@ -242,6 +244,56 @@ class Index:
 
     def videos(self) -> list[dict]:
         return list(self.store.videos())
+
+    # ---- accounts and audit (serving a team: docs/web.md) --------------------
+    @property
+    def accounts(self) -> Accounts:
+        """Accounts, tokens, sessions and the audit trail stored in this index."""
+        return Accounts(self.store)
+
+    def users(self) -> list[Account]:
+        return self.accounts.users()
+
+    def add_user(self, name: str, password: str, role: Role = "viewer", actor: str | None = None) -> Account:
+        """Create an account (``viewer``, ``editor`` or ``admin``); the password is stored as a scrypt hash."""
+        account = self.accounts.add_user(name, password, role)
+        self.accounts.record(actor or local_actor(), "user-add", name, {"role": role})
+        return account
+
+    def remove_user(self, name: str, actor: str | None = None) -> None:
+        """Delete an account, its API tokens and its sign-in sessions."""
+        self.accounts.remove_user(name)
+        self.accounts.record(actor or local_actor(), "user-remove", name)
+
+    def set_password(self, name: str, password: str, actor: str | None = None) -> Account:
+        """A new password; the user's browsers are signed out."""
+        account = self.accounts.update_user(name, password=password)
+        self.accounts.record(actor or local_actor(), "user-passwd", name)
+        return account
+
+    def set_role(self, name: str, role: Role, actor: str | None = None) -> Account:
+        account = self.accounts.update_user(name, role=role)
+        self.accounts.record(actor or local_actor(), "user-role", name, {"role": role})
+        return account
+
+    def add_token(self, user: str, label: str | None = None, actor: str | None = None) -> tuple[Token, str]:
+        """An API token for scripts (``Authorization: Bearer SECRET``): the record and the secret,
+        which is shown this once and stored only as a hash."""
+        token, secret = self.accounts.add_token(user, label)
+        self.accounts.record(actor or local_actor(), "token-add", user, {"token": token.id, "label": label})
+        return token, secret
+
+    def revoke_token(self, token_id: int, actor: str | None = None) -> Token:
+        token = self.accounts.revoke_token(token_id)
+        self.accounts.record(actor or local_actor(), "token-revoke", token.user, {"token": token.id})
+        return token
+
+    def tokens(self, user: str | None = None) -> list[Token]:
+        return self.accounts.tokens(user)
+
+    def audit(self, limit: int | None = None, target: str | None = None, user: str | None = None) -> list[AuditEntry]:
+        """Who changed what and when (labels, concepts, accounts, sign-ins), newest first."""
+        return list(self.accounts.audit(limit, target=target, user=user))
 
 
 def _check_page(top: int, offset: int) -> None:

@@ -144,7 +144,9 @@ def bundle_digest(model) -> str | None:
 
     Two versions of a model with one name and concept list (a retrained default) score
     differently; the index keeps this to tell them apart. ``None`` for a model without a
-    bundle folder.
+    bundle folder. The bundle's ``cpu_precision`` is part of it (what the bundle allows); the
+    precision this CPU chose at load is not (``model.runtime``, :mod:`vidconcept.model.cpu`):
+    the same bundle is one version on every CPU, its scores within ``SCORE_TOLERANCE``.
     """
     folder, config = getattr(model, "bundle_dir", None), getattr(model, "config", None)
     if folder is None or config is None:
@@ -265,6 +267,9 @@ class Ingestor:
                 "bundle the index was built with")
         if known and "backbone_sha1" in version and "backbone_sha1" not in known:
             self.store.set_meta("model", {**known, "backbone_sha1": version["backbone_sha1"]})  # indexed before it was kept
+        runtime = getattr(model, "runtime", None)
+        if runtime and self.store.get_meta("runtime") != runtime:
+            self.store.set_meta("runtime", runtime)  # how the last ingest ran the model: `vidconcept info`
         if not known:
             with self.store.db.atomic():
                 self.store.set_meta("model", version)

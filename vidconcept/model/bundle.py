@@ -58,9 +58,12 @@ class BundleConfig:
             calibrated to probabilities (:mod:`.calibration`); ``None``: scores as the detectors give them.
         aliases: other names of concepts, ``{alias: concept}`` (e.g. ``"living_room": "livingroom"``):
             evaluation and search accept them.
-        cpu_precision: ``"fp32"``, or ``"bf16"``: on CPU the network runs under bfloat16 autocast
-            (1.6-1.8x faster where the CPU has AMX / AVX512-BF16, and the same MAP on the photo
-            sets: docs/STUDY.md). Part of the model version: scores move by up to ~0.05.
+        cpu_precision: ``"fp32"``, or ``"bf16"``: on CPU the network may run under bfloat16
+            autocast, which it does where the CPU has bf16 natively (AVX512-BF16 or AMX: 3.4x
+            faster, the same MAP on the photo sets) and fp32 elsewhere (:mod:`.cpu`). This
+            setting is part of the model version; the precision a CPU chooses is not (scores
+            differ by at most ``cpu.SCORE_TOLERANCE``, so an index moved to another CPU is not
+            rescored).
     """
 
     name: str

@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 from vidconcept.config import resolve_device, resolve_model_dir
-from vidconcept.errors import UsageError
-from vidconcept.model import fused
+from vidconcept.errors import ModelError, UsageError
+from vidconcept.model import cpu, fused
 from vidconcept.model.backbones import Backbone
-from vidconcept.model.bundle import (BundleConfig, backbone_of, build_network, bundle_calibration, bundle_detectors,
+from vidconcept.model.bundle import (CPU_PRECISIONS, BundleConfig, backbone_of, build_network, bundle_calibration, bundle_detectors,
                                      read_config)
 from vidconcept.model.calibration import Calibration
 from vidconcept.model.detectors import LayerDetectors, fuse
@@ -189,11 +189,17 @@ def _fold_checked(net: torch.nn.Module, config: BundleConfig) -> torch.nn.Module
     return net
 
 
-def _native_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+def _precision(config: BundleConfig, device: str, forced: str | None) -> cpu.CpuPrecision:
+    """The network's precision: fp16 autocast on CUDA; on CPU ``forced``, or chosen for this CPU."""
+    if device.startswith("cuda"):
+        return cpu.CpuPrecision("fp16", "CUDA: fp16 autocast")
+    if forced is None:
+        return cpu.choose_precision(config.cpu_precision)
+    if forced not in CPU_PRECISIONS:
+        raise UsageError(f"cpu_precision must be one of {', '.join(CPU_PRECISIONS)}, got {forced!r}")
+    if forced == "bf16" and not cpu.bf16_possible():
+        raise ModelError("bf16 was asked for, but oneDNN has no bf16 convolution on this CPU: use fp32")
+    return cpu.CpuPrecision(forced, "asked for by the caller")
 
 
 def _first_output(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -204,42 +210,57 @@ class ConceptModel:
     """A loaded bundle: network, concept names, preprocessing and optional LR detectors."""
 
     def __init__(self, config: BundleConfig, net: torch.nn.Module, detectors: list[LayerDetectors], device: str,
-                 calibration: Calibration | None = None):
+                 calibration: Calibration | None = None, cpu_precision: str | None = None):
         self.config = config
         self.name = config.name
         self.concepts = list(config.concepts)
         self.data_config = dict(config.data_config)
         self.device = device
+        self.precision = _precision(config, device, cpu_precision)
         # channels-last: depthwise-separable convolutions run ~1.7x faster on CPU
         # (oneDNN) and use tensor cores on CUDA; results are the same up to rounding.
         net = net.eval().cpu()
         # what inference runs: a copy with batch norm folded into the convolutions
         # (self.net stays as loaded, to save or fine-tune)
         runner = _fold_checked(net, config)
-        if runner is not net and config.cpu_precision == "bf16" and not device.startswith("cuda"):
+        if runner is not net and self.precision.precision == "bf16" and not device.startswith("cuda"):
             # bf16 weights once, instead of autocast casting every weight at every call (13 % of
             # the network's time at 288x512); autocast still casts the inputs: the same numbers
             runner = runner.to(torch.bfloat16)
         self.net = net.to(device, memory_format=torch.channels_last)
         self._runner = runner.to(device, memory_format=torch.channels_last)
+        self._fusion = "CUDA: no CPU fusion"
         if not device.startswith("cuda"):
             self._runner = self._fused_checked(self._runner)
         self.detectors = detectors
         self.calibration = calibration if detectors else None  # it maps fused detector scores
         self.feature_dim = backbone_of(net).num_features
         self._transform = eval_transform(self.data_config)
-        if config.cpu_precision == "bf16" and not device.startswith("cuda") and not _native_bf16():
-            log.warning("model %s runs in bf16 on CPU, which this CPU has no instructions for: "
-                        "its scores are right but slower than in fp32 here", config.name)
+        log.info("model %s runs in %s on %s (%s); %s", config.name, self.precision.precision, device,
+                 self.precision.reason, self._fusion)
+
+    @property
+    def runtime(self) -> dict:
+        """How this process runs the network, chosen at load, and why (the index records the
+        last ingest's: ``vidconcept info``). Not part of the model version: see :mod:`.cpu`."""
+        return {"device": self.device, "precision": self.precision.precision, "why": self.precision.reason,
+                "fused_layers": sum(isinstance(m, fused.ConvAct) for m in self._runner.modules()),
+                "fusion": self._fusion, "onednn_isa_limit": cpu.isa_limit(), "torch": torch.__version__}
 
     @classmethod
-    def load(cls, bundle: str | Path | None = None, device: str | None = None) -> "ConceptModel":
-        """Load ``bundle`` (default: :func:`config.resolve_model_dir`) onto ``device``."""
+    def load(cls, bundle: str | Path | None = None, device: str | None = None,
+             cpu_precision: str | None = None) -> "ConceptModel":
+        """Load ``bundle`` (default: :func:`config.resolve_model_dir`) onto ``device``.
+
+        ``cpu_precision`` ``None`` runs the network on CPU in the precision chosen for this CPU
+        (:func:`.cpu.choose_precision`); ``"fp32"`` or ``"bf16"`` forces one (benchmarks, tests).
+        """
         path = resolve_model_dir(bundle)
         config = read_config(path)
         net = build_network(path, config)
         log.info("loaded model %s (%s, %d concepts) from %s", config.name, config.backbone, len(config.concepts), path)
-        model = cls(config, net, bundle_detectors(path, config), resolve_device(device), bundle_calibration(path, config))
+        model = cls(config, net, bundle_detectors(path, config), resolve_device(device), bundle_calibration(path, config),
+                    cpu_precision)
         model.bundle_dir = path.resolve()  # where it came from: remote workers load the same bundle
         return model
 
@@ -277,24 +298,28 @@ class ConceptModel:
         import copy
 
         if not fused.available():
+            self._fusion = "no oneDNN fused convolution in this torch: run apart"
             return runner
         candidate = copy.deepcopy(runner)
         if not fused.fuse_conv_activations(candidate):
+            self._fusion = "nothing to fuse"
             return runner
         size = tuple(self.data_config.get("input_size", (3, 224, 224)))[-2:]
         x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)).to(memory_format=torch.channels_last)
         with torch.inference_mode(), self._autocast():
             want, got = _first_output(runner, x), _first_output(candidate, x)
         if torch.equal(got, want):
+            self._fusion = "each convolution and its activation fused: the same outputs"
             return candidate
+        self._fusion = "fused convolutions changed the outputs here: run apart"
         log.info("fusing activations into convolutions changed %s's outputs on this CPU; running them apart", self.name)
         return runner
 
     def _autocast(self):
-        """fp16 on CUDA; on CPU the bundle's ``cpu_precision`` (bf16 autocast, or fp32)."""
+        """fp16 on CUDA; on CPU bf16 autocast where :attr:`precision` chose bf16, else fp32."""
         if self.device.startswith("cuda"):
             return torch.autocast("cuda", dtype=torch.float16)
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.cpu_precision == "bf16")
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision.precision == "bf16")
 
     def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         if self.device.startswith("cuda"):
@@ -368,8 +393,10 @@ class ConceptModel:
 
     @property
     def backbone_digest(self) -> str:
-        """SHA-1 of what the pooled features depend on: backbone name, preprocessing, precision
-        and the backbone's weights (not the extension, concept layer, detectors or calibration)."""
+        """SHA-1 of what the pooled features depend on: backbone name, preprocessing, the bundle's
+        ``cpu_precision`` and the backbone's weights (not the extension, concept layer, detectors
+        or calibration). The precision this CPU chose is left out, as in the bundle's digest
+        (``vidconcept.ingest.bundle_digest``): features from two CPUs are the same version."""
         if getattr(self, "_backbone_digest", None) is None:
             import hashlib
             import json
