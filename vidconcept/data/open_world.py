@@ -79,15 +79,25 @@ MAY_CO_OCCUR: dict[str, str] = {
 }
 
 
+#: A teacher's score below which a photo is taken not to show a concept its set does not annotate.
+TEACHER_THRESHOLD = 0.1
+
+
 def co_occurrence(concepts: list[str], table: Mapping[str, str] = MAY_CO_OCCUR) -> np.ndarray:
     """Symmetric bool ``[C, C]``: concepts ``i`` and ``j`` may appear in one photo.
 
     A concept the table does not name, or maps to ``*``, may co-occur with every concept; every
     concept co-occurs with itself.
     """
+    return _table(concepts, table)[0]
+
+
+def _table(concepts: list[str], table: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(may, known)``: :func:`co_occurrence`, and which pairs the table decides (both named)."""
     index = {c: i for i, c in enumerate(concepts)}
     n = len(concepts)
     may = np.eye(n, dtype=bool)
+    named = np.array([c in table for c in concepts], bool)
     for i, c in enumerate(concepts):
         spec = table.get(c, EVERYWHERE)
         if spec.strip() == EVERYWHERE:
@@ -96,21 +106,25 @@ def co_occurrence(concepts: list[str], table: Mapping[str, str] = MAY_CO_OCCUR) 
         for other in spec.split():
             if other in index:
                 may[i, index[other]] = may[index[other], i] = True
-    return may
+    return may, named[:, None] & named[None, :]
 
 
-def merge_open_world(sets: list[LabelledImages], table: Mapping[str, str] = MAY_CO_OCCUR) -> LabelledImages:
+def merge_open_world(sets: list[LabelledImages], table: Mapping[str, str] = MAY_CO_OCCUR,
+                     teacher: np.ndarray | None = None, threshold: float = TEACHER_THRESHOLD) -> LabelledImages:
     """:func:`merge`, with each set's unannotated concepts negative where its photo cannot show them.
 
     A photo's "own" concepts are those its set labels present or leaves unknown (VOC's
     "difficult"); a concept of another set becomes a judged negative unless it may co-occur with
-    one of them. A row with no own concept (a background frame) is negative for every concept its
-    set does not annotate.
+    one of them. Where the table does not name both concepts, a ``teacher`` (``[rows, concepts]``
+    scores of the merged rows, e.g. closed-world detectors of each concept on its own set) decides:
+    below ``threshold`` the photo is a negative, else it stays unknown. Without a teacher such
+    pairs stay unknown. A row with no own concept (a background frame) is negative for every
+    concept its set does not annotate, unless a teacher is given, which then decides alone.
     """
     merged = merge(sets)
     if len(sets) == 1:
         return merged
-    may = co_occurrence(merged.concepts, table)
+    may, known = _table(merged.concepts, table)
     column = {c: i for i, c in enumerate(merged.concepts)}
     labels, mask = merged.labels.copy(), merged.mask.copy()
     start, added = 0, 0
@@ -119,10 +133,17 @@ def merge_open_world(sets: list[LabelledImages], table: Mapping[str, str] = MAY_
         cols = np.array([column[c] for c in s.concepts], int)
         foreign = np.ones(len(merged.concepts), bool)
         foreign[cols] = False
-        own = np.zeros((len(s), len(merged.concepts)), bool)
+        own = np.zeros((len(s), len(merged.concepts)), np.int32)
         own[:, cols] = (s.labels > 0.5) | (s.mask == 0)
-        allowed = (own.astype(np.int32) @ may.astype(np.int32)) > 0  # [rows, C]: may show
-        negative = foreign[None, :] & ~allowed
+        if teacher is None:
+            allowed = (own @ may.astype(np.int32)) > 0  # [rows, C]: the table says it may show
+            negative = foreign[None, :] & ~allowed
+        else:
+            allowed = (own @ (may & known).astype(np.int32)) > 0  # the table says it may show
+            undecided = (own @ (~known).astype(np.int32)) > 0  # some own concept the table cannot pair
+            undecided |= own.sum(1, keepdims=True) == 0
+            unlikely = teacher[rows] < threshold
+            negative = foreign[None, :] & ~allowed & (~undecided | unlikely)
         added += int(negative.sum())
         labels[rows][negative] = 0.0
         mask[rows][negative] = 1.0

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vidconcept.errors import UsageError
-from vidconcept.logistic import fit_logistic, sigmoid
+from vidconcept.logistic import fit_logistic_many, sigmoid
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +58,20 @@ def cv_folds(n: int, folds: int, seed: int):
 
 def fit_layer(layer: str, x: np.ndarray, labels: np.ndarray, mask: np.ndarray, seed: int = 0,
               n_jobs: int | None = None, c: float | None = None) -> LayerDetectors:
-    """Fit one LR per concept on the judged rows (``mask``) of ``x``.
+    """Fit one LR per concept on the judged rows (``mask``) of ``x``, standardised.
 
-    ``c`` is the inverse regularisation strength (default :data:`DETECTOR_C`).
-
-    A concept with only one judged class cannot be separated: it gets a zero weight vector
-    and the log-odds of its positive rate, so it scores as its prior. Concepts are fitted in
-    parallel processes when the machine has more than two cores (``n_jobs``: joblib's
-    meaning; default: all cores there, one process on smaller machines, where BLAS threads
-    already use them); the result does not depend on it.
+    ``c`` is the inverse regularisation strength (default :data:`DETECTOR_C`). All concepts are
+    fitted at once (:func:`vidconcept.logistic.fit_logistic_many`: scikit-learn's objective per
+    concept, solved jointly), which keeps a pool of hundreds of concepts to seconds per layer.
+    A concept with only one judged class cannot be separated: it gets a zero weight vector and
+    the log-odds of its positive rate, so it scores as its prior. ``seed`` and ``n_jobs`` are
+    kept for callers; the fit is deterministic and does not depend on them.
     """
-    import os
-
-    from joblib import Parallel, delayed
-
     mean = x.mean(0)
     scale = x.std(0) + 1e-6
     xs = ((x - mean) / scale).astype(np.float32)
-    if n_jobs is None:
-        n_jobs = -1 if (os.cpu_count() or 1) > 2 else 1
     c = DETECTOR_C if c is None else c
-    jobs = (delayed(fit_logistic)(xs[mask[:, j] > 0], labels[mask[:, j] > 0, j] > 0.5, c, seed=seed)
-            for j in range(labels.shape[1]))
-    fitted = Parallel(n_jobs=n_jobs)(jobs)
-    coef = np.stack([w for w, _ in fitted]).astype(np.float32) if fitted else np.zeros((0, x.shape[1]), np.float32)
-    intercept = np.array([b for _, b in fitted], np.float32)
+    coef, intercept = fit_logistic_many(xs, labels, mask, c)
     return LayerDetectors(layer, mean.astype(np.float32), scale.astype(np.float32), coef, intercept)
 
 

@@ -93,6 +93,31 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -
     return (loss * mask).sum() / max(len(logits), 1)
 
 
+def init_concept_layer(net: ConceptNet, old: list[str], new: list[str],
+                       aliases: dict[str, str] | None = None) -> ConceptNet:
+    """``net`` with a concept layer for ``new``: the rows of the concepts ``old`` has (by name or
+    alias) copied, the others freshly initialised; every other layer as it is.
+
+    Why: a release that widens the vocabulary starts from the previous network, so what it
+    learnt of the old concepts is kept while the new ones are learnt.
+    """
+    from vidconcept.model.names import resolve
+
+    layer = net.concept_layer
+    fresh = nn.Linear(layer.in_features, len(new)).to(layer.weight.device, layer.weight.dtype)
+    copied = 0
+    with torch.no_grad():
+        for j, concept in enumerate(new):
+            source = resolve(concept, old, {v: k for k, v in (aliases or {}).items()} | dict(aliases or {}))
+            if source is not None:
+                fresh.weight[j] = layer.weight[old.index(source)]
+                fresh.bias[j] = layer.bias[old.index(source)]
+                copied += 1
+    net.concept_layer = fresh
+    log.info("concept layer: %d of %d concepts start from the previous network's rows", copied, len(new))
+    return net
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; returns a generator for shuffling."""
     random.seed(seed)
