@@ -37,6 +37,14 @@ def test_ingest_summary(index):
     assert idx.info()["shots"] == 5
 
 
+def test_info_says_how_the_model_ran(index):
+    """The precision and fusion the ingest's model chose for this CPU, and why (the ImageNet bundle asks for fp32)."""
+    idx, _ = index
+    runtime = idx.info()["runtime"]
+    assert runtime == idx.model.runtime
+    assert runtime["precision"] == "fp32" and runtime["why"] == "the bundle asks for fp32" and runtime["fusion"]
+
+
 def test_keyframes_written(index):
     idx, _ = index
     rows = list(idx.store.db.query("SELECT keyframe FROM shots"))
