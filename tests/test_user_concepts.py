@@ -270,7 +270,7 @@ def client(tmp_path):
     store = Store.open(tmp_path / "web")
     fill_store(store)
     store.close()
-    with TestClient(create_app(tmp_path / "web", load_model=False)) as c:
+    with TestClient(create_app(tmp_path / "web", load_model=False), base_url="http://localhost") as c:
         yield c
 
 

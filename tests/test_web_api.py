@@ -38,7 +38,7 @@ def index_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def client(index_dir) -> TestClient:
-    with TestClient(create_app(index_dir, load_model=False)) as c:
+    with TestClient(create_app(index_dir, load_model=False), base_url="http://localhost") as c:
         yield c
 
 
@@ -188,6 +188,6 @@ def test_image_query_with_the_wrong_model_says_what_to_do(index_dir):
     """The synthetic index has 8-d features; the default model's are wider: 503 with advice, not 500."""
     image = io.BytesIO()
     Image.new("RGB", (64, 64), (10, 200, 30)).save(image, "JPEG")
-    with TestClient(create_app(index_dir, load_model=False)) as client:
+    with TestClient(create_app(index_dir, load_model=False), base_url="http://localhost") as client:
         r = client.post("/api/similar", files={"image": ("a.jpg", image.getvalue(), "image/jpeg")})
     assert r.status_code == 503 and "--model" in r.json()["detail"]

@@ -174,7 +174,7 @@ def test_image_upload_finds_its_own_shot(sample_index):
 
     with Index(sample_index) as index:
         hit = index.search(_best_concept(sample_index), top=1)[0]
-    with TestClient(create_app(sample_index)) as client:
+    with TestClient(create_app(sample_index), base_url="http://localhost") as client:
         with open(hit.keyframe, "rb") as f:
             r = client.post("/api/similar", files={"image": ("frame.jpg", f, "image/jpeg")}, params={"top": 3})
     assert r.status_code == 200, r.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import logging
 import os
 import sys
@@ -206,7 +207,76 @@ def cmd_evaluate(args) -> int:
 def cmd_serve(args) -> int:
     from .web.app import serve
 
-    serve(index=args.index, model=args.model, **_given(args, "host", "port"))
+    serve(index=args.index, model=args.model, read_only=args.read_only, allowed_hosts=args.allowed_host or (),
+          **_given(args, "host", "port"))
+    return 0
+
+
+def cmd_user(args) -> int:
+    """``user add|remove|list|passwd|role|token|tokens|revoke``: the accounts of a served index."""
+    with _index(args) as index:
+        if args.action == "add":
+            data = asdict(index.add_user(args.name, _password(args), args.role or "viewer"))
+        elif args.action == "remove":
+            index.remove_user(args.name)
+            data = {"removed": args.name}
+        elif args.action == "passwd":
+            data = asdict(index.set_password(args.name, _password(args)))
+        elif args.action == "role":
+            data = asdict(index.set_role(args.name, args.role))
+        elif args.action == "token":
+            token, secret = index.add_token(args.name, args.label)
+            data = asdict(token) | {"secret": secret}
+        elif args.action == "revoke":
+            data = asdict(index.revoke_token(args.token_id))
+        elif args.action == "tokens":
+            data = [asdict(t) for t in index.tokens(args.name)]
+        else:
+            data = [asdict(u) for u in index.users()]
+    if args.json:
+        _print_json(data)
+    elif args.action == "list":
+        for u in data:
+            print(f"{u['name']:20} {u['role']:8} since {u['created_at']}")
+    elif args.action == "tokens":
+        for t in data:
+            print(f"{t['id']:<5} {t['user']:20} {t['label'] or '-':20} since {t['created_at']}")
+    elif args.action == "token":
+        print(f"token {data['id']} for {data['user']} (shown once; send it as 'Authorization: Bearer …'):")
+        print(data["secret"])
+    else:
+        print(f"{args.action}: {data.get('name') or data.get('removed') or data.get('user')} done")
+    return 0
+
+
+def _password(args) -> str:
+    """The password from one line of standard input (``--password-stdin``, for scripts) or typed twice."""
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise UsageError("the two passwords differ; run the command again")
+    return first
+
+
+def cmd_audit(args) -> int:
+    """Who changed what and when: labels, concepts, accounts, sign-ins (newest first)."""
+    with _index(args) as index:
+        rows = [e.to_dict() for e in index.audit(**_given(args, "limit", "target", "user"))]
+    if args.json:
+        _print_json(rows)
+    elif args.csv:
+        import csv
+
+        out = csv.DictWriter(sys.stdout, ["id", "at", "user", "action", "target", "detail"], lineterminator="\n")
+        out.writeheader()
+        out.writerows(r | {"detail": json.dumps(r["detail"])} for r in rows)
+    else:
+        for r in rows:
+            detail = " ".join(f"{k}={v}" for k, v in r["detail"].items())
+            print(f"{r['at']}  {r['user']:16} {r['action']:15} {r['target'] or '-':16} {detail}")
     return 0
 
 
@@ -238,13 +308,16 @@ def cmd_concept(args) -> int:
             data = concepts.suggest(index, args.name, **_given(args, "count"))
         elif args.action == "rescore":
             data = {"rescored": concepts.rescore(index, args.name, **_given(args, "wait"))}
+        elif args.action == "undo":
+            restored = concepts.undo(index, args.name, **_given(args, "wait"))
+            data = restored.to_dict() if restored else {"removed": args.name}
         else:
             data = concepts.get_concept(index, args.name).to_dict()
     if args.json or args.action == "show":
         _print_json(data)
     elif args.action == "suggest":
         print("label next: " + " ".join(map(str, data["next"])))
-    elif args.action == "remove":
+    elif args.action == "remove" or (args.action == "undo" and "removed" in data):
         print(f"removed concept {args.name}")
     elif args.action == "rescore":
         print(f"re-scored every shot for {len(data['rescored'])} user concepts: {', '.join(data['rescored'])}")
@@ -418,7 +491,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model bundle used for image queries (default: models/default)")
     p.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument("--read-only", action="store_true",
+                   help="no write endpoint (labels, concepts); lets another address serve without accounts")
+    p.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="a host name clients use to reach the server (repeatable; e.g. behind a reverse proxy)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("audit", help="who changed what and when: labels, concepts, accounts, sign-ins")
+    _add_index(p)
+    p.add_argument("--limit", type=int, help="only the newest N entries")
+    p.add_argument("--target", help="only entries about this concept or user")
+    p.add_argument("--user", help="only what this user did")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--csv", action="store_true", help="export as CSV")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("export", help="shot lists as csv, json, edl (CMX 3600), html contact sheet or trecvid run")
     p.add_argument("target", nargs="?", metavar="VIDEO_OR_ID", help="a video path or id of the index")
@@ -445,18 +531,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     _add_concept_group(sub)
+    _add_user_group(sub)
     return parser
+
+
+def _add_user_group(sub) -> None:
+    """``vidconcept user …``: accounts, roles and API tokens of a served index (docs/web.md)."""
+    group = sub.add_parser("user", help="accounts of a served index (add, remove, list, passwd, role, token, "
+                           "tokens, revoke)")
+    group = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {"add": "create an account", "remove": "delete an account, its tokens and sessions",
+             "list": "the accounts and roles", "passwd": "set a new password (signs the user's browsers out)",
+             "role": "change an account's role", "token": "make an API token for scripts (shown once)",
+             "tokens": "the API tokens (not their secrets)", "revoke": "delete an API token"}
+    for action, text in helps.items():
+        p = group.add_parser(action, help=text)
+        if action == "revoke":
+            p.add_argument("token_id", type=int, metavar="TOKEN_ID")
+        elif action != "list":
+            p.add_argument("name", metavar="NAME", nargs="?" if action == "tokens" else None, help="user name")
+        if action in ("add", "role"):
+            p.add_argument("--role", required=action == "role",
+                           help="viewer (search, play), editor (also labels and concepts), admin (also accounts)")
+        if action in ("add", "passwd"):
+            p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        if action == "token":
+            p.add_argument("--label", help="what the token is for, e.g. 'nightly export'")
+        _add_index(p)
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_user)
 
 
 def _add_concept_group(sub) -> None:
     """``vidconcept concept …``: train, refine, remove and label-suggest user concepts."""
     group = sub.add_parser("concept", help="user concepts: train a detector from labelled shots (add, refine, "
-                           "remove, suggest, show, rescore)")
+                           "remove, suggest, show, rescore, undo)")
     group = group.add_subparsers(dest="action", required=True, metavar="ACTION")
     helps = {"add": "train a new concept from labelled shots and score every shot",
              "refine": "add labels and retrain", "remove": "delete a user concept and its scores",
              "suggest": "shots worth labelling next", "show": "labels, dates and model of a user concept",
-             "rescore": "score shots ingested since with the stored detectors (no retraining)"}
+             "rescore": "score shots ingested since with the stored detectors (no retraining)",
+             "undo": "put a concept back as it was before its last change (see `vidconcept audit`)"}
     for action, text in helps.items():
         p = group.add_parser(action, help=text)
         optional = action == "rescore"
@@ -469,7 +584,7 @@ def _add_concept_group(sub) -> None:
         if action == "add":
             p.add_argument("--image", nargs="+", metavar="PATH", help="example images showing the concept")
             _add_model(p)
-        if action in ("add", "refine", "remove", "rescore"):
+        if action in ("add", "refine", "remove", "rescore", "undo"):
             p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for another writer's lock")
         if action == "suggest":
             p.add_argument("--count", type=int, help="number of shots (default 10)")

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ModelError, UsageError, unknown
+from .index.accounts import Accounts, local_actor
 from .index.store import Store, now_iso
 from .index.user_concepts import (  # noqa: F401 (the core; re-exported for the public API)
     LR_C,
@@ -191,7 +192,7 @@ def list_concepts(index: Index) -> list[UserConcept]:
 
 
 def add_concept(index: Index, name: str, positive: Sequence[ShotId], negative: Sequence[ShotId] = (),
-                images: Sequence = (), wait: float = 0.0) -> UserConcept:
+                images: Sequence = (), wait: float = 0.0, actor: str | None = None) -> UserConcept:
     """Train a new concept from labelled shots (and example images, as positives) and score every shot.
 
     Args:
@@ -201,6 +202,7 @@ def add_concept(index: Index, name: str, positive: Sequence[ShotId], negative: S
         positive, negative: shot ids showing / not showing the concept.
         images: example image paths or arrays showing the concept, run through the index's model.
         wait: seconds to wait for another writer's lock.
+        actor: who, for the audit trail (default: the local user).
     """
     check_name(name)
     _refuse_taken(index.store, name)
@@ -213,7 +215,10 @@ def add_concept(index: Index, name: str, positive: Sequence[ShotId], negative: S
     info = {"version": INFO_VERSION, "positive": pos, "negative": neg, "rounds": 1, "updated_at": now,
             "images": [str(i) if not isinstance(i, np.ndarray) else "<array>" for i in images],
             "image_features": [encode_vector(f) for f in image_feats], "model": index.store.get_meta("model")}
-    return _train_and_store(index, name, info, created_at=now, wait=wait, new=True)
+    concept = _train_and_store(index, name, info, created_at=now, wait=wait, new=True)
+    _record(index, actor, "concept-add", concept.name, None, now,
+            {"positive": pos, "negative": neg, "images": len(image_feats)})
+    return concept
 
 
 def _refuse_taken(store: Store, name: str) -> None:
@@ -225,7 +230,7 @@ def _refuse_taken(store: Store, name: str) -> None:
 
 
 def refine_concept(index: Index, name: str, positive: Sequence[ShotId] = (), negative: Sequence[ShotId] = (),
-                   wait: float = 0.0) -> UserConcept:
+                   wait: float = 0.0, actor: str | None = None) -> UserConcept:
     """Add labels and retrain. A shot labelled again takes its new label (a thumbs down undoes a thumbs up)."""
     concept = get_concept(index, name)
     pos, neg = _labels(positive, negative)
@@ -237,11 +242,14 @@ def refine_concept(index: Index, name: str, positive: Sequence[ShotId] = (), neg
     info["negative"] = sorted((set(concept.negative) - set(pos)) | set(neg))
     info["rounds"] = info.get("rounds", 1) + 1
     info["updated_at"] = now_iso()
-    return _train_and_store(index, concept.name, info, created_at=concept.created_at, wait=wait)
+    refined = _train_and_store(index, concept.name, info, created_at=concept.created_at, wait=wait)
+    _record(index, actor, "concept-refine", concept.name, concept.info, concept.created_at,
+            {"positive": pos, "negative": neg})
+    return refined
 
 
-def remove_concept(index: Index, name: str, wait: float = 0.0) -> None:
-    """Delete a user concept and its scores."""
+def remove_concept(index: Index, name: str, wait: float = 0.0, actor: str | None = None) -> None:
+    """Delete a user concept and its scores (:func:`undo` brings it back)."""
     from .index.lock import write_lock
 
     from .index import columns
@@ -251,6 +259,29 @@ def remove_concept(index: Index, name: str, wait: float = 0.0) -> None:
         before = index.store.scores_generation()
         index.store.delete_concept(concept.id)
         columns.drop_concept(index.store, before, concept.id)
+    _record(index, actor, "concept-remove", concept.name, concept.info, concept.created_at)
+
+
+def undo(index: Index, name: str, wait: float = 0.0, actor: str | None = None) -> UserConcept | None:
+    """Put a user concept back as it was before its last change in the audit trail: an added
+    concept is removed, a refined one gets its earlier labels and detector back (every shot is
+    re-scored with it), a removed one comes back. An undo is a change too: undo it to redo.
+    Returns the concept as it is now (``None`` when the undo removed it)."""
+    change = next(index.accounts.audit(limit=1, target=name, action_prefix="concept-"), None)
+    if change is None:
+        raise UsageError(f"concept {name!r} has no recorded change to undo (see `vidconcept audit`)")
+    before, created_at = change.detail.get("_before"), change.detail.get("_created_at")
+    current = index.store.find_concept(name)
+    now_info = json.loads(current["info"] or "{}") if current else None
+    if before is None:
+        if current is not None:
+            remove_concept(index, name, wait=wait, actor=_SILENT)
+        restored = None
+    else:
+        restored = _store_detector(index, name, before, created_at or now_iso(), wait)
+    _record(index, actor, "concept-undo", name, now_info, current["created_at"] if current else None,
+            {"undid": change.id, "action": change.action})
+    return restored
 
 
 def suggest(index: Index, name: str, count: int = SUGGEST_COUNT) -> dict[str, list[ShotId]]:
@@ -272,6 +303,33 @@ def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[st
 
 
 # ---- internals -----------------------------------------------------------------------------------
+#: Marks a change that another one records (an undo's removal), so it is not recorded twice.
+_SILENT = "\0"
+
+
+def _record(index: Index, actor: str | None, action: str, name: str, before: dict | None, created_at: str | None,
+            detail: dict | None = None) -> None:
+    """An audit row for a concept change; ``_before`` (the earlier info, detector included) lets :func:`undo`
+    restore it. Keys starting with ``_`` are left out of the audit's public views."""
+    if actor != _SILENT:
+        Accounts(index.store).record(actor or local_actor(), action, name,
+                                     {**(detail or {}), "_before": before, "_created_at": created_at})
+
+
+def _store_detector(index: Index, name: str, info: dict, created_at: str, wait: float) -> UserConcept:
+    """Write a concept with a stored detector (no training): every shot is scored with it."""
+    from .index import columns
+    from .index.lock import write_lock
+
+    store = index.store
+    with write_lock(index.root, wait):
+        ids, scores = score_all(store, Detector.from_json(info["detector"]))
+        before = store.scores_generation()
+        cid = store.write_concept(name, SOURCE, created_at, json.dumps(info), ids, scores)
+        columns.replace_concept(store, before, cid, ids, scores)
+    return UserConcept(cid, name, created_at, info)
+
+
 def _train_and_store(index: Index, name: str, info: dict, created_at: str, wait: float,
                      new: bool = False) -> UserConcept:
     from .index import columns
@@ -313,4 +371,4 @@ def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
 __all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "Relabel", "UnknownShotError", "UserConcept",
            "add_concept", "calibrate_detector", "check_name", "fit_detector", "follow_labels", "get_concept",
            "list_concepts", "refine_concept", "remove_concept", "rescore", "rescore_store", "retrain_store",
-           "sample_negatives", "suggest", "suggest_from_scores"]
+           "sample_negatives", "suggest", "suggest_from_scores", "undo"]

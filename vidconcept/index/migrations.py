@@ -33,7 +33,7 @@ def migration(version: int) -> Callable[[Migration], Migration]:
     return register
 
 
-LATEST = 3
+LATEST = 4
 
 
 @migration(1)
@@ -115,6 +115,25 @@ def m003_feature_norms(db: sqlite_utils.Database) -> None:
     layers above the features (docs/upgrade.md), without reading a frame."""
     db["features"].add_column("norm", float)
     db["upgrade_features"].add_column("norm", float)
+
+
+@migration(4)
+def m004_accounts_and_audit(db: sqlite_utils.Database) -> None:
+    """Accounts, API tokens and sign-in sessions of a served index, and the audit trail of who
+    changed what (issue 33). Passwords and token secrets are stored as hashes only
+    (:mod:`.accounts`). An index made before has no accounts: it serves as before."""
+    for sql in (
+        "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, password TEXT NOT NULL, "
+        "created_at TEXT NOT NULL, updated_at TEXT)",
+        "CREATE TABLE tokens (id INTEGER PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), "
+        "digest TEXT NOT NULL UNIQUE, label TEXT, created_at TEXT NOT NULL, last_used_at TEXT)",
+        "CREATE TABLE sessions (digest TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name), "
+        "created_at TEXT NOT NULL, expires REAL NOT NULL)",
+        "CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL, user TEXT NOT NULL, action TEXT NOT NULL, "
+        "target TEXT, detail TEXT)",
+        "CREATE INDEX audit_target ON audit (target, id)",
+    ):
+        db.execute(sql)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
 from ..errors import ImageError, UsageError
 from ..images import load_array
+from .auth import Viewer, limited
 from .deps import Lib
 from .schemas import Concept, ResultPage, Shot, Stats, Video
 
@@ -23,7 +24,7 @@ MULTIPART_SLACK = 64 * 1024
 MAX_UPLOAD_SIDE = 1024
 MAX_PAGE = 200
 
-router = APIRouter(prefix="/api", tags=["api"])
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Viewer])
 
 
 Top = Annotated[int, Query(ge=1, le=MAX_PAGE, description="results per page")]
@@ -49,11 +50,11 @@ def similar_to_shot(lib: Lib, shot: int, top: Top = 20) -> dict:
     return lib.similar_shot(shot, top)
 
 
-@router.post("/similar", response_model=ResultPage)
+@router.post("/similar", response_model=ResultPage, dependencies=[Depends(limited("image"))])
 def similar_to_image(lib: Lib, image: Annotated[UploadFile, File(description="JPEG or PNG")], top: Top = 20) -> dict:
     """Shots that look like an uploaded image (at most 10 MiB; needs the model the index was built with)."""
     data = image.file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:  # a chunked upload has no Content-Length for the middleware to check
+    if len(data) > MAX_UPLOAD_BYTES:  # the body limit (security.Guard) allows room for the multipart framing
         raise HTTPException(413, f"image is too large: at most {MAX_UPLOAD_BYTES // 2**20} MiB; send a smaller JPEG")
     return lib.similar_image(_decode_image(data, image.filename), top)
 

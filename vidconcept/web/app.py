@@ -2,7 +2,8 @@
 
 The index is opened when the app is created, so a wrong ``--index`` fails at once
 with the library's message; the concept model is loaded once in the lifespan (at
-start-up), so the first image query does not wait for it.
+start-up), so the first image query does not wait for it. Who may do what is decided
+in :mod:`.auth` (accounts and roles) and :mod:`.security` (hosts, origins, sizes, rates).
 
 Example::
 
@@ -16,6 +17,8 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from collections.abc import Iterable
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,19 +27,25 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..api import Index
 from ..errors import IndexError_, ModelError, VidconceptError
-from . import api, concepts_api, media
+from ..index.accounts import AccountError, AccountExistsError
+from . import api, auth, concepts_api, media
 from .library import Library, NotFound
+from .security import Guard, Limit, RateLimiter, is_loopback, served_hosts
 
 log = logging.getLogger(__name__)
 
-#: Only this machine can connect unless ``--host`` says otherwise: the app serves
-#: the indexed video files and has no authentication.
+#: Only this machine can connect unless ``--host`` says otherwise; another address needs
+#: accounts (``vidconcept user add``) or ``read_only``.
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: Per client (account, else address): the model, the scoring of every shot and scrypt are the costly calls.
+LIMITS = {"image": Limit(per_minute=30, burst=5), "suggest": Limit(per_minute=120, burst=20, concurrent=2),
+          "retrain": Limit(per_minute=20, burst=6), "sign-in": Limit(per_minute=10, burst=5, concurrent=2)}
 
 
 def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None, *,
-               load_model: bool = True) -> FastAPI:
+               load_model: bool = True, host: str = DEFAULT_HOST, read_only: bool = False,
+               allowed_hosts: Iterable[str] = (), limits: dict[str, Limit] | None = None) -> FastAPI:
     """Build the app over an existing index.
 
     Args:
@@ -44,31 +53,31 @@ def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.P
         model_dir: the model bundle for image queries; ``None`` → the library's default.
         load_model: load the model at start-up. ``False`` defers it to the first image
             query, for apps that only answer concept queries (and quick tests).
+        host: the address the server binds: another than this machine's needs accounts or ``read_only``.
+        read_only: leave out every write endpoint (labels, concepts, accounts).
+        allowed_hosts: host names clients use besides this machine's (e.g. a reverse proxy's).
+        limits: per-client rate limits by kind (default :data:`LIMITS`).
     """
     index = Index(index_dir, model=model_dir)
+    auth.check_policy(index, host, read_only)
     index.rebuild_columns_in_background()  # a server answers through SQLite meanwhile
-    library = Library(index)
     app = FastAPI(title="vidconcept", version=__version__, lifespan=_lifespan,
                   description="Search an index of videos by concept; see the query syntax on the page.")
-    app.state.library = library
+    app.state.library = Library(index)
+    app.state.gate = auth.Gate(Index(index.root, model=model_dir), host, read_only, RateLimiter(limits or LIMITS))
     app.state.load_model = load_model
-    app.include_router(api.router)
-    app.include_router(concepts_api.router)
-    app.include_router(media.router)
+    for router in (api.router, concepts_api.router, auth.router, media.router):
+        app.include_router(router)
+    if not read_only:
+        app.include_router(concepts_api.writes)
+        app.include_router(auth.admin_router)
     app.mount("/static", StaticFiles(directory=media.STATIC_DIR), name="static")
+    app.add_exception_handler(AccountError, _account_error)
     app.add_exception_handler(VidconceptError, _library_error)
     app.add_exception_handler(NotFound, _not_found)
-    app.middleware("http")(_limit_upload)
+    app.add_middleware(Guard, hosts=served_hosts(host, allowed_hosts),
+                       body_limits={"/api/similar": api.MAX_UPLOAD_BYTES + api.MULTIPART_SLACK})
     return app
-
-
-async def _limit_upload(request: Request, call_next):
-    """Refuse an oversized upload from its Content-Length, before the body is read and spooled."""
-    size = request.headers.get("content-length", "")
-    if request.method == "POST" and size.isdigit() and int(size) > api.MAX_UPLOAD_BYTES + api.MULTIPART_SLACK:
-        return JSONResponse({"detail": f"upload is too large: at most {api.MAX_UPLOAD_BYTES // 2**20} MiB",
-                             "error": "TooLarge"}, status_code=413)
-    return await call_next(request)
 
 
 @asynccontextmanager
@@ -81,6 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning("image queries will fail until the model loads: %s", exc)
     yield
     library.close()
+    app.state.gate.close()
 
 
 def _status(exc: VidconceptError) -> int:
@@ -92,16 +102,27 @@ async def _library_error(request: Request, exc: VidconceptError) -> JSONResponse
     return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=_status(exc))
 
 
+async def _account_error(request: Request, exc: AccountError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc), "error": type(exc).__name__},
+                        status_code=409 if isinstance(exc, AccountExistsError) else 400)
+
+
 async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "error": "NotFound"}, status_code=404)
 
 
 def serve(index: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
-          host: str | None = None, port: int | None = None) -> None:
+          host: str | None = None, port: int | None = None, read_only: bool = False,
+          allowed_hosts: Iterable[str] = ()) -> None:
     """Run the app with uvicorn until interrupted (``vidconcept serve``)."""
     import uvicorn
 
-    app = create_app(index, model)
     host, port = host or DEFAULT_HOST, port or DEFAULT_PORT
-    log.info("serving %s at http://%s:%d/ (Ctrl+C stops)", app.state.library.root, host, port)
+    app = create_app(index, model, host=host, read_only=read_only, allowed_hosts=allowed_hosts)
+    gate: auth.Gate = app.state.gate
+    if gate.open_principal() is not None:
+        log.warning("%s has no accounts: %s", app.state.library.root,
+                    "anyone on this machine can use it" if is_loopback(host) else "serving it read-only to anyone")
+    log.info("serving %s at http://%s:%d/%s (Ctrl+C stops)", app.state.library.root, host, port,
+             " read-only" if read_only else "")
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -2,9 +2,11 @@
 
 ``POST /api/concepts`` trains a concept from thumbs up/down on results, ``POST
 /api/concepts/{name}/labels`` retrains with more, ``GET /api/concepts/{name}/suggest``
-proposes shots to label next and ``DELETE /api/concepts/{name}`` removes it. Errors:
-400 bad input (name, shot ids, no positives), 404 unknown concept, 409 a name that is
-taken or a model concept that cannot be changed.
+proposes shots to label next, ``DELETE /api/concepts/{name}`` removes it and ``POST
+/api/concepts/{name}/undo`` reverts its last change. Errors: 400 bad input (name, shot ids,
+no positives), 404 unknown concept, 409 a name that is taken or a model concept that cannot
+be changed. Reads need the viewer role, writes (``writes``: left out of a read-only server)
+the editor role; each write is recorded in the audit trail under the signed-in user's name.
 """
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from .. import concepts
 from ..errors import UnknownNameError, UsageError
+from .auth import Editor, Viewer, limited
 from .deps import Lib
 from .schemas import Result
 
-router = APIRouter(prefix="/api/concepts", tags=["user concepts"])
+router = APIRouter(prefix="/api/concepts", tags=["user concepts"], dependencies=[Viewer])
+writes = APIRouter(prefix="/api/concepts", tags=["user concepts"], dependencies=[Depends(limited("retrain"))])
 
 
 class NewConcept(BaseModel):
@@ -68,11 +72,11 @@ def _http_errors() -> Iterator[None]:
         raise HTTPException(400, str(exc)) from exc
 
 
-@router.post("", status_code=201, response_model=UserConcept)
-def create(lib: Lib, body: NewConcept) -> dict:
+@writes.post("", status_code=201, response_model=UserConcept)
+def create(lib: Lib, body: NewConcept, who: Editor) -> dict:
     """Train a new concept from labelled shots and score every shot of the index."""
     with _http_errors(), lib.locked() as index:
-        return concepts.add_concept(index, body.name, body.positive, body.negative).to_dict()
+        return concepts.add_concept(index, body.name, body.positive, body.negative, actor=who.name).to_dict()
 
 
 @router.get("/{name}", response_model=UserConcept)
@@ -82,22 +86,30 @@ def show(lib: Lib, name: str) -> dict:
         return concepts.get_concept(index, name).to_dict()
 
 
-@router.post("/{name}/labels", response_model=UserConcept)
-def add_labels(lib: Lib, name: str, body: Labels) -> dict:
+@writes.post("/{name}/labels", response_model=UserConcept)
+def add_labels(lib: Lib, name: str, body: Labels, who: Editor) -> dict:
     """Add labels (a shot labelled again takes the new label) and retrain."""
     with _http_errors(), lib.locked() as index:
-        return concepts.refine_concept(index, name, body.positive, body.negative).to_dict()
+        return concepts.refine_concept(index, name, body.positive, body.negative, actor=who.name).to_dict()
 
 
-@router.delete("/{name}")
-def remove(lib: Lib, name: str) -> dict:
-    """Delete a user concept and its scores."""
+@writes.delete("/{name}")
+def remove(lib: Lib, name: str, who: Editor) -> dict:
+    """Delete a user concept and its scores (undo brings it back)."""
     with _http_errors(), lib.locked() as index:
-        concepts.remove_concept(index, name)
+        concepts.remove_concept(index, name, actor=who.name)
     return {"removed": name}
 
 
-@router.get("/{name}/suggest", response_model=Suggestions)
+@writes.post("/{name}/undo")
+def undo(lib: Lib, name: str, who: Editor) -> dict:
+    """Put a concept back as it was before its last change (an added one is removed)."""
+    with _http_errors(), lib.locked() as index:
+        restored = concepts.undo(index, name, actor=who.name)
+    return restored.to_dict() if restored else {"removed": name}
+
+
+@router.get("/{name}/suggest", response_model=Suggestions, dependencies=[Depends(limited("suggest"))])
 def suggest(lib: Lib, name: str, count: Annotated[int, Query(ge=1, le=100)] = concepts.SUGGEST_COUNT) -> dict:
     """Unlabelled shots worth labelling next: the most uncertain and the top-scored."""
     with _http_errors(), lib.locked() as index:

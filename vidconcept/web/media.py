@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from .auth import Viewer
 from .deps import Lib
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -25,13 +26,19 @@ def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
 
 
-@router.get("/keyframes/{shot_id}.jpg")
+@router.get("/signin")
+def signin_page() -> FileResponse:
+    """The sign-in form (the page sends a browser here when the server has accounts)."""
+    return FileResponse(STATIC_DIR / "signin.html", headers={"cache-control": "no-cache"})
+
+
+@router.get("/keyframes/{shot_id}.jpg", dependencies=[Viewer])
 def keyframe(lib: Lib, shot_id: int) -> FileResponse:
     return FileResponse(lib.keyframe_file(shot_id), media_type="image/jpeg",
                         headers={"cache-control": "private, max-age=3600"})
 
 
-@router.get("/videos/{video_id}")
+@router.get("/videos/{video_id}", dependencies=[Viewer])
 def video(lib: Lib, video_id: int) -> FileResponse:
     path = lib.video_file(video_id)
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

@@ -15,7 +15,9 @@ const els = {
   player: $("player"), videoEl: $("video-el"), shotTitle: $("shot-title"), shotTime: $("shot-time"),
   shotScores: $("shot-scores"), replay: $("replay"), playerMore: $("player-more"), closePlayer: $("close-player"),
   toolbarExtra: $("toolbar-extra"), feedbackSlot: $("feedback-slot"),
+  account: $("account"), notice: $("notice"), audit: $("audit"), auditRows: $("audit-rows"),
 };
+let me = { role: "viewer" };  // who the server says we are (GET /api/me): the page offers only what the role may do
 let concepts = [];       // [{name, shots}] of the index, for autocomplete
 let videoNames = {};     // video id → file name
 let current = null;      // the shot in the player
@@ -41,8 +43,17 @@ function timecode(s) {
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) signIn();
   if (!response.ok) throw new Error(errorText(body, response));
   return body;
+}
+
+function signIn() {
+  location.assign(`/signin?next=${encodeURIComponent(location.pathname + location.search)}`);
+}
+
+function mayEdit() {
+  return (me.role === "editor" || me.role === "admin") && !me.read_only;
 }
 
 function errorText(body, response) {
@@ -395,6 +406,7 @@ function wire() {
 const feedback = new Map();  // shot id → true (✓) / false (✗)
 
 function thumbs(shotId) {
+  if (!mayEdit()) return [];  // a viewer cannot label: no buttons (the server refuses the request anyway)
   return [true, false].map((up) => {
     const b = el("button", { type: "button", className: `thumb-${up ? "up" : "down"}`, textContent: up ? "✓" : "✗",
       title: up ? "shows the concept" : "does not show the concept", dataset: { shot: shotId, up } });
@@ -502,8 +514,50 @@ async function showSuggestions() {
   }
 }
 
-// ---- start ---------------------------------------------------------------------
-wire();
-wireConceptBar();
-loadIndexInfo().catch((err) => setStatus(`Cannot read the index: ${err.message}`, true));
-render();
+// ---- account: who we are, sign out, the audit log ------------------------------------
+async function loadMe() {
+  me = await api("/api/me");
+  const parts = [];
+  if (me.open) {
+    els.notice.hidden = false;
+    els.notice.textContent = me.local && !me.read_only
+      ? "No accounts: anyone on this machine can use this page (only this machine can reach it). "
+        + "Add one with `vidconcept user add NAME --role admin` to require sign-in."
+      : "No accounts: this index is served read-only to anyone who can reach it.";
+  } else {
+    parts.push(el("span", { className: "who", textContent: `${me.user} · ${me.role}` }));
+    const out = el("button", { type: "button", id: "sign-out", textContent: "Sign out" });
+    out.addEventListener("click", async () => { await fetch("/api/session", { method: "DELETE" }); signIn(); });
+    parts.push(out);
+  }
+  if (mayEdit()) {
+    const log = el("button", { type: "button", id: "audit-toggle", textContent: "Audit log" });
+    log.addEventListener("click", toggleAudit);
+    parts.unshift(log);
+  }
+  els.account.replaceChildren(...parts);
+}
+
+async function toggleAudit() {
+  els.audit.hidden = !els.audit.hidden;
+  if (els.audit.hidden) return;
+  const rows = await api("/api/audit?limit=50");
+  els.auditRows.replaceChildren(...rows.map((r) => el("tr", { dataset: { action: r.action, target: r.target || "" } },
+    el("td", { textContent: r.at.replace("T", " ").replace("+00:00", "Z") }), el("td", { textContent: r.user }),
+    el("td", { textContent: r.action }), el("td", { textContent: r.target || "" }),
+    el("td", { textContent: Object.entries(r.detail).map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(" · ") }))));
+}
+
+async function start() {
+  wire();
+  try {
+    await loadMe();
+  } catch (err) {
+    return;  // 401: on the way to the sign-in page
+  }
+  if (mayEdit()) wireConceptBar();
+  loadIndexInfo().catch((err) => setStatus(`Cannot read the index: ${err.message}`, true));
+  render();
+}
+
+start();
