@@ -12,9 +12,6 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test,ray,bench]'
-	# scenedetect depends on opencv-python (GUI build); keep exactly one cv2: the headless one.
-	$(PIP) uninstall -y -q opencv-python || true
-	$(PIP) install -q --force-reinstall --no-deps "opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
 	$(PY) -c "import cv2, vidconcept; print('cv2', cv2.__version__)"
 	touch $@
 
