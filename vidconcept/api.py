@@ -11,10 +11,11 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +205,20 @@ class Index:
         hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
         return SearchResults(self.results_for(hits), len(hits))
 
+    def use_model(self, model) -> None:
+        """Use a concept model that is already loaded (a server's reader indexes share one)."""
+        self._model = model
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["Index"]:
+        """Reads inside see one committed state of the database, whatever a writer commits meanwhile
+        (SQLite WAL: a read transaction keeps its snapshot), so a page is never built from two."""
+        self.store.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.store.db.execute("COMMIT")
+
     def vectors(self):
         """The FAISS index, reopened when the database has changed since it was loaded."""
         version = self.store.version()
@@ -219,6 +234,25 @@ class Index:
         return [ShotHit.from_row(rows[i], root, score=round(score, 6),
                                  concepts=self.store.top_concepts(i, config.TOP_CONCEPTS))
                 for i, score in hits if i in rows]
+
+    def shot(self, shot_id: int, concepts: int = config.TOP_CONCEPTS) -> tuple[SearchResult, dict[str, float]] | None:
+        """A shot (scored by its best concept) and its ``concepts`` best concept scores; ``None`` if unknown."""
+        scores = self.store.top_concepts(int(shot_id), concepts)
+        found = self.results_for([(int(shot_id), max(scores.values(), default=0.0))])
+        return (found[0], scores) if found else None
+
+    def keyframe_path(self, shot_id: int) -> Path | None:
+        """The keyframe file of a shot, only if it lies inside the index folder and exists."""
+        row = self.store.shots([int(shot_id)]).get(int(shot_id))
+        if row is None or not row["keyframe"]:
+            return None
+        root = self.root.resolve()
+        path = (root / row["keyframe"]).resolve()
+        return path if path.is_relative_to(root) and path.is_file() else None
+
+    def video(self, video_id: int) -> dict | None:
+        """One video's row (path, status, duration …), or ``None``."""
+        return self.store.video(int(video_id))
 
     # ---- info -------------------------------------------------------------
     def info(self) -> dict:

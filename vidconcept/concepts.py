@@ -293,6 +293,12 @@ def suggest(index: Index, name: str, count: int = SUGGEST_COUNT) -> dict[str, li
     return suggest_from_scores(ids, scores, set(concept.positive) | set(concept.negative), count)
 
 
+def scores_of(index: Index, name: str, shot_ids: Sequence[ShotId]) -> list[tuple[ShotId, float]]:
+    """``(shot id, score)`` of a user concept for the given shots (0 for a shot it did not score)."""
+    scores = dict(zip(*index.store.concept_column(get_concept(index, name).id)))
+    return [(int(i), float(scores.get(i, 0.0))) for i in shot_ids]
+
+
 def rescore(index: Index, name: str | None = None, wait: float = 0.0) -> list[str]:
     """Re-score every shot with the stored detectors (after new videos were ingested); no retraining."""
     from .index.lock import write_lock
@@ -371,4 +377,4 @@ def _image_features(index: Index, images: Sequence) -> list[np.ndarray]:
 __all__ = ["ConceptExistsError", "Detector", "ModelConceptError", "Relabel", "UnknownShotError", "UserConcept",
            "add_concept", "calibrate_detector", "check_name", "fit_detector", "follow_labels", "get_concept",
            "list_concepts", "refine_concept", "remove_concept", "rescore", "rescore_store", "retrain_store",
-           "sample_negatives", "suggest", "suggest_from_scores", "undo"]
+           "sample_negatives", "scores_of", "suggest", "suggest_from_scores", "undo"]

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from .. import concepts
+from ..api import SearchResults
 from ..errors import UnknownNameError, UsageError
 from .auth import Editor, Viewer, limited
 from .deps import Lib
@@ -82,7 +83,7 @@ def create(lib: Lib, body: NewConcept, who: Editor) -> dict:
 @router.get("/{name}", response_model=UserConcept)
 def show(lib: Lib, name: str) -> dict:
     """A user concept's labels, dates and model."""
-    with _http_errors(), lib.locked() as index:
+    with _http_errors(), lib.reading() as index:
         return concepts.get_concept(index, name).to_dict()
 
 
@@ -112,15 +113,8 @@ def undo(lib: Lib, name: str, who: Editor) -> dict:
 @router.get("/{name}/suggest", response_model=Suggestions, dependencies=[Depends(limited("suggest"))])
 def suggest(lib: Lib, name: str, count: Annotated[int, Query(ge=1, le=100)] = concepts.SUGGEST_COUNT) -> dict:
     """Unlabelled shots worth labelling next: the most uncertain and the top-scored."""
-    with _http_errors(), lib.locked() as index:
+    with _http_errors(), lib.reading() as index:
         found = concepts.suggest(index, name, count)
-        scores = dict(zip(*index.store.concept_column(concepts.get_concept(index, name).id)))
-        page = lib.page(index, _results(index, found["next"], scores))
+        hits = concepts.scores_of(index, name, found["next"])
+        page = lib.page(index, SearchResults(index.results_for(hits), len(hits)))
     return {**found, "next": page["results"]}
-
-
-def _results(index, ids: list[int], scores: dict):
-    from ..api import SearchResults
-
-    hits = [(i, float(scores.get(i, 0.0))) for i in ids]
-    return SearchResults(index.results_for(hits), len(hits))
