@@ -66,6 +66,13 @@ def _metrics_section(metrics: dict) -> list[str]:
     return lines
 
 
+def _precision_line(cpu_precision: str) -> str:
+    if cpu_precision != "bf16":
+        return f"`{cpu_precision}`"
+    return ("`bf16` where the CPU has it natively (AVX512-BF16 or AMX), `fp32` on every other CPU, chosen at "
+            "load (`vidconcept/model/cpu.py`; keyframes per second per CPU: docs/speed.md)")
+
+
 def write_model_card(bundle: Path) -> Path:
     """(Re)write ``MODEL.md`` from the bundle's config."""
     config = read_config(bundle)
@@ -81,7 +88,7 @@ def write_model_card(bundle: Path) -> Path:
              (" …" if len(config.concepts) > 60 else ""),
              f"- scores: {scores}",
              f"- preprocessing: `{config.data_config}`",
-             f"- network precision on CPU: `{config.cpu_precision}` (on CUDA: fp16 autocast)", "",
+             f"- network precision on CPU: {_precision_line(config.cpu_precision)} (on CUDA: fp16 autocast)", "",
              "## Training", ""] + _training_section(config.training) + ["## Metrics", ""] + _metrics_section(config.metrics)
     path = Path(bundle) / CARD_FILE
     path.write_text("\n".join(lines) + "\n")
