@@ -141,6 +141,39 @@ def index_scores(model: str, clips: list[tuple[dict, Path]], concepts: list[str]
     return out, absent
 
 
+def frame_scores(model: str, rows: list, frames: int, pool: str) -> np.ndarray:
+    """Each labelled shot scored from ``frames`` frames spread over it (the middle one for 1), the
+    model's calibrated scores pooled by ``pool`` (``max`` or ``mean``): how whole-shot scoring would do,
+    without an index. Frames are decoded sequentially, as the labels count them."""
+    import av
+
+    from vidconcept.model.concept_model import ConceptModel
+
+    net = ConceptModel.load(model)
+    want: dict[str, dict[int, list[int]]] = {}
+    for i, (clip, path, shot) in enumerate(rows):
+        length = shot["end"] - shot["start"] + 1
+        for k in range(frames):
+            frame = shot["start"] + int((k + 0.5) * length / frames)
+            want.setdefault(str(path), {}).setdefault(frame, []).append(i)
+    per_row: dict[int, list[np.ndarray]] = {}
+    for path, frames_wanted in want.items():
+        images, owners = [], []
+        with av.open(path) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in frames_wanted:
+                    images.append(frame.to_ndarray(format="rgb24"))
+                    owners.append(frames_wanted[index])
+                if index > max(frames_wanted):
+                    break
+        scores = net.predict(images).scores if images else np.zeros((0, len(net.concepts)))
+        for owner, s in zip(owners, scores):
+            for i in owner:
+                per_row.setdefault(i, []).append(s)
+    reduce = np.max if pool == "max" else np.mean
+    return np.stack([reduce(np.stack(per_row[i]), axis=0) for i in range(len(rows))]).astype(np.float32)
+
+
 def measure(scores: np.ndarray, labels: np.ndarray, mask: np.ndarray, concepts: list[str], rows: list) -> dict:
     judged = mask > 0
     pos = (labels > 0.5) & judged
@@ -263,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", help="index folder to build (default: a temporary one)")
     parser.add_argument("--diagram", help="write the reliability diagram PNG here")
     parser.add_argument("--export-frames", metavar="DIR", help="write the dev shots' frames and labels.csv, then stop")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="score each labelled shot from this many frames spread over it, without an index")
+    parser.add_argument("--pool", choices=["max", "mean"], default="max", help="how --frames' scores are pooled")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", action="store_true", help="store the result and this command in the model's MODEL.md")
     args = parser.parse_args(argv)
@@ -277,12 +313,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     concepts, aliases = model_names(args.model)
     rows, labels, mask = judged_matrix(clips, concepts, aliases)
-    with tempfile.TemporaryDirectory(prefix="openworld-") as tmp:
-        index_dir = Path(args.index) if args.index else Path(tmp) / "index"
-        scores, absent = index_scores(args.model, clips, concepts, index_dir, rows)
+    if args.frames:
+        scores, absent = frame_scores(args.model, rows, args.frames, args.pool), []
+    else:
+        with tempfile.TemporaryDirectory(prefix="openworld-") as tmp:
+            index_dir = Path(args.index) if args.index else Path(tmp) / "index"
+            scores, absent = index_scores(args.model, clips, concepts, index_dir, rows)
     keep = [j for j, c in enumerate(concepts) if c not in absent]
     report = measure(scores[:, keep], labels[:, keep], mask[:, keep], [concepts[j] for j in keep], rows)
-    report = {"model": args.model, "split": args.split, "clips": [c["clip"] for c, _ in clips], "missing": missing,
+    report = {"model": args.model, "split": args.split,
+              "scoring": f"{args.frames} frames a shot, {args.pool}-pooled" if args.frames else "index (ingest)", "clips": [c["clip"] for c, _ in clips], "missing": missing,
               "concepts_not_in_model": absent, "threshold": THRESHOLD, **report}
     if args.diagram:
         draw_diagram(report, Path(args.diagram), f"{Path(args.model).name}, {args.split} real clips")

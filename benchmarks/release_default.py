@@ -182,7 +182,7 @@ def step_names(args) -> None:
     import numpy as np
 
     from vidconcept.model.names import DEFAULT_ALIASES, normalise
-    from vidconcept.model.vocabulary import measure_pair, merged_names
+    from vidconcept.model.vocabulary import measure_pair
 
     path = args.out / "names.json"
     if path.is_file():
@@ -208,43 +208,79 @@ def step_names(args) -> None:
     pairs |= set(CANDIDATES)
     order = [set_name(s) for s in SETS]
     measured = [measure_pair(a, b, scores, rows, labels, classes) for a, b in sorted(pairs) if a in scores and b in scores]
-    merges = merged_names(measured, order)
-    record = {"rule": "merge when each name's closed-world LR (features of the starting network, C "
-                      f"{args.teacher_c}) finds the other's photos best among the other set's classes, both ways, "
-                      "with AP >= vocabulary.MERGE_MIN_AP",
-              "pairs": [{**vars(p), "merge": p.merge} for p in measured], "merges": merges}
+    record = {"rule": "vidconcept.model.vocabulary (closed-world LR on the starting network's features, C "
+                      f"{args.teacher_c})", "pairs": [vars(p) for p in measured]}
     path.write_text(json.dumps(record, indent=1))
-    print(json.dumps([(p.a, p.b, p.ap_ab, p.ap_ba, p.merge) for p in measured]))
+
+
+#: A set with at least this many classes is fine-grained: its other classes are often kinds of a
+#: broader concept another set names (rainforest and forest, clothing_store and store), so for a
+#: concept another set also names it gives positives only; the teacher judges its other photos.
+FINE_SET_CLASSES = 50
+
+
+def measured_pairs(args):
+    from vidconcept.model.vocabulary import PairMeasure
+
+    stored = json.loads((args.out / "names.json").read_text())["pairs"]
+    return [PairMeasure(p["a"], p["b"], p["ap_ab"], p["ap_ba"], p["best_ab"], p["best_ba"]) for p in stored]
 
 
 def final_sets(args, split: str):
-    """The sets with merged names: each merged name renamed to its group's concept."""
-    from vidconcept.model.vocabulary import rename_concepts
+    """The sets over the release's concepts and ``{"set/raw name": concept}`` for every kept name.
 
-    merges = json.loads((args.out / "names.json").read_text())["merges"]
-    out, taken = [], set()
-    for s in load_sets(args, split):
-        prefix = set_name(s.spec) + "/"
-        rename = {k[len(prefix):]: v for k, v in merges.items() if k.startswith(prefix)}
+    Merged names share one column; a fine-grained set gives positives only for a concept other sets
+    name too; a narrower name's photos are positives of its broader concept (``hierarchy``); a set
+    kept for its merges (Caltech-101) drops the names that relate to nothing but its faces."""
+    import numpy as np
+
+    from vidconcept.data import LabelledImages
+    from vidconcept.model.vocabulary import hierarchy, merged_names, rename_concepts
+
+    pairs = measured_pairs(args)
+    order = [set_name(s) for s in SETS]
+    merges = merged_names(pairs, order)
+    broader = hierarchy(pairs)
+    related = {k for p in pairs if p.relation for k in (p.a, p.b)}
+    raw = load_sets(args, split)
+    classes = {set_name(s.spec): len(s.concepts) for s in load_sets(args, "train")}
+    named_by = {}
+    for s in raw:
+        for c in s.concepts:
+            named_by.setdefault(merges.get(f"{set_name(s.spec)}/{c}", c), set()).add(set_name(s.spec))
+    out, taken, concept_of = [], set(), {}
+    for s in raw:
+        name = set_name(s.spec)
+        rename = {c: merges.get(f"{name}/{c}", c) for c in s.concepts}
+        if name in KEEP_ONLY:  # too few photos to stand alone: a name joins the concept it relates to, or goes
+            joins = {n.split("/", 1)[1]: merges.get(w, w.split("/", 1)[1]) for w, n in broader if n.startswith(name + "/")}
+            rename = {c: joins.get(c, v) for c, v in rename.items() if f"{name}/{c}" in related or c == "face"}
         # a spelling an earlier set already uses for another idea (measured apart) gets its set's name
-        rename |= {c: f"{c}_{set_name(s.spec)}" for c in s.concepts if c not in rename and c in taken}
-        s = rename_concepts(s, rename)
-        taken |= set(s.concepts)
-        out.append(s)
-    return out
-
-
-def concept_aliases(args) -> dict[str, str]:
-    """Every raw name of a set that is not its concept's name: an alias (raw and base-renamed)."""
-    from vidconcept.model.names import DEFAULT_ALIASES
-
-    merges = json.loads((args.out / "names.json").read_text())["merges"]
-    aliases = {k.split("/", 1)[1]: v for k, v in merges.items() if k.split("/", 1)[1] != v}
-    for names in BASE_NAMES.values():
-        for raw, new in names.items():
-            if new is not None and raw != new:
-                aliases[raw] = merges.get(f"x/{new}", new)
-    return aliases, DEFAULT_ALIASES
+        joined = joins if name in KEEP_ONLY else {}
+        rename = {c: (f"{v}_{name}" if v in taken and f"{name}/{c}" not in merges and c not in joined else v)
+                  for c, v in rename.items()}
+        t = rename_concepts(s, rename, keep_only=name in KEEP_ONLY)
+        labels, mask, concepts = t.labels.copy(), t.mask.copy(), list(t.concepts)
+        if classes[name] >= FINE_SET_CLASSES:
+            for j, c in enumerate(concepts):
+                if len(named_by.get(c, ())) > 1:
+                    mask[:, j] = labels[:, j]
+        for wide, narrow in broader:
+            if name in KEEP_ONLY or not narrow.startswith(name + "/") or narrow.split("/", 1)[1] not in s.concepts:
+                continue
+            concept = merges.get(wide, wide.split("/", 1)[1])
+            source = labels[:, concepts.index(rename[narrow.split("/", 1)[1]])]
+            if concept not in concepts:
+                concepts.append(concept)
+                labels = np.concatenate([labels, np.zeros((len(t), 1), np.float32)], 1)
+                mask = np.concatenate([mask, np.zeros((len(t), 1), np.float32)], 1)
+            j = concepts.index(concept)
+            labels[:, j] = np.maximum(labels[:, j], source)
+            mask[:, j] = np.maximum(mask[:, j], source)
+        out.append(LabelledImages(t.spec, t.paths, concepts, labels, mask))
+        taken |= set(rename.values())
+        concept_of.update({f"{name}/{c}": v for c, v in rename.items()})
+    return out, concept_of
 
 
 def teacher_scores(args, sets, data) -> "np.ndarray":
@@ -253,12 +289,12 @@ def teacher_scores(args, sets, data) -> "np.ndarray":
 
     features = np.load(args.out / "teacher_features.npy")
     raw = closed_world(features, load_sets(args, "train"), args.teacher_c)
-    merges = json.loads((args.out / "names.json").read_text())["merges"]
+    _, concept_of = final_sets(args, "train")
     teacher = np.zeros((len(data), len(data.concepts)), np.float32)
     for key, p in raw.items():
-        concept = merges.get(key, key.split("/", 1)[1])
-        j = data.concepts.index(concept)
-        teacher[:, j] = np.maximum(teacher[:, j], p)
+        if key in concept_of:
+            j = data.concepts.index(concept_of[key])
+            teacher[:, j] = np.maximum(teacher[:, j], p)
     return teacher
 
 
@@ -274,7 +310,7 @@ def step_train(args) -> None:
     done = args.out / "net.pt"
     if done.is_file():
         return
-    sets = final_sets(args, "train")
+    sets, _ = final_sets(args, "train")
     from vidconcept.data.datasets import merge
     plain = merge(sets)
     teacher = teacher_scores(args, sets, plain)
@@ -444,26 +480,28 @@ def hardware() -> str:
 
 
 def release_aliases(args, concepts: list[str]) -> dict[str, str]:
-    """``{alias: concept}``: every set's other names for a merged concept, the raw spellings of renamed
-    ones, and the default alias table's entries for the concepts (so every old name stays searchable)."""
+    """``{alias: concept}``: every set's own name for a concept it was merged into, the sets' raw spellings
+    of renamed names, and the default alias table's entries for the concepts (so every old name stays
+    searchable)."""
     from vidconcept.model.names import aliases_for
 
-    merges = json.loads((args.out / "names.json").read_text())["merges"]
-    aliases = {}
-    for key, concept in merges.items():
-        name = key.split("/", 1)[1]
-        if name != concept:
-            aliases[name] = concept
-    for names in BASE_NAMES.values():
+    from vidconcept.model.names import DEFAULT_ALIASES
+
+    _, concept_of = final_sets(args, "train")
+    raw_of: dict[tuple[str, str], list[str]] = {}
+    for n, names in BASE_NAMES.items():
         for raw, new in names.items():
-            if new is not None and raw != new and new in concepts:
-                aliases[raw] = new
-    for key, concept in list(aliases.items()):
-        raw = next((r for n in BASE_NAMES.values() for r, v in n.items() if v == key), None)
-        if raw:
-            aliases[raw] = concept
-    aliases = {k: v for k, v in aliases.items() if k not in concepts and v in concepts}
-    return {**aliases_for(concepts), **aliases}
+            if new:
+                raw_of.setdefault((n, new), []).append(raw)
+    aliases = {}
+    for key, concept in concept_of.items():
+        name, base = key.split("/", 1)
+        for spelling in (base, *raw_of.get((name, base), [])):
+            if spelling != concept and spelling not in concepts:
+                aliases[spelling] = concept
+    # the default table's aliases of a name that is itself an alias now ("beach" -> coast -> sea)
+    table = {k: aliases.get(v, v) for k, v in DEFAULT_ALIASES.items()}
+    return {**aliases_for(concepts, table), **aliases}
 
 
 def step_evaluate(args, bundle: Path | None = None) -> dict:
@@ -479,8 +517,7 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
     config = read_config(bundle)
     net = build_network(bundle, config)
     net.cached_stages = args.cache_stages
-    sets = final_sets(args, "test")
-    data = merge(sets)
+    sets = load_sets(args, "test")  # each set's own labels: a merged concept is judged by each set's name for it
     outputs = top_outputs(net, load_maps(args, "test"))
     detectors = bundle_detectors(bundle, config)
     scores = fuse([d.predict(outputs[d.layer]) for d in detectors])
@@ -499,8 +536,9 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
                 continue
             per[concept] = round(average_precision(scores[rows, config.concepts.index(concept)], s.labels[:, j],
                                                    s.mask[:, j]), 4)
-        report["sets"][set_name(s.spec)] = {"photos": len(s), "map": round(float(np.mean(list(per.values()))), 4),
-                                            "ap": per}
+        if per:
+            report["sets"][set_name(s.spec)] = {"photos": len(s), "map": round(float(np.mean(list(per.values()))), 4),
+                                                "ap": per}
         for concept, value in per.items():
             ap.setdefault(concept, []).append(value)
         start += len(s)

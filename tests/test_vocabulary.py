@@ -112,3 +112,22 @@ def test_a_wider_vocabulary_starts_from_the_old_concept_rows():
     assert w.shape[0] == 4
     torch.testing.assert_close(w[[0, 2, 3]], old_weight[[1, 2, 0]])
     assert not any(torch.equal(w[1], row) for row in old_weight)
+
+
+#: The concepts of the default model before the open-world release: saved queries and indexes use them.
+PREVIOUS_DEFAULT = ("aeroplane bedroom bicycle bird boat bottle buildings bus car cat chair coast cow diningtable dog "
+                    "forest glacier highway horse industrial insidecity kitchen livingroom motorbike mountain office "
+                    "opencountry person pottedplant sea sheep sofa store street suburb tallbuilding train tvmonitor").split()
+
+
+def test_every_name_of_the_previous_default_stays_searchable():
+    from conftest import ROOT
+    from vidconcept.model.bundle import read_config
+    from vidconcept.model.names import resolve
+
+    config = read_config(ROOT / "models" / "default")
+    unresolved = [n for n in PREVIOUS_DEFAULT if resolve(n, config.concepts, config.aliases) is None]
+    assert not unresolved
+    # an alias names a concept of the bundle, and no alias shadows a concept
+    assert set(config.aliases.values()) <= set(config.concepts)
+    assert not set(config.aliases) & set(config.concepts)

@@ -2,12 +2,17 @@
 
 Photo sets name the same idea differently (``sea`` in Intel scenes, ``coast`` in Scene-15 and
 MiniPlaces; ``airplanes`` in Caltech-101, ``aeroplane`` in VOC) and sometimes the same spelling
-means different pictures. A model's vocabulary is therefore decided per pair **by measurement**
-(:func:`decide_merges`): a closed-world LR detector of each name, trained on its own set's
-photos, must find the other name's photos in the other set best among that set's classes, both
-ways (a mutual best match), with an AP of at least :data:`MERGE_MIN_AP`. Merged names become one
-concept (the first set's name, so the default model's 38 names stay concepts) and the others
-its aliases; names a set keeps out of the vocabulary (too few photos, not a visual concept) are
+means different pictures, or one set's idea is broader than another's (Scene-15's ``store``
+against MiniPlaces' ``supermarket``). A model's vocabulary is therefore decided per pair **by
+measurement** (:func:`measure_pair`): a closed-world LR detector of each name, trained on its own
+set's photos, scores the other set's photos. A name *relates* to another when its detector ranks
+the other name's photos first among that set's classes with an AP of at least
+:data:`MERGE_MIN_AP`. Both ways: the **same** idea (one concept, :func:`merged_names`; the first
+set's name, so the default model's 38 names stay concepts, the others become aliases). One way
+only: the detector that finds the other's photos belongs to the **narrower** idea (its photos
+look like the other's, while the other's detector also fires on neighbouring classes): its photos
+are positives of the broader concept too (:func:`hierarchy`), and one spelling for both is one
+concept. Names a set keeps out of the vocabulary (too few photos, not a visual concept) are
 dropped as columns while their photos stay as negatives of the set's other concepts.
 
 Example::
@@ -64,9 +69,22 @@ class PairMeasure:
     best_ba: str
 
     @property
+    def relation(self) -> str | None:
+        """``"same"``, ``"contains"`` (``a``'s idea is broader: ``b``'s photos are also ``a``),
+        ``"within"`` (the reverse) or ``None``."""
+        a_finds = self.best_ab == self.b and self.ap_ab >= MERGE_MIN_AP
+        b_finds = self.best_ba == self.a and self.ap_ba >= MERGE_MIN_AP
+        if a_finds and b_finds:
+            return "same"
+        return "contains" if b_finds else "within" if a_finds else None
+
+    @property
     def merge(self) -> bool:
-        return (self.best_ab == self.b and self.best_ba == self.a
-                and min(self.ap_ab, self.ap_ba) >= MERGE_MIN_AP)
+        """One concept: the same idea, or a broader and a narrower one spelled alike."""
+        from vidconcept.model.names import normalise
+
+        same_spelling = normalise(self.a.split("/", 1)[1]) == normalise(self.b.split("/", 1)[1])
+        return self.relation == "same" or (self.relation is not None and same_spelling)
 
 
 def measure_pair(a: str, b: str, scores: Mapping[str, np.ndarray], rows: Mapping[str, np.ndarray],
@@ -116,4 +134,15 @@ def merged_names(pairs: list[PairMeasure], order: list[str]) -> dict[str, str]:
         members = sorted(set(members), key=lambda m: (order.index(m.split("/", 1)[0]), m))
         concept = members[0].split("/", 1)[1]
         out.update({m: concept for m in members})
+    return out
+
+
+def hierarchy(pairs: list[PairMeasure]) -> list[tuple[str, str]]:
+    """``(broader, narrower)`` ``"set/name"`` pairs that stay two concepts: the narrower one's
+    photos are positives of the broader one too."""
+    out = []
+    for p in pairs:
+        if p.merge or p.relation is None:
+            continue
+        out.append((p.a, p.b) if p.relation == "contains" else (p.b, p.a))
     return out
