@@ -11,7 +11,7 @@ import torch
 from vidconcept.data import LabelledImages
 from vidconcept.data.datasets import merge
 from vidconcept.data.open_world import merge_open_world
-from vidconcept.model.vocabulary import PairMeasure, measure_pair, merged_names, rename_concepts
+from vidconcept.model.vocabulary import PairMeasure, hierarchy, measure_pair, merged_names, rename_concepts
 
 
 def _set(name: str, concepts: list[str], labels, mask=None) -> LabelledImages:
@@ -47,7 +47,9 @@ def _scores_for_two_sets():
     scores["a/sea"][[6, 7]] = 0.9  # sea's detector finds coast photos
     scores["b/coast"][[0, 1]] = 0.8
     scores["a/forest"][[10, 11]] = 0.7  # forest (a) finds b's bars, not b's forests
-    scores["b/forest"][[2, 3]] = 0.6
+    scores["b/forest"][[4, 5]] = 0.6  # and b's forest finds a's desks: unrelated, whatever the spelling
+    scores["b/bar"][[4, 5]] = 0.9  # b's bar finds a's desks; a's desk finds bars and forests alike: a broader idea
+    scores["a/desk"][6:12] = 0.5
     return scores, rows, labels, classes
 
 
@@ -56,9 +58,11 @@ def test_names_merge_by_measurement_not_spelling():
     sea = measure_pair("a/sea", "b/coast", scores, rows, labels, classes)
     forest = measure_pair("a/forest", "b/forest", scores, rows, labels, classes)
     assert sea.merge and sea.ap_ab == 1.0 and sea.best_ab == "b/coast"
-    assert not forest.merge and forest.best_ab == "b/bar"
+    desk = measure_pair("a/desk", "b/bar", scores, rows, labels, classes)
+    assert sea.relation == "same" and forest.relation is None and not forest.merge and forest.best_ab == "b/bar"
+    assert desk.relation == "contains" and not desk.merge and hierarchy([sea, forest, desk]) == [("a/desk", "b/bar")]
     # the first set's name is the concept; a chain of merges is one concept
-    assert merged_names([sea, forest], ["a", "b"]) == {"a/sea": "sea", "b/coast": "sea"}
+    assert merged_names([sea, forest, desk], ["a", "b"]) == {"a/sea": "sea", "b/coast": "sea"}
     chain = [PairMeasure("b/x", "c/y", 1, 1, "c/y", "b/x"), PairMeasure("a/z", "c/y", 1, 1, "c/y", "a/z")]
     assert merged_names(chain, ["a", "b", "c"]) == {"a/z": "z", "b/x": "z", "c/y": "z"}
 
