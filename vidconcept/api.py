@@ -27,6 +27,7 @@ from .index.accounts import Account, Accounts, AuditEntry, Role, Token, local_ac
 from .index.columns import Columns, open_columns
 from .index.store import Store
 from .index.vectors import open_vectors
+from .model.names import aliases_by_concept
 from .records import ShotHit
 from .search.query import parse
 from .search.rank import ColumnCache, rank
@@ -266,7 +267,8 @@ class Index:
 
     def concepts(self, min_score: float = 0.5) -> list[dict]:
         """Concepts of the index with how many shots score at least ``min_score`` (from the
-        column store when it is current, else counted in SQLite)."""
+        column store when it is current, else counted in SQLite) and the other names search
+        accepts for each (the model's aliases)."""
         cs = self._score_columns.get()
         if cs is not None:
             floor = max(min_score, 1e-12)  # a score that is not stored is not counted
@@ -274,7 +276,9 @@ class Index:
         else:
             counts = dict(self.store.db.execute(
                 "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
-        return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0)} for c in self.store.concepts()]
+        aliases = aliases_by_concept(self.store.get_meta("aliases") or {})
+        return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0),
+                 "aliases": aliases.get(c["name"], [])} for c in self.store.concepts()]
 
     def videos(self) -> list[dict]:
         return list(self.store.videos())

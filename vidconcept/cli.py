@@ -139,12 +139,16 @@ def cmd_concepts(args) -> int:
         from .config import resolve_model_dir
         from .model import read_config
 
-        rows = [{"name": c} for c in read_config(resolve_model_dir(args.model)).concepts]
+        from .model.names import aliases_by_concept
+
+        config = read_config(resolve_model_dir(args.model))
+        aliases = aliases_by_concept(config.aliases)
+        rows = [{"name": c, "aliases": aliases.get(c, [])} for c in config.concepts]
     if args.json:
         _print_json(rows)
     else:
         for r in rows:
-            print(r["name"] + (f"\t{r['shots']}" if "shots" in r else ""))
+            print("\t".join([r["name"], *([str(r["shots"])] if "shots" in r else []), ", ".join(r["aliases"])]).rstrip())
     return 0
 
 

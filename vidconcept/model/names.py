@@ -67,3 +67,11 @@ def aliases_for(concepts: Iterable[str], aliases: Mapping[str, str] = DEFAULT_AL
     """The entries of ``aliases`` that name one of ``concepts`` (what a bundle with these concepts records)."""
     known = set(concepts)
     return {k: v for k, v in sorted(aliases.items()) if v in known and k not in known}
+
+
+def aliases_by_concept(aliases: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{concept: [alias, …]}`` (sorted) from a ``{alias: concept}`` table."""
+    out: dict[str, list[str]] = {}
+    for alias, concept in sorted(aliases.items()):
+        out.setdefault(concept, []).append(alias)
+    return out
