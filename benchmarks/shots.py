@@ -1,4 +1,4 @@
-"""Shot-boundary benchmark on real footage: ours vs PySceneDetect's detect-adaptive and detect-content.
+"""Shot-boundary benchmark on real footage: ours, hybrid and TransNetV2 vs PySceneDetect's detectors.
 
 Ground truth is ``benchmarks/data/shots/*.json`` (one file per real clip,
 labelled by frame inspection; protocol in ``benchmarks/data/SHOTS_PROTOCOL.md``).
@@ -15,7 +15,11 @@ Per clip and per split (``dev``: clips the detector was developed on;
 gradual transitions and for all, plus time (best of ``--repeat`` interleaved
 runs, each a full decode):
 
-* ours: ``vidconcept.video.detect_shots(path)`` (default detector, no keyframes),
+* ours: ``detect_shots(path, detector="vidconcept")`` (the cheap cues alone, no keyframes),
+* hybrid: ``detect_shots(path, detector="hybrid")`` (the cues, TransNetV2 on the windows they
+  flag; on CPU),
+* transnetv2: ``detect_shots(path, detector="transnetv2", skim=False)`` (TransNetV2 on every
+  frame, the published tiling and threshold 0.5; on CPU unless ``$TORCH_DEVICE`` says otherwise),
 * adaptive: ``scenedetect.detect(path, AdaptiveDetector())`` (= ``scenedetect detect-adaptive``),
 * content: ``scenedetect.detect(path, ContentDetector())`` (= ``scenedetect detect-content``).
 
@@ -24,7 +28,10 @@ The synthetic ``sample_videos/`` are unit fixtures: reported under
 
 Usage::
 
-    python benchmarks/shots.py [--json] [--repeat N] [--no-fixtures]
+    python benchmarks/shots.py [--json] [--repeat N] [--no-fixtures] [--shared DIR]
+        [--systems ours,hybrid,transnetv2,adaptive,content] [--clips a,b]
+
+Per group it also gives each system's seconds per minute of video (``s_per_min``).
 
 Targets (issue 20), on the held-out split: F1 >= 0.95, cuts F1 >= 0.98,
 gradual F1 >= 0.85, hard-cut recall >= adaptive's on every clip, time <= 0.64x adaptive.
@@ -49,7 +56,8 @@ from vidconcept.metrics.shots import BoundaryScore, score_typed, shots_to_bounda
 from vidconcept.testing.footage import found_and_missing  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "shots"
-DETECTORS = ("ours", "adaptive", "content")
+log = logging.getLogger("benchmarks.shots")
+DETECTORS = ("ours", "hybrid", "transnetv2", "adaptive", "content")
 KINDS = ("cuts", "gradual", "all")
 Run = Callable[[Path], list[int]]
 
@@ -59,10 +67,10 @@ def label_files() -> list[Path]:
     return sorted(LABELS.glob("*.json")) + sorted((LABELS / "real").glob("*.json"))
 
 
-def clips() -> tuple[list[tuple[Path, dict]], list[str]]:
+def clips(shared: Path | None = None) -> tuple[list[tuple[Path, dict]], list[str]]:
     """(video, truth) for every labelled real clip found, and the names of those missing."""
     truths = [json.loads(label.read_text()) for label in label_files()]
-    found, missing = found_and_missing(truths, lambda t: t["locate"], lambda t: t["clip"])
+    found, missing = found_and_missing(truths, lambda t: t["locate"], lambda t: t["clip"], shared=shared)
     return [(path, truth) for truth, path in found], missing
 
 
@@ -74,9 +82,21 @@ def fixtures() -> list[tuple[Path, dict]]:
     return out
 
 
-def ours(path: Path) -> list[int]:
-    result = detect_shots(path)
+def _ours(path: Path, **kwargs) -> list[int]:
+    result = detect_shots(path, **kwargs)
     return shots_to_boundaries([(s.start_frame, s.end_frame) for s in result.shots], result.info.frames)
+
+
+def ours(path: Path) -> list[int]:
+    return _ours(path, detector="vidconcept")
+
+
+def hybrid(path: Path) -> list[int]:
+    return _ours(path, detector="hybrid")
+
+
+def transnetv2(path: Path) -> list[int]:
+    return _ours(path, detector="transnetv2", skim=False)
 
 
 def _pyscenedetect(detector: scenedetect.SceneDetector, path: Path) -> list[int]:
@@ -93,20 +113,23 @@ def content(path: Path) -> list[int]:
     return _pyscenedetect(scenedetect.ContentDetector(), path)
 
 
-RUNS: dict[str, Run] = {"ours": ours, "adaptive": adaptive, "content": content}
+RUNS: dict[str, Run] = {"ours": ours, "hybrid": hybrid, "transnetv2": transnetv2, "adaptive": adaptive,
+                        "content": content}
 
 
-def bench_clip(path: Path, truth: dict, repeat: int) -> dict:
-    """Scores and best-of-``repeat`` times of every detector on one clip (runs interleaved)."""
-    times: dict[str, list[float]] = {name: [] for name in DETECTORS}
+def bench_clip(path: Path, truth: dict, repeat: int, systems: tuple[str, ...] = DETECTORS) -> dict:
+    """Scores and best-of-``repeat`` times of each system on one clip (runs interleaved)."""
+    times: dict[str, list[float]] = {name: [] for name in systems}
     found: dict[str, list[int]] = {}
     for _ in range(repeat):
-        for name in ("adaptive", "content", "ours"):
+        for name in systems:
             start = time.perf_counter()
             found[name] = RUNS[name](path)
             times[name].append(time.perf_counter() - start)
-    out: dict = {"split": truth["split"], "file": str(path)}
-    for name in DETECTORS:
+    minutes = truth["frames"] / truth["fps"] / 60 if truth.get("fps") else None
+    out: dict = {"split": truth["split"], "file": str(path), "minutes": minutes,
+                 "transitions": {k: v.false_negatives for k, v in score_typed([], truth).items()}}
+    for name in systems:
         scores = score_typed(found[name], truth)
         out[name] = {**{k: scores[k].to_dict() for k in KINDS}, "boundaries": found[name],
                      "time_s": round(min(times[name]), 4)}
@@ -114,9 +137,13 @@ def bench_clip(path: Path, truth: dict, repeat: int) -> dict:
 
 
 def total(per_clip: dict[str, dict]) -> dict:
-    """Summed counts (micro-averaged P/R/F1) and summed time of a group of clips."""
+    """Summed counts (micro-averaged P/R/F1), summed time and time per minute of video of a group of clips."""
     out: dict = {}
-    for name in DETECTORS:
+    systems = [n for n in DETECTORS if all(n in c for c in per_clip.values())]
+    minutes = sum(c["minutes"] or 0 for c in per_clip.values())
+    out["minutes"] = round(minutes, 3)
+    out["transitions"] = {k: sum(c["transitions"][k] for c in per_clip.values()) for k in KINDS}
+    for name in systems:
         row: dict = {}
         for kind in KINDS:
             s = BoundaryScore(0, 0, 0)
@@ -125,13 +152,18 @@ def total(per_clip: dict[str, dict]) -> dict:
                 s = s + BoundaryScore(c["true_positives"], c["false_positives"], c["false_negatives"])
             row[kind] = s.to_dict()
         row["time_s"] = round(sum(c[name]["time_s"] for c in per_clip.values()), 4)
+        row["s_per_min"] = round(row["time_s"] / minutes, 3) if minutes else None
         out[name] = row
-    adaptive_time = out["adaptive"]["time_s"]
-    out["time_ratio_ours_adaptive"] = round(out["ours"]["time_s"] / adaptive_time, 3) if adaptive_time else None
+    adaptive_time = out.get("adaptive", {}).get("time_s")
+    for name in ("ours", "hybrid", "transnetv2"):
+        if name in out and adaptive_time:
+            out[f"time_ratio_{name}_adaptive"] = round(out[name]["time_s"] / adaptive_time, 3)
     return out
 
 
 def targets(group: dict, per_clip: dict[str, dict]) -> dict:
+    if "ours" not in group or "adaptive" not in group:
+        return {}
     o = group["ours"]
     return {
         "f1>=0.95": o["all"]["f1"] >= 0.95,
@@ -139,26 +171,28 @@ def targets(group: dict, per_clip: dict[str, dict]) -> dict:
         "gradual_f1>=0.85": o["gradual"]["f1"] >= 0.85,
         "cut_recall>=adaptive_every_clip": all(c["ours"]["cuts"]["recall"] >= c["adaptive"]["cuts"]["recall"]
                                                for c in per_clip.values()),
-        "time<=0.64x_adaptive": (group["time_ratio_ours_adaptive"] or 0) <= 0.64,
+        "time<=0.64x_adaptive": (group.get("time_ratio_ours_adaptive") or 0) <= 0.64,
     }
 
 
 def report(result: dict) -> str:
-    head = f"{'clip':16s} {'split':8s}" + "".join(f" | {n:^29s}" for n in DETECTORS)
-    sub = " " * 25 + " | cut-F1 grd-F1 all-F1  time " * 3
+    systems = result["systems"]
+    head = f"{'clip':16s} {'split':8s}" + "".join(f" | {n:^29s}" for n in systems)
+    sub = " " * 25 + " | cut-F1 grd-F1 all-F1  time " * len(systems)
     lines = [head, sub]
 
     def row(name: str, split: str, r: dict) -> str:
         cells = "".join(f" | {r[n]['cuts']['f1']:6.3f} {r[n]['gradual']['f1']:6.3f} {r[n]['all']['f1']:6.3f}"
-                        f" {r[n]['time_s']:6.2f}" for n in DETECTORS)
+                        f" {r[n]['time_s']:6.2f}" for n in systems)
         return f"{name:16s} {split:8s}{cells}"
 
     for name, r in result["clips"].items():
         lines.append(row(name, r["split"], r))
     for split, group in result["splits"].items():
         lines.append(row(f"ALL {split}", "", group))
-        lines.append(f"  {split}: time ours/adaptive {group['time_ratio_ours_adaptive']}; "
-                     f"targets {group.get('targets', '')}")
+        per_min = {n: group[n]["s_per_min"] for n in systems}
+        lines.append(f"  {split}: {group['transitions']} transitions, {group['minutes']} min; s per minute "
+                     f"{per_min}; targets {group.get('targets', '')}")
     for name, r in result.get("fixtures", {}).items():
         lines.append(row(name[:16], "fixture", r))
     if result["missing"]:
@@ -171,11 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per detector and clip (best is kept)")
     parser.add_argument("--no-fixtures", action="store_true", help="skip the synthetic sample_videos")
+    parser.add_argument("--shared", type=Path, help="the shared folder holding videos/ (default ../shared)")
+    parser.add_argument("--systems", default=",".join(DETECTORS), help="comma-separated systems to run")
+    parser.add_argument("--clips", help="comma-separated clip names (default: every labelled clip found)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    log.setLevel(logging.INFO)
     logging.getLogger("pyscenedetect").setLevel(logging.WARNING)
-    found, missing = clips()
-    per_clip = {truth["clip"]: bench_clip(path, truth, args.repeat) for path, truth in found}
+    systems = tuple(n for n in DETECTORS if n in args.systems.split(","))
+    found, missing = clips(args.shared)
+    if args.clips:
+        found = [(p, t) for p, t in found if t["clip"] in args.clips.split(",")]
+    per_clip = {}
+    for path, truth in found:
+        per_clip[truth["clip"]] = bench_clip(path, truth, args.repeat, systems)
+        log.info("%s: %s", truth["clip"], {n: per_clip[truth["clip"]][n]["all"]["f1"] for n in systems})
     splits = {}
     for split in ("dev", "heldout"):
         group_clips = {k: v for k, v in per_clip.items() if v["split"] == split}
@@ -183,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             splits[split] = total(group_clips)
             splits[split]["targets"] = targets(splits[split], group_clips)
     splits["all_real"] = total(per_clip) if per_clip else {}
-    result: dict = {"clips": per_clip, "splits": {k: v for k, v in splits.items() if v}, "missing": missing}
+    result: dict = {"systems": systems, "clips": per_clip, "splits": {k: v for k, v in splits.items() if v},
+                    "missing": missing}
     if not args.no_fixtures:
-        result["fixtures"] = {t["clip"]: bench_clip(p, t, 1) for p, t in fixtures()}
+        result["fixtures"] = {t["clip"]: bench_clip(p, t, 1, systems) for p, t in fixtures()}
     print(json.dumps(result, indent=1) if args.json else report(result))
     return 0
 

