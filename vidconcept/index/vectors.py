@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from ..errors import IndexError_
 from .store import Store
 
 log = logging.getLogger(__name__)
+#: One save at a time in this process (see :meth:`VectorIndex.save`).
+_SAVING = threading.Lock()
 
 FAISS_NAME = "vectors.faiss"
 DIGEST_NAME = "vectors.json"
@@ -121,11 +124,14 @@ class VectorIndex:
         return self._search_index
 
     def save(self, path: Path, digest: dict) -> None:
+        """Write the file and its digest; threads of one process (a server's readers) take turns,
+        each through its own temporary file, so no save renames another's half-written file."""
         faiss = _faiss()
-        tmp = path.with_suffix(".tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
-        _write_json_atomic(path.with_name(DIGEST_NAME), {**digest, "kind": self.kind})
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        with _SAVING:
+            faiss.write_index(self.index, str(tmp))
+            os.replace(tmp, path)
+            _write_json_atomic(path.with_name(DIGEST_NAME), {**digest, "kind": self.kind})
 
     @classmethod
     def read(cls, path: Path) -> "VectorIndex":
@@ -159,7 +165,7 @@ def _sample_features(store: Store, want: int, n: int) -> np.ndarray:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
 

@@ -24,6 +24,9 @@ from .auth import Editor, Viewer, limited
 from .deps import Lib
 from .schemas import Result
 
+#: A write waits this long for the index's write lock (an ingest holds it for its whole run), then 503.
+WRITE_WAIT_S = 120.0
+
 router = APIRouter(prefix="/api/concepts", tags=["user concepts"], dependencies=[Viewer])
 writes = APIRouter(prefix="/api/concepts", tags=["user concepts"], dependencies=[Depends(limited("retrain"))])
 
@@ -77,7 +80,8 @@ def _http_errors() -> Iterator[None]:
 def create(lib: Lib, body: NewConcept, who: Editor) -> dict:
     """Train a new concept from labelled shots and score every shot of the index."""
     with _http_errors(), lib.locked() as index:
-        return concepts.add_concept(index, body.name, body.positive, body.negative, actor=who.name).to_dict()
+        return concepts.add_concept(index, body.name, body.positive, body.negative, wait=WRITE_WAIT_S,
+                                    actor=who.name).to_dict()
 
 
 @router.get("/{name}", response_model=UserConcept)
@@ -91,14 +95,15 @@ def show(lib: Lib, name: str) -> dict:
 def add_labels(lib: Lib, name: str, body: Labels, who: Editor) -> dict:
     """Add labels (a shot labelled again takes the new label) and retrain."""
     with _http_errors(), lib.locked() as index:
-        return concepts.refine_concept(index, name, body.positive, body.negative, actor=who.name).to_dict()
+        return concepts.refine_concept(index, name, body.positive, body.negative, wait=WRITE_WAIT_S,
+                                       actor=who.name).to_dict()
 
 
 @writes.delete("/{name}")
 def remove(lib: Lib, name: str, who: Editor) -> dict:
     """Delete a user concept and its scores (undo brings it back)."""
     with _http_errors(), lib.locked() as index:
-        concepts.remove_concept(index, name, actor=who.name)
+        concepts.remove_concept(index, name, wait=WRITE_WAIT_S, actor=who.name)
     return {"removed": name}
 
 
@@ -106,7 +111,7 @@ def remove(lib: Lib, name: str, who: Editor) -> dict:
 def undo(lib: Lib, name: str, who: Editor) -> dict:
     """Put a concept back as it was before its last change (an added one is removed)."""
     with _http_errors(), lib.locked() as index:
-        restored = concepts.undo(index, name, actor=who.name)
+        restored = concepts.undo(index, name, wait=WRITE_WAIT_S, actor=who.name)
     return restored.to_dict() if restored else {"removed": name}
 
 
