@@ -421,10 +421,9 @@ class TransitionDetector(SceneDetector):
         return hist_distance(window[lo].hist, window[hi].hist)
 
     def _same_transition(self, extent: tuple[int, int]) -> bool:
-        """Whether a gradual candidate's frames overlap or nearly touch (``K`` frames) the last
-        accepted transition's: a long dissolve over motion seen twice is one transition (its
-        span grows to cover both); back-to-back dissolves have a shot of their own between."""
-        if not self.gradual_spans or extent[0] > self.gradual_spans[-1][1] + self._k:
+        """Whether a gradual candidate's frames overlap the last accepted transition's: a
+        long dissolve seen twice is one transition (its span grows to cover both)."""
+        if not self.gradual_spans or extent[0] > self.gradual_spans[-1][1]:
             return False
         first, last = self.gradual_spans[-1]
         self.gradual_spans[-1] = (first, max(last, extent[1]))
