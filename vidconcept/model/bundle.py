@@ -59,7 +59,7 @@ class BundleConfig:
         aliases: other names of concepts, ``{alias: concept}`` (e.g. ``"living_room": "livingroom"``):
             evaluation and search accept them.
         cpu_precision: ``"fp32"``, or ``"bf16"``: on CPU the network may run under bfloat16
-            autocast, which it does where the CPU has bf16 natively (AVX512-BF16 or AMX: 3.4x
+            autocast, which it does where the CPU has bf16 natively (AVX512-BF16 or AMX: 2.5-2.7x
             faster, the same MAP on the photo sets) and fp32 elsewhere (:mod:`.cpu`). This
             setting is part of the model version; the precision a CPU chooses is not (scores
             differ by at most ``cpu.SCORE_TOLERANCE``, so an index moved to another CPU is not

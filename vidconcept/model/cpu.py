@@ -3,7 +3,7 @@
 A bundle's ``cpu_precision: bf16`` allows bfloat16 on CPU; it runs where the CPU multiplies
 bf16 natively (AVX512-BF16 or AMX, within oneDNN's ISA limit ``ONEDNN_MAX_CPU_ISA``), and fp32
 everywhere else. Measured with ``benchmarks/model_speed.py --isa`` (docs/speed.md): native bf16
-is 3.4x as fast as fp32; emulated on AVX-512 without BF16 it is slower than fp32; below AVX-512
+is 2.5-2.7x as fast as fp32; emulated on AVX-512 without BF16 it is slower than fp32; below AVX-512
 oneDNN has no bf16 convolution at all. A torch without oneDNN runs the plain fp32 path.
 
 The choice is not part of the model's version (``vidconcept.ingest.bundle_digest``): an index
