@@ -369,13 +369,35 @@ DETECTOR_C = {"features": 0.03, "ext1": 0.1, "logits": 1.0}
 BACKGROUND = 300
 
 
-def trained_net(args):
+def trained_net(args, keep: list[str] | None = None):
+    """The trained network, its starting bundle's config and the training record; with ``keep``, its
+    concept layer cut down to those concepts (the rows they had)."""
     import torch
+
+    from vidconcept.model.train import init_concept_layer
 
     state = torch.load(args.out / "net.pt", weights_only=False)
     net, config = load_net(args.init, state["concepts"], args.cache_stages)
     net.load_state_dict(state["net"])
+    if keep is not None:
+        net = init_concept_layer(net, state["concepts"], keep)
+        state = {**state, "all_concepts": state["concepts"], "concepts": list(keep)}
     return net.eval(), config, state
+
+
+def shipped_concepts(args) -> list[str] | None:
+    """The concepts whose cross-validated AP on the training rows (``select.json``) reaches ``--min-ap``, and
+    every concept that holds one of the previous default's names; ``None`` without a selection."""
+    if not (args.out / "select.json").is_file() or args.min_ap <= 0:
+        return None
+    from vidconcept.model.bundle import read_config
+    from vidconcept.model.names import resolve
+
+    ap = json.loads((args.out / "select.json").read_text())["ap"]
+    concepts = list(ap)
+    aliases = release_aliases(args, concepts)
+    previous = {resolve(n, concepts, aliases) for n in read_config(args.init).concepts}
+    return [c for c in concepts if ap[c] >= args.min_ap or c in previous]
 
 
 def extra_rows(args, concepts: list[str], aliases: dict[str, str]):
@@ -431,19 +453,21 @@ def step_detectors(args) -> None:
     from vidconcept.model.detectors import fit_layers
     from vidconcept.model.train import _calibrate
 
-    bundle = args.out / "bundle"
+    keep = shipped_concepts(args)
+    bundle = args.out / ("bundle" if keep is None else f"bundle-ap{args.min_ap}")
     if (bundle / "config.json").is_file():
         return
-    net, init_config, state = trained_net(args)
+    net, init_config, state = trained_net(args, keep)
     concepts = state["concepts"]
+    columns = [state.get("all_concepts", concepts).index(c) for c in concepts]
     aliases = release_aliases(args, concepts)
     started = time.perf_counter()
     stored = np.load(args.out / "train_labels.npz")
     extra_maps, extra_labels, extra_mask = extra_rows(args, concepts, aliases)
     maps = load_maps(args, "train") + extra_maps
     outputs = top_outputs(net, maps)
-    labels = np.concatenate([stored["labels"], extra_labels])
-    mask = np.concatenate([stored["mask"], extra_mask])
+    labels = np.concatenate([stored["labels"][:, columns], extra_labels])
+    mask = np.concatenate([stored["mask"][:, columns], extra_mask])
     detectors, used_c = fit_layers(outputs, labels, mask, DETECTOR_C, args.seed)
     calibration, calibration_record = _calibrate(outputs, labels, mask, used_c, args.seed, "auto")
     record = {"backbone": init_config.backbone, "strategy": init_config.strategy,
@@ -454,6 +478,9 @@ def step_detectors(args) -> None:
               "batch_size": args.batch_size, "seed": args.seed, "loss": state["losses"],
               "open_world": f"co-occurrence table + closed-world teacher below {args.teacher_threshold}",
               "names": "benchmarks/release_default.py names (names.json: merges by measurement)",
+              "shipped": (f"{len(concepts)} of {len(state.get('all_concepts', concepts))} concepts: cross-validated AP "
+                          f"on the training rows >= {args.min_ap} (select.json), or a name of the previous default"
+                          if keep is not None else "every trained concept"),
               "train_time": f"{state['minutes']} minutes wall for the network (stage maps cached)",
               "detectors": {"c": used_c, "background": BACKGROUND, "dev_frames": int((extra_mask.sum(1) > 0).sum()) - BACKGROUND,
                             "rows": len(labels), "calibration": "auto",
@@ -502,6 +529,30 @@ def release_aliases(args, concepts: list[str]) -> dict[str, str]:
     # the default table's aliases of a name that is itself an alias now ("beach" -> coast -> sea)
     table = {k: aliases.get(v, v) for k, v in DEFAULT_ALIASES.items()}
     return {**aliases_for(concepts, table), **aliases}
+
+
+def step_select(args) -> None:
+    """Cross-validated AP of every concept on the training rows (out-of-fold fused scores: the detectors
+    never saw the row they score): ``select.json``, what decides which concepts ship (never the test photos)."""
+    import numpy as np
+
+    from vidconcept.metrics.ap import average_precision
+    from vidconcept.model.detectors import out_of_fold_fused
+
+    path = args.out / "select.json"
+    if path.is_file():
+        return
+    net, _, state = trained_net(args)
+    concepts = state["concepts"]
+    stored = np.load(args.out / "train_labels.npz")
+    extra_maps, extra_labels, extra_mask = extra_rows(args, concepts, release_aliases(args, concepts))
+    outputs = top_outputs(net, load_maps(args, "train") + extra_maps)
+    labels = np.concatenate([stored["labels"], extra_labels])
+    mask = np.concatenate([stored["mask"], extra_mask])
+    held_out = out_of_fold_fused(outputs, labels, mask, DETECTOR_C, args.seed)
+    ap = {c: round(average_precision(held_out[:, j], labels[:, j], mask[:, j]), 4) for j, c in enumerate(concepts)}
+    positives = {c: int(((labels[:, j] > 0.5) & (mask[:, j] > 0)).sum()) for j, c in enumerate(concepts)}
+    path.write_text(json.dumps({"ap": ap, "positives": positives}, indent=1))
 
 
 def step_evaluate(args, bundle: Path | None = None) -> dict:
@@ -553,7 +604,7 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["cache", "names", "train", "detectors", "evaluate", "baseline", "all"])
+    parser.add_argument("step", choices=["cache", "names", "train", "detectors", "select", "evaluate", "baseline", "all"])
     parser.add_argument("--out", type=Path, default=Path("runs/release"))
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--init", type=Path, default=Path("models/default"))
@@ -567,6 +618,9 @@ def main() -> None:
     parser.add_argument("--lr-mult", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-ap", type=float, default=0.0,
+                        help="ship only concepts with this cross-validated AP on the training rows (select step)")
+    parser.add_argument("--bundle", type=Path, help="evaluate this bundle (default: the one the options name)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -578,8 +632,11 @@ def main() -> None:
         step_train(args)
     if args.step in ("detectors", "all"):
         step_detectors(args)
+    if args.step in ("select", "all"):
+        step_select(args)
     if args.step in ("evaluate", "all"):
-        step_evaluate(args)
+        keep = shipped_concepts(args)
+        step_evaluate(args, args.bundle or args.out / ("bundle" if keep is None else f"bundle-ap{args.min_ap}"))
     if args.step == "baseline":
         step_evaluate(args, args.init)
 
