@@ -482,9 +482,12 @@ def step_detectors(args) -> None:
                           f"on the training rows >= {args.min_ap} (select.json), or a name of the previous default"
                           if keep is not None else "every trained concept"),
               "train_time": f"{state['minutes']} minutes wall for the network (stage maps cached)",
-              "detectors": {"c": used_c, "background": BACKGROUND, "dev_frames": int((extra_mask.sum(1) > 0).sum()) - BACKGROUND,
-                            "rows": len(labels), "calibration": "auto",
-                            "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall"},
+              "detectors": {"datasets": [*specs(args.data), f"background:{BACKGROUND}", "csv:runs/release/devframes"],
+                            "split": "train", "images": len(labels), "c": used_c, "background": BACKGROUND,
+                            "open_world": True, "calibration": "auto",
+                            "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall",
+                            "command": shlex.join(["python", *sys.argv])},
+              "before": init_config.training,
               "hardware": hardware(), "command": shlex.join(["python", *sys.argv])}
     config = BundleConfig(name="default", backbone=init_config.backbone, concepts=list(concepts),
                           data_config=init_config.data_config, weights={"file": WEIGHTS_FILE},
@@ -597,9 +600,25 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
     report["map"] = round(float(np.mean(list(report["concepts"].values()))), 4)
     report["n_concepts"] = len(report["concepts"])
     (args.out / f"eval-{bundle.name}.json").write_text(json.dumps(report, indent=1))
+    if args.record:
+        record_photo_metrics(args, bundle, report)
     print(json.dumps({"map": report["map"], "n": report["n_concepts"],
                       "sets": {k: v["map"] for k, v in report["sets"].items()}}))
     return report
+
+
+def record_photo_metrics(args, bundle: Path, report: dict) -> None:
+    """The held-out photo APs in the bundle's config.json and MODEL.md, with the command that made them."""
+    import shlex
+
+    from vidconcept.model.card import record_metrics
+
+    command = shlex.join(["python", "benchmarks/release_default.py", *[a for a in sys.argv[1:] if a != "--record"]])
+    record_metrics(bundle, {"dataset": "every photo set (benchmarks/release_default.py)", "split": "held-out",
+                            "metric": "ap", "images": sum(v["photos"] for v in report["sets"].values()),
+                            "outputs": {"fused": {"map": report["map"], "ap": report["concepts"]}},
+                            "summary": {"concepts": report["n_concepts"],
+                                        **{f"{k} MAP": v["map"] for k, v in report["sets"].items()}}}, command)
 
 
 def main() -> None:
@@ -621,6 +640,7 @@ def main() -> None:
     parser.add_argument("--min-ap", type=float, default=0.0,
                         help="ship only concepts with this cross-validated AP on the training rows (select step)")
     parser.add_argument("--bundle", type=Path, help="evaluate this bundle (default: the one the options name)")
+    parser.add_argument("--record", action="store_true", help="evaluate: store the result in the bundle's MODEL.md")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -319,6 +319,8 @@ class Upgrader:
             dropped |= {n.lower(): {"name": n, "model": self.model.name, "version": self.target.get("bundle_sha1"),
                                     "at": at} for n in summary.concepts_dropped}
             store.set_meta("dropped_concepts", dropped)
+            # the new model's other names (a merged concept's old name among them: "coast" finds "sea" now)
+            store.set_meta("aliases", dict(getattr(getattr(self.model, "config", None), "aliases", None) or {}))
             store.set_meta("model", self.target)
             store.set_meta("feature_dim", self.target["feature_dim"])
             store.set_meta("model_history", (store.get_meta("model_history") or []) + [

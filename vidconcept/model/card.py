@@ -25,7 +25,8 @@ def _training_section(training: dict | None, level: str = "") -> list[str]:
         return ["Not trained here: the weights are the backbone's pretrained ones.", ""]
     keys = ("backbone", "strategy", "datasets", "repeat", "split", "images", "epochs", "lr", "lr_mult", "batch_size",
             "image_size", "train_size", "crop_pct", "crop_mode", "cache_stages", "init", "weights", "photos",
-            "precision", "seed", "detector_c", "loss", "hardware", "train_time")
+            "precision", "seed", "detector_c", "loss", "open_world", "names", "shipped", "dropped", "hardware",
+            "train_time")
     lines = [f"- {k}: `{training[k]}`" for k in keys if training.get(k) not in (None, {})]
     lines += ["", "Reproduce with:", "", "```", training.get("command", ""), "```", ""]
     refit = training.get("detectors")
