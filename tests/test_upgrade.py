@@ -216,3 +216,19 @@ def test_features_without_norms_take_the_frames(default_pair, tmp_path):
         summary = idx.upgrade().to_dict()
         assert summary["from_keyframes"] == summary["shots"] > 0 and summary["from_features"] == 0
         assert_equal_to_fresh(snapshot(idx), default_pair["fresh"])
+
+
+def test_a_dropped_name_the_new_model_keeps_as_an_alias_still_searches(old_index, tmp_path):
+    """A release that merges a concept into another keeps the old name as an alias: after the upgrade a
+    saved query with the old name finds the concept it was merged into, not an error."""
+    merged = shutil.copytree(NEW, tmp_path / "merged")
+    cfg = json.loads((merged / "config.json").read_text())
+    cfg["aliases"] = {"old_only": fresh_last_concept()}
+    (merged / "config.json").write_text(json.dumps(cfg))
+    with Index(old_index, model=merged) as idx:
+        assert idx.upgrade().to_dict()["concepts_dropped"] == ["old_only"]
+        assert idx.store.get_meta("aliases") == {"old_only": fresh_last_concept()}
+        by_alias = [(h.shot_id, h.score) for h in idx.search("old_only", top=5)]
+        assert by_alias == [(h.shot_id, h.score) for h in idx.search(fresh_last_concept(), top=5)]
+        listed = {c["name"]: c["aliases"] for c in idx.concepts()}
+        assert listed[fresh_last_concept()] == ["old_only"]

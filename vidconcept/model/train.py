@@ -597,11 +597,11 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without oneDNN
-        return False
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, within oneDNN's ISA limit): the one
+    test inference uses too (:func:`vidconcept.model.cpu.native_bf16`); emulated bf16 is slower than fp32."""
+    from vidconcept.model.cpu import native_bf16
+
+    return native_bf16()[0]
 
 
 def autocast_dtype(device: str, precision: str = "auto") -> torch.dtype | None:
