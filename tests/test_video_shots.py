@@ -35,8 +35,9 @@ CASES = {
                            shot("rocket")], [cut(), dissolve(14), fade(8, 4)], {}, {}, 4),
     "flash_not_split": ([shot("chelsea", 60, flashes=[(20, 2), (40, 1)])], [], {}, {}, 1),
     "moving_text_not_split": ([shot("coffee", 60, move="pan_right", text="BREAKING NEWS")], [], {}, {}, 1),
-    "min_shot_merges_short": ([shot("coffee"), shot("chelsea", 6), shot("astronaut")], [cut(), cut()],
-                              {}, {"min_shot_s": 1.0}, 2),
+    # a montage: cuts twice as strong as the cut threshold stand closer than the minimum shot (issue 32)
+    "min_shot_keeps_strong_cuts": ([shot("coffee"), shot("chelsea", 6), shot("astronaut")], [cut(), cut()],
+                                   {}, {"min_shot_s": 1.0}, 3),
     "min_shot_zero_keeps_short": ([shot("coffee"), shot("chelsea", 6), shot("astronaut")], [cut(), cut()],
                                   {}, {"min_shot_s": 0}, 3),
 }
