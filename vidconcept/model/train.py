@@ -108,7 +108,7 @@ def init_concept_layer(net: ConceptNet, old: list[str], new: list[str],
     copied = 0
     with torch.no_grad():
         for j, concept in enumerate(new):
-            source = resolve(concept, old, {v: k for k, v in (aliases or {}).items()} | dict(aliases or {}))
+            source = resolve(concept, old, aliases)
             if source is not None:
                 fresh.weight[j] = layer.weight[old.index(source)]
                 fresh.bias[j] = layer.bias[old.index(source)]
