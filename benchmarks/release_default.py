@@ -206,7 +206,6 @@ def step_names(args) -> None:
         if na == nb or alias.get(na, na) == alias.get(nb, nb) or alias.get(na) == nb or alias.get(nb) == na:
             pairs.add((f"{sa}/{ca}", f"{sb}/{cb}"))
     pairs |= set(CANDIDATES)
-    order = [set_name(s) for s in SETS]
     measured = [measure_pair(a, b, scores, rows, labels, classes) for a, b in sorted(pairs) if a in scores and b in scores]
     record = {"rule": "vidconcept.model.vocabulary (closed-world LR on the starting network's features, C "
                       f"{args.teacher_c})", "pairs": [vars(p) for p in measured]}
@@ -283,7 +282,7 @@ def final_sets(args, split: str):
     return out, concept_of
 
 
-def teacher_scores(args, sets, data) -> "np.ndarray":
+def teacher_scores(args, sets, data):
     """``[rows, concepts]``: the highest closed-world score among the raw names of each merged concept."""
     import numpy as np
 
@@ -358,7 +357,6 @@ def step_train(args) -> None:
 
 
 def log_counts(plain, data) -> None:
-    import numpy as np
     added = int(data.mask.sum() - plain.mask.sum())
     print(f"{len(data)} photos, {len(data.concepts)} concepts, {int(plain.mask.sum())} judged cells by the sets, "
           f"{added} cross-set negatives added", flush=True)
@@ -562,7 +560,6 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
     """Held-out photo AP per concept (each concept on the test photos of the sets that judge it)."""
     import numpy as np
 
-    from vidconcept.data.datasets import merge
     from vidconcept.metrics.ap import average_precision
     from vidconcept.model.bundle import build_network, bundle_calibration, bundle_detectors, read_config
     from vidconcept.model.detectors import fuse
