@@ -65,6 +65,16 @@ def fill_store(store: Store, n_videos: int = 3, shots_per_video: int = 4, seed: 
     return np.concatenate(all_scores)
 
 
+def write_keyframes(store: Store, colour: tuple[int, int, int]) -> None:
+    """A small JPEG of one colour at every shot's keyframe path (what the web routes serve)."""
+    from PIL import Image
+
+    for row in store.db.query("SELECT keyframe FROM shots"):
+        path = store.root / row["keyframe"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 18), colour).save(path)
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
     s = Store.open(tmp_path / "index")

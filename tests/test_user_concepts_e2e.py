@@ -7,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from conftest import fill_store, folder_of
+from conftest import fill_store, folder_of, write_keyframes
 from test_web_e2e import ServerThread, _wait, browser  # noqa: F401 (browser is a fixture)
 from vidconcept.index.store import Store
 from vidconcept.web import create_app
@@ -22,9 +21,7 @@ def base_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("concepts-web") / "index"
     store = Store.open(root)
     fill_store(store, 3, 4)
-    for row in store.db.query("SELECT keyframe FROM shots"):
-        (root / row["keyframe"]).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (32, 18), (40, 120, 200)).save(root / row["keyframe"])
+    write_keyframes(store, (40, 120, 200))
     store.close()
     with ServerThread(create_app(Path(root), load_model=False)) as url:
         yield url

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from conftest import fill_store
+from conftest import fill_store, write_keyframes
 from test_user_concepts_e2e import _click, _click_button, _on
 from test_web_e2e import ServerThread, _wait, browser  # noqa: F401 (browser is a fixture)
 from vidconcept.api import Index
@@ -24,9 +23,7 @@ def base_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("accounts-web") / "index"
     store = Store.open(root)
     fill_store(store, 3, 4)
-    for row in store.db.query("SELECT keyframe FROM shots"):
-        (root / row["keyframe"]).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (32, 18), (40, 200, 120)).save(root / row["keyframe"])
+    write_keyframes(store, (40, 200, 120))
     store.close()
     with Index(root) as index:
         add_concept(index, "mine", positive=[1, 2], negative=[3])

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import CONCEPTS, fill_store
+from conftest import CONCEPTS, fill_store, write_keyframes
 from vidconcept.api import Index
 from vidconcept.errors import IndexError_
 from vidconcept.index.store import Store
@@ -26,9 +26,7 @@ def index_dir(tmp_path) -> Path:
     root = tmp_path / "index"
     store = Store.open(root)
     fill_store(store, N_VIDEOS, SHOTS_PER_VIDEO)
-    for row in store.db.query("SELECT keyframe FROM shots"):
-        (root / row["keyframe"]).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (32, 18), (200, 80, 40)).save(root / row["keyframe"])
+    write_keyframes(store, (200, 80, 40))
     video = tmp_path / "v0.mp4"
     video.write_bytes(bytes(range(256)) * 40)
     store.touch_video(1, path=str(video))

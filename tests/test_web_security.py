@@ -5,9 +5,8 @@ import asyncio
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
-from conftest import fill_store
+from conftest import fill_store, write_keyframes
 from vidconcept.api import Index
 from vidconcept.errors import UsageError
 from vidconcept.index.store import Store
@@ -24,9 +23,7 @@ def index_dir(tmp_path):
     root = tmp_path / "index"
     store = Store.open(root)
     fill_store(store, 2, 4)
-    for row in store.db.query("SELECT keyframe FROM shots"):
-        (root / row["keyframe"]).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (32, 18), (200, 80, 40)).save(root / row["keyframe"])
+    write_keyframes(store, (200, 80, 40))
     video = tmp_path / "v0.mp4"
     video.write_bytes(bytes(range(256)) * 4)
     store.touch_video(1, path=str(video))
