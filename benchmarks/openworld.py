@@ -11,7 +11,7 @@ unsure if any is unsure, negative otherwise; a concept no judged name resolves t
 
 Measure, on any model bundle: ingest the clips into a fresh index, read the scores back
 through the public API (:class:`vidconcept.Index`, one search per concept), give each labelled
-shot the score of the indexed shot holding its middle frame, and report over judged
+shot the score of the indexed shot holding its middle frame (by decoded frame number), and report over judged
 (shot, concept) pairs:
 
 * claim precision at 0.5: of the pairs scoring ≥ 0.5, the share that are positives;
@@ -110,6 +110,16 @@ def judged_matrix(clips: list[tuple[dict, Path]], concepts: list[str], aliases: 
     return rows, np.array(labels).reshape(-1, len(concepts)), np.array(mask).reshape(-1, len(concepts))
 
 
+def shot_holding(spans: set[tuple[int, int, int]], frame: int) -> int | None:
+    """The indexed shot (``(start_frame, end_frame, shot_id)``, end exclusive) holding ``frame``, else the
+    nearest one. Frames, not seconds: labels count decoded frames, and a file whose timestamps jump
+    (``xbox-trailer.wmv``: 1.27 s between its first two frames) puts frame/fps far from the frame's time."""
+    if not spans:
+        return None
+    holding = [s for a, b, s in spans if a <= frame < b]
+    return holding[0] if holding else min(spans, key=lambda t: abs((t[0] + t[1]) / 2 - frame))[2]
+
+
 def index_scores(model: str, clips: list[tuple[dict, Path]], concepts: list[str], index_dir: Path,
                  rows: list) -> tuple[np.ndarray, list[str]]:
     """Ingest the clips, then each labelled shot's score per concept from the indexed shot holding its middle."""
@@ -118,7 +128,7 @@ def index_scores(model: str, clips: list[tuple[dict, Path]], concepts: list[str]
 
     with Index(index_dir, model=model, create=True) as index:
         index.ingest([path for _, path in clips])
-        shots: dict[str, list[tuple[float, float, int]]] = {}
+        shots: dict[str, set[tuple[int, int, int]]] = {}
         scores: dict[tuple[int, str], float] = {}
         absent = []
         for concept in concepts:
@@ -128,16 +138,13 @@ def index_scores(model: str, clips: list[tuple[dict, Path]], concepts: list[str]
                 absent.append(concept)
                 continue
             for r in results:
-                shots.setdefault(str(Path(r.video).resolve()), []).append((r.start_s, r.end_s, r.shot_id))
+                shots.setdefault(str(Path(r.video).resolve()), set()).add((r.start_frame, r.end_frame, r.shot_id))
                 scores[(r.shot_id, concept)] = r.score
     out = np.zeros((len(rows), len(concepts)), np.float32)
     for i, (clip, path, shot) in enumerate(rows):
-        middle = ((shot["start"] + shot["end"]) / 2 + 0.5) / clip["fps"]
-        spans = shots.get(str(path.resolve()), [])
-        holding = [s for a, b, s in set(spans) if a <= middle < b] or \
-            [min(set(spans), key=lambda t: abs((t[0] + t[1]) / 2 - middle))[2]] if spans else []
+        holding = shot_holding(shots.get(str(path.resolve()), set()), (shot["start"] + shot["end"]) // 2)
         for j, concept in enumerate(concepts):
-            out[i, j] = scores.get((holding[0], concept), 0.0) if holding else 0.0
+            out[i, j] = scores.get((holding, concept), 0.0) if holding is not None else 0.0
     return out, absent
 
 
@@ -299,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=0,
                         help="score each labelled shot from this many frames spread over it, without an index")
     parser.add_argument("--pool", choices=["max", "mean"], default="max", help="how --frames' scores are pooled")
+    parser.add_argument("--names-of", metavar="MODEL",
+                        help="judge only the concepts this other model's names resolve to (compare two vocabularies)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--record", action="store_true", help="store the result and this command in the model's MODEL.md")
     args = parser.parse_args(argv)
@@ -320,10 +329,15 @@ def main(argv: list[str] | None = None) -> int:
             index_dir = Path(args.index) if args.index else Path(tmp) / "index"
             scores, absent = index_scores(args.model, clips, concepts, index_dir, rows)
     keep = [j for j, c in enumerate(concepts) if c not in absent]
+    if args.names_of:
+        from vidconcept.model.names import resolve
+
+        wanted = {resolve(n, concepts, aliases) for n in model_names(args.names_of)[0]}
+        keep = [j for j in keep if concepts[j] in wanted]
     report = measure(scores[:, keep], labels[:, keep], mask[:, keep], [concepts[j] for j in keep], rows)
     report = {"model": args.model, "split": args.split,
               "scoring": f"{args.frames} frames a shot, {args.pool}-pooled" if args.frames else "index (ingest)", "clips": [c["clip"] for c, _ in clips], "missing": missing,
-              "concepts_not_in_model": absent, "threshold": THRESHOLD, **report}
+              "concepts_not_in_model": absent, "names_of": args.names_of, "threshold": THRESHOLD, **report}
     if args.diagram:
         draw_diagram(report, Path(args.diagram), f"{Path(args.model).name}, {args.split} real clips")
         report["diagram"] = args.diagram
