@@ -46,8 +46,12 @@ def no_unexpected_errors(request, caplog):
 CONCEPTS = ["cat", "dog", "grass", "night", "person"]
 
 
-def fill_store(store: Store, n_videos: int = 3, shots_per_video: int = 4, seed: int = 0) -> np.ndarray:
-    """Write synthetic videos with random scores and features; return the score matrix."""
+def fill_store(store: Store, n_videos: int = 3, shots_per_video: int = 4, seed: int = 0,
+               only=None, decimals: int | None = None) -> np.ndarray:
+    """Write synthetic videos with random scores and features; return the score matrix.
+
+    ``only(v)``: write only the videos it accepts, each with the data it has when all are written
+    (the shards of one archive); ``decimals``: round the scores (equal scores, to test ties)."""
     rng = np.random.default_rng(seed)
     cids = store.ensure_concepts(CONCEPTS)
     store.set_meta("feature_dim", 8)
@@ -56,13 +60,17 @@ def fill_store(store: Store, n_videos: int = 3, shots_per_video: int = 4, seed: 
         shots = [ShotData(i, i * 25, (i + 1) * 25, i * 1.0, i + 1.0, f"keyframes/v{v}/{i:05d}.jpg")
                  for i in range(shots_per_video)]
         scores = rng.random((shots_per_video, len(CONCEPTS))).astype(np.float32)
+        if decimals is not None:
+            scores = scores.round(decimals)
         feats = rng.normal(size=(shots_per_video, 8)).astype(np.float32)
+        if only is not None and not only(v):
+            continue
         video = {"path": f"/videos/v{v}.mp4", "content_hash": f"h{v}", "size": 1, "mtime": 1.0,
                  "duration_s": float(shots_per_video), "fps": 25.0, "frames": 25 * shots_per_video,
                  "width": 64, "height": 48, "model": "fake"}
         store.replace_video(video, shots, scores, [cids[c] for c in CONCEPTS], feats)
         all_scores.append(scores)
-    return np.concatenate(all_scores)
+    return np.concatenate(all_scores) if all_scores else np.empty((0, len(CONCEPTS)), np.float32)
 
 
 def write_keyframes(store: Store, colour: tuple[int, int, int]) -> None:

@@ -166,6 +166,13 @@ class Index:
                video: int | None = None) -> SearchResults:
         """Shots ranked by a concept query (see :mod:`vidconcept.search.query` for the
         language), optionally only those of one video (by id)."""
+        hits, total = self.rank(query, top, min_score, offset, video)
+        return SearchResults(self.results_for(hits), total)
+
+    def rank(self, query: str, top: int = 20, min_score: float = 0.0, offset: int = 0,
+             video: int | None = None) -> tuple[list[tuple[int, float]], int]:
+        """The ranking :meth:`search` shows: ``([(shot_id, score), …], total)`` with the scores as
+        ranked, not rounded for display (what merging several indexes orders by: :mod:`vidconcept.shards`)."""
         _check_page(top, offset)
         if not 0.0 <= min_score <= 1.0:
             raise UsageError(f"min score must be between 0 and 1, not {min_score}")
@@ -176,23 +183,33 @@ class Index:
             if self.store.video(int(video)) is None:
                 raise UsageError(f"no video with id {video} in {self.root} (see `vidconcept info` / GET /api/videos)")
             within = self.store.shot_ids_of(int(video))
-        hits, total = rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
-                           cache=self._columns, within=within, columns=self._score_columns)
-        return SearchResults(self.results_for(hits), total)
+        return rank(self.store, parse(query), top=top, offset=offset, min_score=min_score,
+                    cache=self._columns, within=within, columns=self._score_columns)
 
     def similar(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
-                top: int = 20) -> SearchResults:
-        """Nearest shots by feature similarity to a shot of the index or to an image."""
+                top: int = 20, vector: np.ndarray | None = None) -> SearchResults:
+        """Nearest shots by feature similarity to a shot of the index, an image, or a feature
+        ``vector`` (another index's shot: :meth:`feature`; how shards search each other)."""
+        hits = self.nearest(shot, image, top, vector)
+        return SearchResults(self.results_for(hits), len(hits))
+
+    def nearest(self, shot: int | None = None, image: str | os.PathLike | np.ndarray | None = None,
+                top: int = 20, vector: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The neighbours :meth:`similar` shows: ``[(shot_id, similarity), …]``, unrounded."""
         _check_page(top, 0)
-        if (shot is None) == (image is None):
-            raise UsageError("give exactly one of a shot id or an image")
+        if sum(x is not None for x in (shot, image, vector)) != 1:
+            raise UsageError("give exactly one of a shot id, an image or a feature vector")
         vectors = self.vectors()
         if vectors is None or vectors.ntotal == 0:
-            return SearchResults([], 0)
+            return []
         if shot is not None:
-            query = self.store.feature(int(shot))
+            query = self.feature(shot)
             if query is None:
                 raise UsageError(f"no shot with id {shot} in {self.root}")
+        elif vector is not None:
+            query = np.asarray(vector, np.float32).reshape(-1)
+            if query.shape[0] != vectors.dim:
+                raise UsageError(f"a {query.shape[0]}-d vector cannot search {self.root}, which holds {vectors.dim}-d features")
         else:
             model = self.model
             if model.feature_dim != vectors.dim:
@@ -203,8 +220,11 @@ class Index:
 
             query = model.predict([load_array(image)]).features[0]
         sims, ids = vectors.search(query[None, :], top + (shot is not None))
-        hits = [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
-        return SearchResults(self.results_for(hits), len(hits))
+        return [(int(i), float(s)) for i, s in zip(ids[0], sims[0]) if i >= 0 and i != shot][:top]
+
+    def feature(self, shot: int) -> np.ndarray | None:
+        """The stored feature vector of a shot (what ``similar(shot=…)`` searches with), or ``None``."""
+        return self.store.feature(int(shot))
 
     def use_model(self, model) -> None:
         """Use a concept model that is already loaded (a server's reader indexes share one)."""

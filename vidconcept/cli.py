@@ -331,6 +331,56 @@ def cmd_concept(args) -> int:
     return 0
 
 
+def _sharded(args):
+    from .shards import ShardedIndex
+
+    return ShardedIndex(args.manifest, model=getattr(args, "model", None), device=getattr(args, "device", None),
+                        ray_address=args.ray_address,
+                        **_given(args, "serve", "partial", "timeout"))
+
+
+def _print_sharded(results, as_json: bool) -> None:
+    if as_json:
+        _print_json(results.to_dict())
+        return
+    for r in results.results:
+        print(f"{r.score:6.3f}  {r.shard}:{r.shot_id:<6} {os.path.basename(r.video)} [{clock(r.start_s)}-{clock(r.end_s)}]")
+    print(f"({len(results.results)} of {results.total} matching shots)" if results.results else "no matching shots")
+    if results.unavailable:
+        print(f"partial: shards {', '.join(results.unavailable)} did not answer", file=sys.stderr)
+
+
+def cmd_shards(args) -> int:
+    """``vidconcept shards ACTION MANIFEST …``: a sharded archive (docs/shards.md); each action is one
+    :class:`~vidconcept.shards.ShardedIndex` method."""
+    if args.action == "init":
+        from .shards import ShardedIndex
+
+        manifest = ShardedIndex.init(args.manifest, count=args.count, paths=args.shard, **_given(args, "prefix"))
+        print(f"wrote {manifest.path}: {len(manifest.shards)} shards ({', '.join(s.name for s in manifest.shards)})")
+        return 0
+    with _sharded(args) as archive:
+        if args.action == "ingest":
+            summary = archive.ingest(args.paths, progress=not args.quiet and not args.json,
+                                     **_given(args, "engine", "workers", "wait"))
+            data = summary.to_dict()
+            _print_json(data) if args.json else print(
+                f"indexed {data['videos']} videos ({data['shots']} shots) in {data['wall_s']:.1f} s; "
+                f"{data['unchanged']} unchanged, {len(data['failed'])} failed")
+            return 1 if data["failed"] else 0
+        if args.action == "search":
+            _print_sharded(archive.search(args.query, **_given(args, "top", "offset", "min_score", "video")), args.json)
+        elif args.action == "similar":
+            _print_sharded(archive.similar(shot=args.shot, image=args.image, **_given(args, "top")), args.json)
+        else:
+            info = archive.info()
+            _print_json(info) if args.json else print("\n".join(
+                [f"{s['name']:<12} {s['videos']:>8} videos {s['shots']:>10} shots  {s['path']}" for s in info["shards"]]
+                + [f"{'all':<12} {info['videos']:>8} videos {info['shots']:>10} shots"
+                   + (f"  (unavailable: {', '.join(info['unavailable'])})" if info["unavailable"] else "")]))
+    return 0
+
+
 def _given(args, *names: str) -> dict:
     """Only the options the user set: unset ones fall through to the library's defaults."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
@@ -536,7 +586,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_concept_group(sub)
     _add_user_group(sub)
+    _add_shards_group(sub)
     return parser
+
+
+def _add_shards_group(sub) -> None:
+    """``vidconcept shards …``: an archive split by video into index folders (docs/shards.md)."""
+    group = sub.add_parser("shards", help="an archive split by video into shard indexes, searched as one "
+                           "(init, ingest, search, similar, info)")
+    group = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    helps = {"init": "write a manifest over new or existing shard indexes",
+             "ingest": "index videos, each into its shard", "search": "rank the shots of all shards",
+             "similar": "shots of all shards that look like a shot or an image",
+             "info": "counts per shard and in all"}
+    for action, text in helps.items():
+        p = group.add_parser(action, help=text)
+        p.add_argument("manifest", metavar="MANIFEST", help="the manifest file, e.g. archive/shards.json")
+        if action == "init":
+            p.add_argument("--count", type=int, help="make this many new shards beside the manifest")
+            p.add_argument("--shard", action="append", metavar="INDEX", help="an existing index folder (repeatable)")
+            p.add_argument("--prefix", help="new shards' names: PREFIX-00, PREFIX-01 … (default shard)")
+            p.set_defaults(func=cmd_shards)
+            continue
+        if action == "ingest":
+            p.add_argument("paths", nargs="+", metavar="PATH")
+            p.add_argument("--engine", help="each shard's ingest engine: local (default) or ray")
+            p.add_argument("--workers", type=int, help="videos decoded in parallel processes per shard")
+            p.add_argument("--wait", type=float, metavar="SECONDS", help="wait this long for a shard's write lock")
+            p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        elif action == "search":
+            p.add_argument("query")
+            p.add_argument("--top", type=int, help="results per page (default 20)")
+            p.add_argument("--offset", type=int, help="skip this many results (paging)")
+            p.add_argument("--min-score", type=float, help="only shots scoring at least this (0..1)")
+            p.add_argument("--video", metavar="SHARD:ID", help="only this video's shots")
+        elif action == "similar":
+            p.add_argument("--shot", metavar="SHARD:ID")
+            p.add_argument("--image")
+            p.add_argument("--top", type=int, help="number of results (default 20)")
+        if action in ("ingest", "similar"):
+            _add_model(p)
+        p.add_argument("--serve", choices=["local", "ray"], help="shards on threads of this process (default) "
+                       "or one Ray actor each")
+        p.add_argument("--ray-address", metavar="ADDR", help="with --serve ray: join this cluster")
+        p.add_argument("--partial", action="store_true", default=None,
+                       help="leave out shards that fail or time out (named in the output) instead of failing")
+        p.add_argument("--timeout", type=float, metavar="SECONDS", help="how long a shard may take (default 60)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=cmd_shards)
 
 
 def _add_user_group(sub) -> None:

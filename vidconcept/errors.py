@@ -51,6 +51,10 @@ class IndexLockedError(IndexError_):
     exit_code = 3
 
 
+class ShardError(VidconceptError):
+    """A shard of a sharded index that cannot be opened or did not answer (see docs/shards.md)."""
+
+
 class QueryError(VidconceptError):
     """A malformed search query."""
 
