@@ -11,7 +11,6 @@ reason while the rest go on.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -25,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .engines.base import EngineFactory, FileOutcome, VideoJob, VideoResult, failure, model_fingerprint, progress_bar
+from .engines.base import EngineFactory, FileOutcome, VideoJob, VideoResult, failure, progress_bar
 from .errors import UsageError, VidconceptError, VideoError
 from .index.store import Store, now_iso
 from .index.user_concepts import follow_labels
 from .index.vectors import VectorIndex
+from .model.identity import bundle_identity, model_identity
 
 log = logging.getLogger(__name__)
 
@@ -140,64 +140,18 @@ def content_hash(path: Path) -> str:
 
 
 def bundle_digest(model) -> str | None:
-    """SHA-1 of what makes a bundle's scores: its preprocessing, weights, detectors and calibration files.
-
-    Two versions of a model with one name and concept list (a retrained default) score
-    differently; the index keeps this to tell them apart. ``None`` for a model without a
-    bundle folder. The bundle's ``cpu_precision`` is part of it (what the bundle allows); the
-    precision this CPU chose at load is not (``model.runtime``, :mod:`vidconcept.model.cpu`):
-    the same bundle is one version on every CPU, its scores within ``SCORE_TOLERANCE``.
-    """
-    folder, config = getattr(model, "bundle_dir", None), getattr(model, "config", None)
-    if folder is None or config is None:
-        return None
-    return _digest(Path(folder), config)
-
-
-def _digest(folder: Path, config) -> str:
-    calibration, precision = getattr(config, "calibration", None), getattr(config, "cpu_precision", "fp32")
-    described = [config.data_config, config.weights, config.strategy, config.detectors] + ([calibration] if calibration else []) \
-        + ([{"cpu_precision": precision}] if precision != "fp32" else [])
-    h = hashlib.sha1(json.dumps(described, sort_keys=True).encode())  # a bundle without calibration: as before
-    for name in ((config.weights or {}).get("file"), (config.detectors or {}).get("file"), (calibration or {}).get("file")):
-        if name and (folder / name).is_file():
-            h.update((folder / name).read_bytes())
-    return h.hexdigest()[:16]
+    """The ``bundle_sha1`` of a loaded model (:mod:`vidconcept.model.identity`); ``None`` without a bundle folder."""
+    return model_identity(model).get("bundle_sha1")
 
 
 def model_version(model) -> dict:
-    """What the index records of the model that scored it (``meta.model``): with the digest of
-    its backbone, an upgrade to a version that keeps it reuses the stored features."""
-    fp, digest = model_fingerprint(model), bundle_digest(model)
-    backbone = getattr(model, "backbone_digest", None)
-    return {**fp, **({"bundle_sha1": digest} if digest else {}), **({"backbone_sha1": backbone} if backbone else {})}
+    """What the index records of the model that scored it (``meta.model``): :func:`~vidconcept.model.identity.model_identity`."""
+    return model_identity(model)
 
 
 def bundle_version(folder: str | os.PathLike) -> dict:
-    """Name, concept digest and bundle digest of a bundle folder, without loading its network.
-
-    Cached while the folder's files are unchanged (``info`` asks on every call, and hashing
-    the weights costs tens of milliseconds)."""
-    folder = Path(folder).resolve()
-    stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(folder.iterdir()) if f.is_file())
-    return dict(_bundle_version(folder, stamp))
-
-
-@functools.lru_cache(maxsize=8)
-def _bundle_version(folder: Path, stamp: tuple) -> dict:
-    from types import SimpleNamespace
-
-    try:  # config.json read directly: vidconcept.model.read_config would import torch (seconds)
-        raw = json.loads((folder / "config.json").read_text())
-        config = SimpleNamespace(name=raw["name"], concepts=raw["concepts"], data_config=raw.get("data_config", {}),
-                                 weights=raw.get("weights", {}), strategy=raw.get("strategy"),
-                                 detectors=raw.get("detectors"), calibration=raw.get("calibration"),
-                                 cpu_precision=raw.get("cpu_precision", "fp32"))
-    except (OSError, ValueError, KeyError) as exc:
-        raise VidconceptError(f"{folder}: cannot read the bundle's config.json: {exc}") from exc
-    return {"name": config.name, "concepts": len(config.concepts),
-            "concepts_sha1": hashlib.sha1("\n".join(config.concepts).encode()).hexdigest()[:16],
-            "bundle_sha1": _digest(folder, config)}
+    """A bundle folder's identity without loading its network (:func:`~vidconcept.model.identity.bundle_identity`)."""
+    return bundle_identity(folder)
 
 
 def same_version(indexed: dict | None, model: dict) -> bool:

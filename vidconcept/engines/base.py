@@ -14,7 +14,6 @@ run the model in batches, split one pass over several videos back per video.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -87,8 +86,11 @@ EngineFactory = Callable[..., Engine]
 
 
 def model_fingerprint(model) -> dict:
-    digest = hashlib.sha1("\n".join(model.concepts).encode()).hexdigest()[:16]
-    return {"name": model.name, "concepts": len(model.concepts), "concepts_sha1": digest, "feature_dim": model.feature_dim}
+    """Name, concepts and feature size of a loaded model (what a remote worker's copy must match)."""
+    from ..model.identity import concepts_sha1
+
+    return {"name": model.name, "concepts": len(model.concepts), "concepts_sha1": concepts_sha1(model.concepts),
+            "feature_dim": model.feature_dim}
 
 
 def default_workers() -> int:

@@ -396,7 +396,7 @@ class ConceptModel:
         """SHA-1 of what the pooled features depend on: backbone name, preprocessing, the bundle's
         ``cpu_precision`` and the backbone's weights (not the extension, concept layer, detectors
         or calibration). The precision this CPU chose is left out, as in the bundle's digest
-        (``vidconcept.ingest.bundle_digest``): features from two CPUs are the same version."""
+        (:mod:`vidconcept.model.identity`): features from two CPUs are the same version."""
         if getattr(self, "_backbone_digest", None) is None:
             import hashlib
             import json

@@ -6,7 +6,7 @@ everywhere else. Measured with ``benchmarks/model_speed.py --isa`` (docs/speed.m
 is 2.5-2.7x as fast as fp32; emulated on AVX-512 without BF16 it is slower than fp32; below AVX-512
 oneDNN has no bf16 convolution at all. A torch without oneDNN runs the plain fp32 path.
 
-The choice is not part of the model's version (``vidconcept.ingest.bundle_digest``): an index
+The choice is not part of the model's version (:mod:`vidconcept.model.identity`): an index
 moved to another CPU is not rescored; its scores differ from this CPU's by at most
 :data:`SCORE_TOLERANCE`.
 
