@@ -6,7 +6,9 @@ that equal scores across shards are common: the merge must order them as the sin
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import shutil
 import sqlite3
 import time
@@ -170,7 +172,6 @@ def _without(archive, tmp_path, gone: str):
     shards = tuple(s if s.name != gone else shards_module.Shard(s.name, tmp_path / "gone") for s in manifest.shards)
     copy = Manifest(tmp_path / "shards.json", shards)
     copy.save()
-    shutil.copy(archive[1].with_name("shards.order.db"), tmp_path / "shards.order.db")
     return copy.path
 
 
@@ -280,3 +281,79 @@ def test_cli(archive, sharded, tmp_path, capsys):
     assert (tmp_path / "shard-01").is_dir()
     assert main(["shards", "search", str(tmp_path / "missing.json"), "cat"]) == 2
     assert "no shard manifest" in capsys.readouterr().err
+
+
+# ---- real videos through the ingest ---------------------------------------------------------------
+def _split(results) -> tuple[list, list]:
+    rows = sorted(_rows(results))
+    return [r[:2] for r in rows], [r[2] for r in rows]
+
+
+@pytest.mark.slow
+@pytest.mark.logs_errors  # the missing folder is logged as one failed file
+def test_ingest_routes_each_video_to_its_shard(photo_videos, tmp_path):
+    """Copies of the photo videos, placed so that each shard gets one of each: the sharded ingest
+    finds what one index of the folder finds, and a second run changes nothing."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    names = ["shard-00", "shard-01"]
+    for source in ("a", "b"):
+        placed: dict[str, object] = {}
+        for i in range(64):
+            path = folder / f"{source}{i}.mp4"
+            placed.setdefault(route(str(path.resolve()), names), path)
+        for path in placed.values():
+            shutil.copy(photo_videos / f"{source}.mp4", path)
+    with Index(tmp_path / "single", create=True) as one:
+        one.ingest([folder], workers=1)
+        want = {q: one.search(q, top=50) for q in ("tabby", "NOT tabby", "espresso OR tabby")}
+    manifest = ShardedIndex.init(tmp_path / "archive" / "shards.json", count=2)
+    with ShardedIndex(manifest.path) as archive:
+        summary = archive.ingest([folder, tmp_path / "nothing-here"], workers=1)
+        assert summary.count("indexed") == 4 and [f.reason for f in summary.failed] == ["no such file or folder"]
+        info = archive.info()
+        assert [s["videos"] for s in info["shards"]] == [2, 2]
+        for query, page in want.items():
+            got = archive.search(query, top=50)
+            assert got.total == page.total
+            (videos, scores), (videos_want, scores_want) = _split(got), _split(page)
+            assert videos == videos_want and scores == pytest.approx(scores_want, abs=1e-4)  # the model's float noise
+            assert all(h.shard == route(h.video, names) for h in got)
+        again = archive.ingest([folder], workers=1)
+        assert again.count("unchanged") == 4 and archive.info()["shots"] == info["shots"]
+
+
+# ---- served through Ray ---------------------------------------------------------------------------
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="the ray extra is not installed: pip install 'vidconcept[ray]'")
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """One small local Ray runtime for the module's Ray tests (it takes seconds to start)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_ray_actors_answer_as_local_threads(archive, sharded, ray_runtime):
+    with ShardedIndex(archive[1], serve="ray", timeout=120) as remote:
+        for query in ("NOT grass", "2*cat + night"):
+            want = sharded.search(query, top=25, offset=4)
+            got = remote.search(query, top=25, offset=4)
+            assert [(h.ref, h.score) for h in got] == [(h.ref, h.score) for h in want] and got.total == want.total
+        ref = want[0].ref
+        assert [h.ref for h in remote.similar(shot=ref, top=7)] == [h.ref for h in sharded.similar(shot=ref, top=7)]
+        assert remote.info()["shots"] == N_VIDEOS * SHOTS
+        with pytest.raises(QueryError):
+            remote.search("cat AND (")
+        ray_runtime.kill(remote._clients["shard-01"].actor)  # a shard's process dies
+        with pytest.raises(ShardError, match="shard 'shard-01'"):
+            remote.search("cat")
+        remote.partial = True
+        got = remote.search("cat", top=100)
+        assert got.unavailable == ["shard-01"] and {h.shard for h in got} == {"shard-00", "shard-02"}

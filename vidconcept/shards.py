@@ -450,23 +450,30 @@ class ShardedIndex:
         return self._gather(pending)
 
     def _gather(self, pending: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Wait for every call (so none is left unread), then sort the errors: a request every shard
+        refuses alike is the user's (raised as it is); a shard's fault is a :class:`ShardError`,
+        or with ``partial`` a name in the list of shards left out."""
         deadline = time.monotonic() + self.timeout
-        replies, down = {}, []
+        replies, faults, refused = {}, {}, None
         for name, call in pending.items():
             try:
                 replies[name] = call.result(max(0.0, deadline - time.monotonic()))
-            except Exception as exc:  # noqa: BLE001 - sorted into the user's mistakes and the shard's faults
+            except Exception as exc:  # noqa: BLE001 - sorted below
                 cause = _cause(exc)
                 if not _is_shard_fault(cause):
-                    raise cause from None
-                problem = (f"did not answer within {self.timeout:g} s" if isinstance(cause, TimeoutError)
-                           or type(cause).__name__ == "GetTimeoutError" else f"failed: {cause}")
-                if not self.partial:
-                    raise ShardError(f"shard {name!r} ({self.shards[name].path}) {problem}; fix it or its line in "
-                                     f"{self.manifest.path}, or search the others with partial=True "
-                                     "(CLI: --partial)") from exc
-                log.warning("shard %r (%s) %s: left out of the results", name, self.shards[name].path, problem)
-                down.append(name)
+                    refused = refused or cause
+                    continue
+                timed_out = isinstance(cause, TimeoutError) or type(cause).__name__ == "GetTimeoutError"
+                faults[name] = (f"did not answer within {self.timeout:g} s" if timed_out else f"failed: {cause}", exc)
+        if refused is not None:
+            raise refused
+        for name, (problem, exc) in faults.items():
+            if not self.partial:
+                raise ShardError(f"shard {name!r} ({self.shards[name].path}) {problem}; fix it or its line in "
+                                 f"{self.manifest.path}, or search the others with partial=True (CLI: --partial)"
+                                 ) from exc
+            log.warning("shard %r (%s) %s: left out of the results", name, self.shards[name].path, problem)
+        down = list(faults)
         return replies, sorted(set(down) | set(getattr(self, "unavailable", ())))
 
     def _tagged(self, name: str, hits: list[Scored]) -> list[ShardHit]:
@@ -526,6 +533,8 @@ class ShardedIndex:
         else:
             from .images import load_array
 
+            if self.serve == "local":
+                self._share_model()
             replies, down = self._fan("similar", top, image=load_array(image))
         merged = self._merged(replies, 0, top)
         return ShardedResults(merged, len(merged), down)
@@ -597,6 +606,8 @@ class ShardedIndex:
     def _ingest_plan(self, plan: dict[str, list[str]], options: dict) -> Iterator[IngestSummary]:
         """Each shard's ingest, waited for as long as it takes; its errors as they are (a held lock
         stays an :class:`~vidconcept.errors.IndexLockedError`)."""
+        if plan and self.serve == "local":
+            self._share_model()
         if self.serve == "ray":
             calls = [self._clients[n].call("ingest", files, options) for n, files in plan.items()]
         else:
@@ -606,6 +617,13 @@ class ShardedIndex:
                 yield call.result()
             except Exception as exc:  # noqa: BLE001 - unwrapped from Ray
                 raise _cause(exc) from None
+
+
+    def _share_model(self) -> None:
+        """Shards served in this process use one loaded model, not one copy each."""
+        servers = [client.server.result() for client in self._clients.values()]
+        for server in servers[1:]:
+            server.index.use_model(servers[0].index.model)
 
 
 def _check_page(top: int, offset: int) -> None:
