@@ -13,7 +13,8 @@ from vidconcept.index.vectors import DIGEST_NAME, FAISS_NAME, open_vectors
 
 def test_schema_version_recorded(store):
     assert migrations.schema_version(store.db) == migrations.LATEST
-    assert {"videos", "shots", "concepts", "scores", "features", "meta"} <= set(store.db.table_names())
+    assert {"videos", "shots", "concepts", "shot_scores", "features", "meta"} <= set(store.db.table_names())
+    assert "scores" in store.db.view_names()  # the old rows, unpacked, for ad-hoc SQL
 
 
 def test_newer_schema_is_refused(tmp_path):

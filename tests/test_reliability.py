@@ -103,7 +103,7 @@ def _column_store_matches_sqlite(root: Path) -> None:
     assert cs is not None and columns.fresh(store, cs) and cs.digest == store.shot_digest()
     assert cs.ids.tolist() == sorted(store.shot_ids().tolist())
     for cid in store.concept_ids().values():
-        np.testing.assert_array_equal(np.asarray(cs.exact(cid)), columns.scatter(cs.ids, *store.concept_column(cid)))
+        np.testing.assert_array_equal(cs.codes(cid), columns.encode(columns.scatter(cs.ids, *store.concept_column(cid))))
     store.close()
 
 

@@ -113,7 +113,7 @@ def assert_columns_match_sqlite(store) -> None:
     assert cs is not None and columns.fresh(store, cs) and cs.digest == store.shot_digest()
     assert set(cs.files) == set(store.concept_ids().values())
     for cid in cs.files:
-        np.testing.assert_array_equal(cs.exact(cid), columns.scatter(cs.ids, *store.concept_column(cid)))
+        np.testing.assert_array_equal(cs.codes(cid), columns.encode(columns.scatter(cs.ids, *store.concept_column(cid))))
 
 
 def fresh_last_concept() -> str:

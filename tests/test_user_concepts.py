@@ -132,7 +132,7 @@ def test_dropped_shots_lose_their_labels(planted):
     uc.add_concept(index, "lean", positive=pos[:4], negative=neg[:2])
     with index.store.db.atomic():  # as a re-ingest of a changed video does
         index.store.db.execute("DELETE FROM features WHERE shot_id = ?", [pos[0]])
-        index.store.db.execute("DELETE FROM scores WHERE shot_id = ?", [pos[0]])
+        index.store.db.execute("DELETE FROM shot_scores WHERE shot_id = ?", [pos[0]])
         index.store.db.execute("DELETE FROM shots WHERE id = ?", [pos[0]])
     refined = uc.refine_concept(index, "lean", negative=[neg[3]])
     assert pos[0] not in refined.positive and refined.positive == sorted(pos[1:4])

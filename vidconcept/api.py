@@ -294,8 +294,7 @@ class Index:
             floor = max(min_score, 1e-12)  # a score that is not stored is not counted
             counts = {cid: cs.count(cid, floor) for cid in cs.files}
         else:
-            counts = dict(self.store.db.execute(
-                "SELECT concept_id, count(*) FROM scores WHERE score >= ? GROUP BY concept_id", [min_score]))
+            counts = self.store.concept_counts(min_score)
         aliases = aliases_by_concept(self.store.get_meta("aliases") or {})
         return [{"name": c["name"], "source": c["source"], "shots": counts.get(c["id"], 0),
                  "aliases": aliases.get(c["name"], [])} for c in self.store.concepts()]

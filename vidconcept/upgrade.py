@@ -38,7 +38,7 @@ import numpy as np
 
 from . import config
 from .errors import UsageError, VidconceptError
-from .index.store import SCORE_FLOOR, Store, now_iso
+from .index.store import Store, now_iso
 from .engines.base import progress_bar
 from .ingest import model_version, same_version
 
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 #: Keyframes per model call (on the CPU the model runs them in cache-sized chunks: ``CPU_CHUNK_PIXELS``).
 BATCH = 32
-STAGING = ("upgrade_scores", "upgrade_features", "upgrade_videos", "upgrade_concepts")
+STAGING = ("upgrade_shot_scores", "upgrade_features", "upgrade_videos", "upgrade_concepts")
 
 
 @dataclass
@@ -215,10 +215,8 @@ class Upgrader:
             vectors = [f.astype(np.float16).tobytes() for f in pred.features]
         t2 = time.perf_counter()
         ids = np.array([s["id"] for s in shots], np.int64)
-        rows, cols = np.nonzero(pred.scores >= SCORE_FLOOR)
         with store.db.atomic():
-            store.db.conn.executemany("INSERT OR REPLACE INTO upgrade_scores (shot_id, pos, score) VALUES (?, ?, ?)",
-                                      zip(ids[rows].tolist(), cols.tolist(), pred.scores[rows, cols].astype(float).tolist()))
+            store.stage_upgrade_scores(ids, pred.scores)
             store.db.conn.executemany("INSERT OR REPLACE INTO upgrade_features (shot_id, vector, norm) VALUES (?, ?, ?)",
                                       zip(ids.tolist(), vectors, pred.norms.astype(float).tolist()))
             store.db["upgrade_videos"].insert({"video_id": video["id"], "shots": len(shots), "done_at": now_iso(),
@@ -303,14 +301,12 @@ class Upgrader:
             (store.root / name).unlink(missing_ok=True)
         with store.db.atomic():
             db = store.db
-            db.execute("DELETE FROM scores")
             db.execute("DELETE FROM features")
             if summary.concepts_dropped:
                 db.conn.executemany("DELETE FROM concepts WHERE source = 'model' AND name = ?",
                                     [(n,) for n in summary.concepts_dropped])
             store.ensure_concepts(new, source="model")
-            db.execute("INSERT INTO scores (shot_id, concept_id, score) SELECT u.shot_id, c.id, u.score "
-                       "FROM upgrade_scores u JOIN upgrade_concepts uc ON uc.pos = u.pos JOIN concepts c ON c.name = uc.name")
+            store.swap_in_upgrade_scores()
             db.execute("INSERT INTO features (shot_id, vector, norm) SELECT shot_id, vector, norm FROM upgrade_features")
             store.bump_generation()  # the column store is stale from this commit on
             db.execute("UPDATE videos SET model = ? WHERE id IN (SELECT video_id FROM upgrade_videos)", [self.model.name])

@@ -1,27 +1,34 @@
-"""Per-shot concept scores as memory-mapped columns beside SQLite (issue 23).
+"""Per-shot concept scores as memory-mapped 8-bit columns beside SQLite (issues 23, 34).
 
-SQLite's ``scores`` table is the source of truth. A model of independent sigmoid
-detectors stores a score for almost every (shot, concept) pair, so ranking a
-million shots through SQLite reads millions of rows. The column store keeps the
-same scores as one pair of files per concept, in shot-id order:
+SQLite's ``shot_scores`` (one packed float32 row per shot) is the source of truth.
+Ranking a million shots there would read every row, so the column store keeps one
+file per concept, in shot-id order:
 
 * ``<cid>.<tag>.u8``: an 8-bit *code* per shot, read in full by a query. Code 0
   means exactly 0 (no stored score), 255 exactly 1, and code ``k`` in 1..254 a
   score in ``[(k-1)/254, k/254)``: a resolution of 1/254 ≈ 0.0039.
-* ``<cid>.<tag>.f32``: the exact float32 score, read only at the few positions
-  that the codes cannot order (see :mod:`vidconcept.search.rank`), so rankings
-  and totals are identical to SQLite's while a query touches 1 byte per shot.
+* the exact float32 score is read from SQLite (:meth:`Store.scores_of`) only for the
+  few shots the codes cannot order (see :mod:`vidconcept.search.rank`), so rankings and
+  totals are identical to ranking the stored scores while a query touches 1 byte per
+  shot and the scores are on disk once (4 bytes in SQLite, 1 byte here, per concept).
 
 ``ids.<tag>.i8`` maps row → shot id. ``manifest.json`` names the files and the
 ``scores_generation`` of the database they were built at (a counter every write
 of shots, concepts or scores bumps in its transaction) plus a digest of the shot
-table. A store whose generation or digest differs from the database is stale: a
-reader then ranks through SQLite (as before this store) and rebuilds it when no
-writer is running; writers update it after they commit. Files are never changed
-in place: new ones get a new tag, the manifest is replaced atomically, and files
-no manifest names are deleted afterwards (a reader's open memory maps stay valid).
-So a reader sees either the old or the new store, never a mix, and after a
-``kill -9`` the store is at worst stale, never wrong.
+table. An ingest does not wait until it ends to publish: every few thousand shots
+(or seconds) it appends a *segment* (``seg-ids``, ``seg-dead``, ``seg-codes``: the
+shots it wrote, the ids it removed or rewrote, and their codes) and replaces the
+manifest; at its end the segments are merged into new main columns. A reader sees
+main columns minus the ids later segments remove, plus the segments' shots.
+
+A store whose generation differs from the database is *stale*. While a writer runs,
+a reader answers from the last published store (its shots lag by at most one
+segment; a shot rewritten since reads its newest exact score); with no writer, a
+stale store (a crash) is rebuilt from SQLite before answering, or in the background
+while queries go through SQLite. Files are never changed in place: new ones get a new
+tag, the manifest is replaced atomically, and files no manifest names are deleted
+afterwards (a reader's open memory maps stay valid). So a reader sees either the old
+or the new store, never a mix, and after a ``kill -9`` the store is at worst stale.
 """
 from __future__ import annotations
 
@@ -29,23 +36,29 @@ import contextlib
 import fcntl
 import json
 import logging
-import mmap
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .store import Store
+from .store import SCORE_FLOOR, Store
 
 log = logging.getLogger(__name__)
 
 FOLDER = "columns"
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2
+#: An ingest publishes a segment after this many shots …
+SEGMENT_SHOTS = 20_000
+#: … or this many seconds after its first unpublished write, whichever comes first.
+SEGMENT_SECONDS = 10.0
+#: More segments than this are merged into the main columns mid-ingest.
+MAX_SEGMENTS = 16
 #: Codes 1..254 split (0, 1) into 254 equal bins.
 LEVELS = 254
 _K = np.arange(256, dtype=np.float64)
@@ -73,64 +86,132 @@ class StaleColumns(Exception):
 
 
 @dataclass
+class Segment:
+    """Shots an ingest published before merging: their ids, the ids they remove, their codes."""
+
+    ids: np.ndarray  # int64
+    dead: np.ndarray  # int64: shot ids removed or rewritten by this segment's writes
+    concepts: list[int]  # concept ids, the rows of ``codes``
+    codes: np.ndarray  # uint8 (len(concepts), len(ids))
+    names: tuple[str, str, str]
+
+    def column(self, concept_id: int) -> np.ndarray:
+        if concept_id in self.concepts:
+            return self.codes[self.concepts.index(concept_id)]
+        return np.zeros(len(self.ids), np.uint8)
+
+
+@dataclass
 class ColumnStore:
-    """One consistent version of the column store (what one manifest names)."""
+    """One consistent version of the column store (what one manifest names): main columns
+    plus segments, seen as one set of rows sorted by shot id."""
 
     folder: Path
     generation: int
-    ids: np.ndarray  # int64, ascending: row → shot id
-    files: dict[int, tuple[str, str]]  # concept id → (codes file, exact file)
+    main_ids: np.ndarray  # int64, ascending: main row → shot id
+    files: dict[int, str]  # concept id → main codes file
     digest: dict
-    hists: dict[int, np.ndarray] = field(default_factory=dict)  # concept id → shots per code (256)
+    hists: dict[int, np.ndarray] = field(default_factory=dict)  # main: concept id → shots per code (256)
+    segments: list[Segment] = field(default_factory=list)
+    source: Store | None = None  # where exact scores are read (set by the reader)
     _codes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
-    _exact: dict[int, mmap.mmap] = field(default_factory=dict, repr=False)
+    _maps: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _view: tuple | None = field(default=None, repr=False)
+    _seg_hists: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def has(self, concept_id: int) -> bool:
-        return concept_id in self.files
+        return concept_id in self.files or any(concept_id in s.concepts for s in self.segments)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Row → shot id over main and segments, ascending."""
+        return self._rows()[0]
+
+    def _rows(self) -> tuple:
+        """``(ids, keep_main, keep_per_segment, order)``: the live rows of each part and the
+        permutation sorting their concatenation by id (``None`` when already sorted)."""
+        if self._view is None:
+            if not self.segments:
+                self._view = (self.main_ids, None, [], None)
+            else:
+                keep_main = ~np.isin(self.main_ids, np.concatenate([np.r_[s.dead, s.ids] for s in self.segments]))
+                keeps = []
+                for i, seg in enumerate(self.segments):
+                    later = [np.r_[s.dead, s.ids] for s in self.segments[i + 1:]]
+                    keeps.append(~np.isin(seg.ids, np.concatenate(later)) if later else np.ones(len(seg.ids), bool))
+                ids = np.concatenate([self.main_ids[keep_main]] + [s.ids[k] for s, k in zip(self.segments, keeps)])
+                order = None if np.all(ids[1:] > ids[:-1]) else np.argsort(ids, kind="stable")
+                self._view = (ids if order is None else ids[order], keep_main, keeps, order)
+        return self._view
 
     def codes(self, concept_id: int) -> np.ndarray:
-        """The uint8 codes of one concept over all shots (memory-mapped)."""
+        """The uint8 codes of one concept over all rows (memory-mapped when there are no segments)."""
         col = self._codes.get(concept_id)
         if col is None:
-            col = self._codes[concept_id] = self._map(self.files[concept_id][0], np.uint8)
+            main = self._main(concept_id)
+            _, keep_main, keeps, order = self._rows()
+            if self.segments:
+                col = np.concatenate([main[keep_main]] + [s.column(concept_id)[k] for s, k in zip(self.segments, keeps)])
+                col = col if order is None else col[order]
+            else:
+                col = main
+            self._codes[concept_id] = col
         return col
 
-    def exact(self, concept_id: int) -> np.ndarray:
-        """The float32 scores of one concept over all shots, read into memory (4 bytes a shot)."""
+    def _main(self, concept_id: int) -> np.ndarray:
+        mapped = self._maps.get(concept_id)
+        if mapped is not None:
+            return mapped
+        name = self.files.get(concept_id)
+        if name is None or not len(self.main_ids):
+            return np.zeros(len(self.main_ids), np.uint8)
         try:
-            return np.fromfile(self.folder / self.files[concept_id][1], np.float32)
+            mapped = self._maps[concept_id] = np.memmap(self.folder / name, dtype=np.uint8, mode="r",
+                                                        shape=(len(self.main_ids),))
+            return mapped
         except FileNotFoundError as exc:
             raise StaleColumns(str(exc)) from exc
 
+    def map_all(self) -> None:
+        """Map every main column now: a writer may delete the files once it publishes a newer store,
+        and a mapped file stays readable (so a reader of this version never finds one gone)."""
+        for cid in self.files:
+            self._main(cid)
+
+    def exact_rows(self, rows: np.ndarray, concept_ids: list[int]) -> dict[int, np.ndarray]:
+        """Exact float32 scores of some rows for several concepts, in one read of SQLite."""
+        if self.source is None:
+            raise StaleColumns("no database to read exact scores from")
+        mat = self.source.scores_of(self.ids[np.asarray(rows, np.int64)], concept_ids)
+        return {cid: mat[:, j] for j, cid in enumerate(concept_ids)}
+
     def exact_at(self, concept_id: int, rows: np.ndarray) -> np.ndarray:
-        """Exact scores at some rows, from a memory map whose pages are dropped again after
-        (``MADV_DONTNEED``): reading a few hundred scattered scores costs microseconds, and
-        neither they nor their neighbours (fault-around) stay resident."""
-        mm = self._exact.get(concept_id)
-        if mm is None:
-            if not len(self.ids):
-                return np.empty(0, np.float32)
-            try:
-                with open(self.folder / self.files[concept_id][1], "rb") as fh:
-                    mm = self._exact[concept_id] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            except FileNotFoundError as exc:
-                raise StaleColumns(str(exc)) from exc
-        out = np.frombuffer(mm, np.float32)[np.asarray(rows, np.int64)]
-        mm.madvise(mmap.MADV_DONTNEED)
-        return out
+        return self.exact_rows(rows, [concept_id])[concept_id]
+
+    def exact(self, concept_id: int) -> np.ndarray:
+        """One concept's exact scores over all rows (a scan of SQLite: tests and tools)."""
+        if self.source is None:
+            raise StaleColumns("no database to read exact scores from")
+        return scatter(self.ids, *self.source.concept_column(concept_id))
 
     def positions(self, shot_ids: np.ndarray) -> np.ndarray:
         """Rows of the given shot ids, ascending (ids the store does not hold are left out)."""
+        ids = self.ids
         want = np.unique(np.asarray(shot_ids, np.int64))
-        pos = np.searchsorted(self.ids, want)
-        pos = pos[pos < len(self.ids)]
-        return pos[self.ids[pos] == want[: len(pos)]] if len(pos) else pos
+        pos = np.searchsorted(ids, want)
+        pos = pos[pos < len(ids)]
+        return pos[ids[pos] == want[: len(pos)]] if len(pos) else pos
 
     def histogram(self, concept_id: int) -> np.ndarray:
-        """Shots per code of one concept (kept in the manifest: no scan)."""
+        """Shots per code of one concept (the main columns' are in the manifest: no scan)."""
+        if self.segments:
+            hist = self._seg_hists.get(concept_id)
+            if hist is None:
+                hist = self._seg_hists[concept_id] = np.bincount(self.codes(concept_id), minlength=256)
+            return hist
         hist = self.hists.get(concept_id)
         if hist is None:
             hist = self.hists[concept_id] = np.bincount(self.codes(concept_id), minlength=256)
@@ -150,14 +231,6 @@ class ColumnStore:
             pos = np.flatnonzero((codes >= maybe) & (codes < sure))
             total += int(np.count_nonzero(self.exact_at(concept_id, pos) >= floor))
         return total
-
-    def _map(self, name: str, dtype) -> np.ndarray:
-        if not len(self.ids):
-            return np.empty(0, dtype)
-        try:
-            return np.memmap(self.folder / name, dtype=dtype, mode="r", shape=(len(self.ids),))
-        except FileNotFoundError as exc:
-            raise StaleColumns(str(exc)) from exc
 
 
 def code_bounds(floor: float, tiny: float = 0.0) -> tuple[int, int]:
@@ -204,16 +277,16 @@ def _read(root: Path, generation: int | None) -> ColumnStore | None:
             return None
         n = int(meta["n"])
         ids = np.fromfile(folder / meta["ids"], dtype=np.int64)
-        files = {int(cid): (f[0], f[1]) for cid, f in meta["concepts"].items()}
-        if len(ids) != n or any(
-            (folder / a).stat().st_size != n or (folder / b).stat().st_size != 4 * n for a, b in files.values()
-        ):
+        files = {int(cid): name for cid, name in meta["concepts"].items()}
+        if len(ids) != n or any((folder / name).stat().st_size != n for name in files.values()):
             log.warning("%s: column store files do not match their manifest; rebuilding", folder)
             return None
         hist = np.fromfile(folder / meta["hists"], dtype=np.int64).reshape(len(files), 256)
-        hists = dict(zip(files, hist))
-        return ColumnStore(folder, int(meta["generation"]), ids, files, meta["digest"], hists)
-    except FileNotFoundError:
+        segments = [_read_segment(folder, s) for s in meta.get("segments", [])]
+        cs = ColumnStore(folder, int(meta["generation"]), ids, files, meta["digest"], dict(zip(files, hist)), segments)
+        cs.map_all()
+        return cs
+    except (FileNotFoundError, StaleColumns):
         with contextlib.suppress(OSError):
             if (folder / MANIFEST).read_text() != text:
                 raise _Replaced from None
@@ -222,6 +295,17 @@ def _read(root: Path, generation: int | None) -> ColumnStore | None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("%s: column store is unreadable (%s); rebuilding", folder, exc)
         return None
+
+
+def _read_segment(folder: Path, meta: dict) -> Segment:
+    ids = np.fromfile(folder / meta["ids"], np.int64)
+    dead = np.fromfile(folder / meta["dead"], np.int64)
+    concepts = [int(c) for c in meta["concepts"]]
+    codes = np.fromfile(folder / meta["codes"], np.uint8)
+    if len(ids) != meta["n"] or len(dead) != meta["n_dead"] or len(codes) != len(ids) * len(concepts):
+        raise ValueError("a segment does not match its manifest")
+    return Segment(ids, dead, concepts, codes.reshape(len(concepts), len(ids)),
+                   (meta["ids"], meta["dead"], meta["codes"]))
 
 
 class Writer:
@@ -233,8 +317,9 @@ class Writer:
         self.generation, self.digest = generation, digest
         self.ids = np.ascontiguousarray(ids, np.int64)
         self.tag = f"{generation}-{secrets.token_hex(4)}"
-        self.files: dict[int, tuple[str, str]] = {}
+        self.files: dict[int, str] = {}
         self.hists: dict[int, list[int]] = {}
+        self.segments: list[dict] = []
         self.ids_name = f"ids.{self.tag}.i8"
         self.ids.tofile(self.folder / self.ids_name)
 
@@ -243,38 +328,56 @@ class Writer:
         scores = np.asarray(scores, np.float32)
         if scores.shape != self.ids.shape:
             raise ValueError(f"concept {concept_id}: {scores.shape} scores for {len(self.ids)} shots")
-        names = (f"{concept_id}.{self.tag}.u8", f"{concept_id}.{self.tag}.f32")
-        codes = encode(scores)
-        codes.tofile(self.folder / names[0])
-        scores.tofile(self.folder / names[1])
-        self.files[concept_id] = names
+        self.add_codes(concept_id, encode(scores))
+
+    def add_codes(self, concept_id: int, codes: np.ndarray) -> None:
+        name = f"{concept_id}.{self.tag}.u8"
+        np.ascontiguousarray(codes, np.uint8).tofile(self.folder / name)
+        self.files[concept_id] = name
         self.hists[concept_id] = np.bincount(codes, minlength=256).tolist()
 
     def keep(self, old: ColumnStore, concept_id: int) -> None:
-        """Reuse an unchanged column of ``old`` (same rows)."""
+        """Reuse an unchanged main column of ``old`` (same rows, no segments)."""
         self.files[concept_id] = old.files[concept_id]
         self.hists[concept_id] = old.histogram(concept_id).tolist()
 
-    def commit(self, root: Path) -> ColumnStore:
-        """Publish this version unless a newer one is there already; return the published store."""
+    def manifest(self) -> dict:
         hists = f"hists.{self.tag}.i8"
         np.asarray([self.hists[c] for c in self.files], np.int64).reshape(len(self.files), 256).tofile(
             self.folder / hists)
-        manifest = {"format": FORMAT, "generation": self.generation, "n": len(self.ids), "ids": self.ids_name,
-                    "digest": self.digest, "concepts": {str(c): list(f) for c, f in self.files.items()},
-                    "hists": hists}
-        with _manifest_lock(self.folder):
-            current = read(root)
-            # The same generation is the same database state: keep the one already there.
-            if current is None or current.generation < self.generation:
-                tmp = self.folder / f"{MANIFEST}.{self.tag}.tmp"
-                tmp.write_text(json.dumps(manifest))
-                os.replace(tmp, self.folder / MANIFEST)
-            _collect_garbage(self.folder)
+        return {"format": FORMAT, "generation": self.generation, "n": len(self.ids), "ids": self.ids_name,
+                "digest": self.digest, "concepts": {str(c): f for c, f in self.files.items()}, "hists": hists,
+                "segments": self.segments}
+
+    def commit(self, root: Path, source: Store | None = None) -> ColumnStore:
+        """Publish this version unless a newer one is there already; return the published store."""
+        publish(self.folder, self.manifest())
         published = read(root)
-        return published if published is not None else ColumnStore(
-            self.folder, self.generation, self.ids, dict(self.files), self.digest,
-            {c: np.asarray(h) for c, h in self.hists.items()})
+        if published is None:
+            published = ColumnStore(self.folder, self.generation, self.ids, dict(self.files), self.digest,
+                                    {c: np.asarray(h) for c, h in self.hists.items()})
+        published.source = source
+        return published
+
+
+def publish(folder: Path, manifest: dict) -> None:
+    """Replace the manifest atomically (unless the one there is newer) and delete what no manifest names."""
+    with _manifest_lock(folder):
+        current = read(folder.parent)
+        # The same generation is the same database state: keep the one already there (if readable).
+        if current is None or current.generation < manifest["generation"]:
+            tmp = folder / f"{MANIFEST}.{secrets.token_hex(4)}.tmp"
+            tmp.write_text(json.dumps(manifest))
+            os.replace(tmp, folder / MANIFEST)
+        _collect_garbage(folder)
+
+
+def _peek_generation(folder: Path) -> int | None:
+    try:
+        meta = json.loads((folder / MANIFEST).read_text())
+        return int(meta["generation"]) if meta.get("format") == FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @contextlib.contextmanager
@@ -294,7 +397,8 @@ def _collect_garbage(folder: Path) -> None:
         meta = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return
-    keep = {meta["ids"], meta["hists"], *(n for f in meta["concepts"].values() for n in f)}
+    keep = {meta["ids"], meta["hists"], *meta["concepts"].values(),
+            *(n for s in meta.get("segments", []) for n in (s["ids"], s["dead"], s["codes"]))}
     for path in folder.iterdir():
         if path.name in keep or path.name.startswith((MANIFEST, ".")):
             continue
@@ -308,7 +412,8 @@ def _collect_garbage(folder: Path) -> None:
 
 # ---- building from SQLite, and keeping it current ---------------------------------------------------
 def build(store: Store) -> ColumnStore:
-    """A new store from the database, read in one transaction (a consistent snapshot), and published."""
+    """A new store from the database, read in one transaction (a consistent snapshot), and published.
+    Streams the packed rows once; memory stays at one chunk of rows."""
     db = store.db
     began = not db.conn.in_transaction
     if began:
@@ -316,14 +421,37 @@ def build(store: Store) -> ColumnStore:
     try:
         generation, digest = store.scores_generation(), store.shot_digest()
         ids = np.fromiter((r[0] for r in db.execute("SELECT id FROM shots ORDER BY id")), np.int64)
+        slots = store.slots()
         writer = Writer(store.root, generation, ids, digest)
-        for (cid,) in db.execute("SELECT id FROM concepts ORDER BY id").fetchall():
-            writer.add(cid, scatter(ids, *store.concept_column(cid)))
+        names = {cid: f"{cid}.{writer.tag}.u8" for cid in slots}
+        hists = {cid: np.zeros(256, np.int64) for cid in slots}
+        handles = {cid: open(writer.folder / name, "wb") for cid, name in names.items()}
+        try:
+            done = 0
+            for chunk_ids, mat in store.scan_scores():
+                # shots without a packed row (none today) read as 0: spread the chunk over its id range
+                end = int(np.searchsorted(ids, chunk_ids[-1], "right"))
+                dense = np.zeros((end - done, mat.shape[1]), np.float32)
+                pos = np.minimum(np.searchsorted(ids[done:end], chunk_ids), max(end - done - 1, 0))
+                ok = ids[done:end][pos] == chunk_ids if end > done else np.zeros(len(chunk_ids), bool)
+                dense[pos[ok]] = mat[ok]
+                for cid, slot in slots.items():
+                    codes = encode(dense[:, slot]) if slot < dense.shape[1] else np.zeros(len(dense), np.uint8)
+                    handles[cid].write(codes.tobytes())
+                    hists[cid] += np.bincount(codes, minlength=256)
+                done = end
+            for cid in slots:
+                handles[cid].write(bytes(len(ids) - done))
+                hists[cid][0] += len(ids) - done
+        finally:
+            for fh in handles.values():
+                fh.close()
+        writer.files, writer.hists = names, {cid: h.tolist() for cid, h in hists.items()}
     finally:
         if began:
             db.execute("ROLLBACK")
     log.info("column store built: %d shots x %d concepts (generation %d)", len(ids), len(writer.files), generation)
-    return writer.commit(store.root)
+    return writer.commit(store.root, store)
 
 
 def scatter(ids: np.ndarray, shot_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -351,6 +479,7 @@ def open_columns(store: Store, *, rebuild: bool = False) -> ColumnStore:
     Writers call it under the write lock; a reader calls it only when no writer runs."""
     cs = None if rebuild else read(store.root)
     if cs is not None and fresh(store, cs) and cs.digest == store.shot_digest():
+        cs.source = store
         return cs
     if cs is not None:
         log.warning("%s: column store is stale (generation %d); rebuilding it from the database",
@@ -364,7 +493,7 @@ def replace_concept(store: Store, before: int, concept_id: int, shot_ids: np.nda
 
     def column(cs: ColumnStore) -> np.ndarray:
         col = scatter(cs.ids, shot_ids, scores)
-        col[col < _score_floor()] = 0.0  # as SQLite stores them
+        col[col < SCORE_FLOOR] = 0.0  # as SQLite stores them
         return col
     _rewrite_one(store, before, concept_id, column)
 
@@ -377,10 +506,11 @@ def drop_concept(store: Store, before: int, concept_id: int) -> None:
 def _rewrite_one(store: Store, before: int, concept_id: int,
                  column: Callable[[ColumnStore], np.ndarray] | None) -> None:
     """Keep every column but ``concept_id``'s, which ``column(cs)`` replaces (``None``: dropped);
-    a store that was not current at ``before``, or a transaction that was not the only one since, rebuilds."""
+    a store that was not current at ``before`` (or has segments), or a transaction that was not
+    the only one since, rebuilds."""
     cs = read(store.root)
     generation = store.scores_generation()
-    if cs is None or cs.generation != before or generation != before + 1:
+    if cs is None or cs.segments or cs.generation != before or generation != before + 1:
         open_columns(store)
         return
     writer = Writer(store.root, generation, cs.ids, cs.digest)
@@ -390,12 +520,6 @@ def _rewrite_one(store: Store, before: int, concept_id: int,
     if column is not None:
         writer.add(concept_id, column(cs))
     writer.commit(store.root)
-
-
-def _score_floor() -> float:
-    from .store import SCORE_FLOOR
-
-    return SCORE_FLOOR
 
 
 def writer_running(root: Path) -> bool:
@@ -417,13 +541,14 @@ def writer_running(root: Path) -> bool:
 
 
 class Columns:
-    """A reader's view: the store matching the database now, or None (rank through SQLite then).
+    """A reader's view: the store matching the database now, the last one a running writer
+    published, or None (rank through SQLite then: only while a crashed writer's store is rebuilt
+    in the background, or when the folder cannot be written).
 
     The database's generation is one indexed read per query; the manifest is read
-    again only when it changed. A stale store is rebuilt here when no writer is
-    running (after a crash: minutes at a million shots), before answering, or with
-    ``background=True`` (a server) in a thread while queries go through SQLite;
-    while a writer runs, its own update follows its commits.
+    again only when it changed. A stale store with no writer running is rebuilt here
+    (after a crash: seconds at a million shots) before answering, or with
+    ``background=True`` (a server) in a thread while queries go through SQLite.
     """
 
     def __init__(self, store: Store, *, rebuild: bool = True, background: bool = False):
@@ -441,9 +566,9 @@ class Columns:
         # its O(log n) part; writers check all of it (open_columns, Update).
         if cs is not None and cs.digest["max"] != self.store.max_shot_id():
             cs = None
-        if cs is not None:
-            self.names = self.store.concept_ids()  # concepts change only with the generation
-        if cs is None and self.rebuild and not writer_running(self.store.root):
+        if cs is None and writer_running(self.store.root):
+            return self._published(generation)
+        if cs is None and self.rebuild:
             if self.background:  # a server: answer through SQLite until the new store is there
                 self._build_in_background()
                 self.current = None
@@ -454,11 +579,25 @@ class Columns:
                 log.warning("cannot write the column store (%s); searching through SQLite", exc)
                 self.rebuild = False
             cs = cs if cs is not None and cs.generation == self.store.scores_generation() else None
-            if cs is not None:
-                self.names = self.store.concept_ids()
+        return self._use(cs)
+
+    def _published(self, generation: int) -> ColumnStore | None:
+        """While a writer runs: the last store it published (behind the database by at most one
+        segment), but not one newer than ``generation``, what this reader's snapshot of the
+        database holds (its exact scores would be missing), unless there is no other."""
+        peek = _peek_generation(folder_of(self.store.root))
+        current = self.current
+        if current is not None and (peek == current.generation or (
+                peek is not None and peek > generation >= current.generation)):
+            return current
+        return self._use(read(self.store.root))
+
+    def _use(self, cs: ColumnStore | None) -> ColumnStore | None:
+        if cs is not None:
+            cs.source = self.store
+            self.names = self.store.concept_ids()  # concepts change only with the generation
         self.current = cs
         return cs
-
 
     def _build_in_background(self) -> None:
         if self._builder is not None and self._builder.is_alive():
@@ -479,8 +618,9 @@ class Columns:
 
 
 class Update:
-    """A writer's record of the videos it wrote since the store was current, applied in
-    one pass at the end (:meth:`finish`) instead of a rebuild from SQLite.
+    """A writer's record of the videos it writes: published as segments every
+    :data:`SEGMENT_SHOTS` shots or :data:`SEGMENT_SECONDS` seconds (so searches see them
+    while it runs), and merged into new main columns at the end (:meth:`finish`).
 
     Every recorded write must be the one transaction that moved the generation by one;
     anything else (a write it did not see) makes :meth:`finish` rebuild instead.
@@ -491,47 +631,116 @@ class Update:
         base = read(store.root)
         ok = base is not None and fresh(store, base) and base.digest == store.shot_digest()
         self.base = base if ok else None
-        self.expected = base.generation if ok else -1
-        self.removed: list[np.ndarray] = []
-        self.added: list[tuple[np.ndarray, np.ndarray, list[int]]] = []
+        if self.base is None:  # stale after a crash: rebuilt once now, so segments can follow
+            with contextlib.suppress(OSError):
+                self.base = open_columns(store)
+        self.expected = self.base.generation if self.base is not None else -1
+        self.pending: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray]] = []
+        self.since: float | None = None
 
     def before_write(self) -> None:
         if self.base is not None and self.store.scores_generation() != self.expected:
             self.base = None  # someone else wrote: rebuild at the end
 
     def wrote(self, shot_ids, scores: np.ndarray, concept_ids, removed) -> None:
-        """One committed :meth:`Store.replace_video`."""
+        """One committed :meth:`Store.replace_video`; publishes a segment when enough has gathered."""
         if self.base is None:
             return
         self.expected += 1
-        self.removed.append(np.asarray(list(removed), np.int64))
-        self.added.append((np.asarray(shot_ids, np.int64), np.asarray(scores, np.float32), list(concept_ids)))
+        self.pending.append((np.asarray(shot_ids, np.int64), np.asarray(scores, np.float32), list(concept_ids),
+                             np.asarray(list(removed), np.int64)))
+        self.since = self.since or time.monotonic()
+        if sum(len(p[0]) for p in self.pending) >= SEGMENT_SHOTS or time.monotonic() - self.since >= SEGMENT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Publish the pending writes as one segment (a no-op when nothing is pending)."""
+        if self.base is None or not self.pending:
+            return
+        if self.store.scores_generation() != self.expected:
+            self.base = None
+            return
+        cids = sorted({c for p in self.pending for c in p[2]} | set(self.base.files))
+        ids = np.concatenate([p[0] for p in self.pending])
+        dead = np.concatenate([p[3] for p in self.pending])
+        codes = np.zeros((len(cids), len(ids)), np.uint8)
+        at = 0
+        for shot_ids, scores, concept_ids, _ in self.pending:
+            for j, cid in enumerate(concept_ids):
+                col = np.where(scores[:, j] >= SCORE_FLOOR, scores[:, j], 0)
+                codes[cids.index(cid), at : at + len(shot_ids)] = encode(col)
+            at += len(shot_ids)
+        # a shot written twice in this batch (a video re-ingested twice): the later one wins
+        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+        keep = np.zeros(len(ids), bool)
+        keep[last] = True
+        ids, codes = ids[keep], codes[:, keep]
+        self.base = self._publish_segment(ids, dead, cids, codes)
+        self.pending, self.since = [], None
+        if len(self.base.segments) > MAX_SEGMENTS:
+            self.base = merge(self.store, self.base)
+
+    def _publish_segment(self, ids: np.ndarray, dead: np.ndarray, cids: list[int], codes: np.ndarray) -> ColumnStore:
+        base, folder = self.base, folder_of(self.store.root)
+        tag = f"{self.expected}-{secrets.token_hex(4)}"
+        names = (f"seg-ids.{tag}.i8", f"seg-dead.{tag}.i8", f"seg-codes.{tag}.u8")
+        ids.tofile(folder / names[0])
+        dead.tofile(folder / names[1])
+        codes.tofile(folder / names[2])
+        seg = Segment(ids, dead, cids, codes, names)
+        view = ColumnStore(folder, self.expected, base.main_ids, base.files, {}, {}, base.segments + [seg])
+        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest["generation"] = self.expected
+        manifest["digest"] = digest_of(view.ids)
+        manifest["segments"] = manifest.get("segments", []) + [
+            {"ids": names[0], "dead": names[1], "codes": names[2], "concepts": cids, "n": len(ids),
+             "n_dead": len(dead)}]
+        publish(folder, manifest)
+        cs = read(self.store.root, self.expected)
+        if cs is None:
+            raise OSError(f"{folder}: the segment just published cannot be read back")
+        cs.source = self.store
+        return cs
 
     def finish(self) -> ColumnStore:
-        """Publish the store for what the database holds now."""
-        store, base = self.store, self.base
-        generation = store.scores_generation()
-        if base is None or generation != self.expected:
+        """Publish the store for what the database holds now: segments merged into main columns."""
+        store = self.store
+        if self.base is not None:
+            try:
+                self.flush()
+            except OSError as exc:
+                log.warning("%s: could not publish a segment (%s); rebuilding", store.root, exc)
+                self.base = None
+        base = self.base
+        if base is None or store.scores_generation() != self.expected:
             return open_columns(store)
-        if not self.added:
+        if not base.segments:
             return base
-        from .store import SCORE_FLOOR
-
-        gone = np.concatenate(self.removed + [a[0] for a in self.added])
-        keep = ~np.isin(base.ids, gone)
-        new_ids = np.concatenate([base.ids[keep]] + [a[0] for a in self.added])
-        order = np.argsort(new_ids, kind="stable")
-        new_ids = new_ids[order]
-        digest = {"count": len(new_ids), "sum": int(new_ids.sum()), "max": int(new_ids.max()) if len(new_ids) else 0}
-        if digest != store.shot_digest():
+        if base.digest != store.shot_digest():
             log.warning("column store update does not match the shot table; rebuilding")
             return open_columns(store, rebuild=True)
-        writer = Writer(store.root, generation, new_ids, digest)
-        for cid in store.concept_ids().values():
-            parts = [base.exact(cid)[keep] if base.has(cid) else np.zeros(int(keep.sum()), np.float32)]
-            for ids, scores, cids in self.added:
-                parts.append(scores[:, cids.index(cid)] if cid in cids else np.zeros(len(ids), np.float32))
-            col = np.concatenate(parts)[order]
-            col[col < SCORE_FLOOR] = 0.0  # as SQLite stores them
-            writer.add(cid, col)
-        return writer.commit(store.root)
+        return merge(store, base)
+
+
+def digest_of(ids: np.ndarray) -> dict:
+    """What :meth:`Store.shot_digest` says of a shot table holding exactly ``ids``."""
+    return {"count": len(ids), "sum": int(ids.sum()), "max": int(ids.max()) if len(ids) else 0}
+
+
+def merge(store: Store, cs: ColumnStore) -> ColumnStore:
+    """Main columns and segments folded into new main columns (codes only: nothing read from SQLite)."""
+    ids = cs.ids
+    writer = Writer(store.root, cs.generation, ids, digest_of(ids))
+    for cid in store.concept_ids().values():
+        writer.add_codes(cid, np.asarray(cs.codes(cid)))
+    tmp = writer.manifest()
+    with _manifest_lock(writer.folder):  # the same generation: replace the one with segments
+        path = writer.folder / f"{MANIFEST}.{writer.tag}.tmp"
+        path.write_text(json.dumps(tmp))
+        os.replace(path, writer.folder / MANIFEST)
+        _collect_garbage(writer.folder)
+    merged = read(store.root)
+    if merged is None:
+        raise OSError(f"{writer.folder}: the merged column store cannot be read back")
+    merged.source = store
+    return merged

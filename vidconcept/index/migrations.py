@@ -1,15 +1,19 @@
 """Schema migrations: the only place the index schema changes.
 
 Each migration is a function registered with :func:`migration`, applied once, in
-order, inside one transaction, and recorded in ``meta.schema_version``. An index
+order, inside one transaction, and recorded in ``meta.schema_version``. A migration
+that rewrites every shot (``resumable=True``) commits in chunks instead and must be
+safe to run again after a crash: it finds where it stopped from the data. An index
 written by a newer vidconcept (higher version than we know) is refused rather than
 guessed at.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
+import numpy as np
 import sqlite_utils
 
 from ..errors import IndexError_
@@ -18,9 +22,11 @@ log = logging.getLogger(__name__)
 
 Migration = Callable[[sqlite_utils.Database], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = []
+#: Versions whose migration commits in chunks itself (see the module docstring).
+RESUMABLE: set[int] = set()
 
 
-def migration(version: int) -> Callable[[Migration], Migration]:
+def migration(version: int, *, resumable: bool = False) -> Callable[[Migration], Migration]:
     """Register ``fn`` as the migration that brings the schema to ``version``."""
 
     def register(fn: Migration) -> Migration:
@@ -28,12 +34,14 @@ def migration(version: int) -> Callable[[Migration], Migration]:
             raise ValueError(f"duplicate migration version {version}")
         MIGRATIONS.append((version, fn.__name__, fn))
         MIGRATIONS.sort(key=lambda m: m[0])
+        if resumable:
+            RESUMABLE.add(version)
         return fn
 
     return register
 
 
-LATEST = 4
+LATEST = 5
 
 
 @migration(1)
@@ -136,6 +144,119 @@ def m004_accounts_and_audit(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+#: Shots converted per committed chunk by :func:`m005_packed_scores`.
+PACK_CHUNK = 20_000
+
+
+@migration(5, resumable=True)
+def m005_packed_scores(db: sqlite_utils.Database) -> None:
+    """Scores stored once per shot (issue 34): one row per (shot, concept) made the database
+    ~5 GB per million shots. Each concept gets a ``slot`` (never reused), each shot one
+    ``shot_scores`` row whose blob holds float32 scores by slot (the values the old ``REAL``
+    rows held, so rankings do not change). ``upgrade_scores`` (an unfinished upgrade's staged
+    rows) is packed the same way by ``pos``. Converted in chunks of shots, each committed with
+    the old rows it replaces deleted, so a crash resumes where it stopped; then the old tables
+    are dropped and the file vacuumed once (space back to the disk)."""
+    started = time.perf_counter()
+    _run(db, _m005_schema)
+    moved = _pack_rows(db, "scores", "shot_id", "concept_id", "shot_scores",
+                       "SELECT id, slot FROM concepts")
+    moved += _pack_rows(db, "upgrade_scores", "shot_id", "pos", "upgrade_shot_scores", None)
+    _run(db, _m005_finish)
+    if moved:
+        log.info("packed %d score rows in %.1f s", moved, time.perf_counter() - started)
+        vacuum(db)
+
+
+def _run(db: sqlite_utils.Database, fn: Callable[[sqlite_utils.Database], None]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        fn(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _m005_schema(db: sqlite_utils.Database) -> None:
+    tables = set(db.table_names())
+    if "shot_scores" in tables:
+        return  # resumed
+    if "slot" not in db["concepts"].columns_dict:
+        db.execute("ALTER TABLE concepts ADD COLUMN slot INTEGER")
+    db.execute("UPDATE concepts SET slot = (SELECT count(*) FROM concepts c WHERE c.id < concepts.id)")
+    db.execute("CREATE UNIQUE INDEX concepts_slot ON concepts (slot)")
+    db.execute("INSERT INTO meta (key, value) VALUES ('next_slot', (SELECT count(*) FROM concepts)) "
+               "ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+    # Any writer (ingest, user concepts, upgrade, the web) gets a fresh slot without knowing about slots.
+    db.execute("CREATE TRIGGER concepts_new_slot AFTER INSERT ON concepts WHEN NEW.slot IS NULL BEGIN "
+               "UPDATE concepts SET slot = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'next_slot') "
+               "WHERE id = NEW.id; "
+               "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_slot'; END")
+    db.execute("CREATE TABLE shot_scores (shot_id INTEGER PRIMARY KEY REFERENCES shots(id), scores BLOB NOT NULL)")
+    db.execute("CREATE TABLE upgrade_shot_scores (shot_id INTEGER PRIMARY KEY, scores BLOB NOT NULL)")
+
+
+def _pack_rows(db: sqlite_utils.Database, old: str, key: str, col: str, new: str, slots_sql: str | None) -> int:
+    """Move ``old`` (one row per key and column) into ``new`` (one float32 blob per key), a
+    chunk of keys per transaction. Returns the rows moved."""
+    if old not in db.table_names():
+        return 0
+    moved = 0
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            keys = [r[0] for r in db.execute(f"SELECT DISTINCT {key} FROM {old} ORDER BY {key} LIMIT ?",
+                                             [PACK_CHUNK])]
+            if not keys:
+                db.execute("COMMIT")
+                return moved
+            lo, hi = keys[0], keys[-1]
+            rows = np.asarray(db.execute(f"SELECT {key}, {col}, score FROM {old} WHERE {key} BETWEEN ? AND ?",
+                                         [lo, hi]).fetchall(), np.float64).reshape(-1, 3)
+            slot_of = dict(db.execute(slots_sql).fetchall()) if slots_sql else None
+            _write_packed(db, new, rows, slot_of)
+            db.execute(f"DELETE FROM {old} WHERE {key} BETWEEN ? AND ?", [lo, hi])
+            db.execute("COMMIT")
+            moved += len(rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
+def _write_packed(db: sqlite_utils.Database, table: str, rows: np.ndarray, slot_of: dict | None) -> None:
+    keys, inverse = np.unique(rows[:, 0].astype(np.int64), return_inverse=True)
+    cols = rows[:, 1].astype(np.int64)
+    if slot_of is not None:  # concept id → slot (rows of a deleted concept are dropped)
+        lookup = np.array([slot_of.get(int(c), -1) for c in range(int(cols.max()) + 1)], np.int64)
+        cols = lookup[cols]
+    ok = cols >= 0
+    width = int(cols[ok].max()) + 1 if ok.any() else 0
+    mat = np.zeros((len(keys), width), np.float32)
+    mat[inverse[ok], cols[ok]] = rows[ok, 2]
+    db.conn.executemany(f"INSERT OR REPLACE INTO {table} (shot_id, scores) VALUES (?, ?)",
+                        zip(keys.tolist(), (r.tobytes() for r in mat)))
+
+
+def _m005_finish(db: sqlite_utils.Database) -> None:
+    db.execute("DROP INDEX IF EXISTS scores_concept_score")
+    for table in {"scores", "upgrade_scores"} & set(db.table_names()):  # ("scores" may be the view already)
+        db.execute(f"DROP TABLE {table}")
+    # For people and tools that read the old table: the same rows, unpacked by a function every
+    # connection of Store registers (a plain sqlite3 shell has no such function).
+    db.execute("CREATE VIEW IF NOT EXISTS scores AS SELECT p.shot_id AS shot_id, c.id AS concept_id, "
+               "vc_score(p.scores, c.slot) AS score FROM shot_scores p JOIN concepts c "
+               "WHERE vc_score(p.scores, c.slot) > 0")
+
+
+def vacuum(db: sqlite_utils.Database) -> None:
+    """Give freed pages back to the file system; skipped (space reused later) when the index is busy."""
+    try:
+        db.execute("VACUUM")
+    except Exception as exc:  # noqa: BLE001 - busy readers: the space is reused by later writes
+        log.warning("could not vacuum the index database (%s); freed space will be reused", exc)
+
+
 def schema_version(db: sqlite_utils.Database) -> int:
     if "meta" not in db.table_names():
         return 0
@@ -154,8 +275,11 @@ def migrate(db: sqlite_utils.Database) -> int:
         if version <= current:
             continue
         log.info("migrating index schema to version %d (%s)", version, name)
-        with db.atomic():
+        if version in RESUMABLE:
             fn(db)
+        with db.atomic():
+            if version not in RESUMABLE:
+                fn(db)
             db.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

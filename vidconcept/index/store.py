@@ -1,10 +1,12 @@
 """The index database: SQLite through sqlite-utils.
 
-Tables (see :mod:`.migrations`): ``videos``, ``shots``, ``concepts``, ``scores``
-(``(concept_id, score)`` indexed, so ranking by one concept is an index scan) and
-``features`` (per-shot float16 vectors, the source of truth the FAISS file is
-rebuilt from). Every video is written in one transaction, so a crash never leaves
-half a video behind.
+Tables (see :mod:`.migrations`): ``videos``, ``shots``, ``concepts`` (each with a
+``slot``), ``shot_scores`` (one row per shot: its float32 scores packed by concept
+slot, the source of truth the column store of :mod:`.columns` is derived from; a
+``scores`` view unpacks them for ad-hoc SQL) and ``features`` (per-shot float16
+vectors, the source of truth the FAISS file is rebuilt from). Every video is written
+in one transaction, so a crash never leaves half a video behind. Nothing outside this
+module reads the packed blobs.
 
 Example::
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import struct
 import json
 import logging
 import sqlite3
@@ -39,6 +42,9 @@ DB_NAME = "index.db"
 SCORE_FLOOR = 1e-3
 BUSY_TIMEOUT_MS = 30_000
 
+#: Shots read per query when scanning every shot's scores.
+SCAN_BATCH = 50_000
+
 #: The record ingest hands to the store: :class:`vidconcept.records.Shot` (the old name, kept for callers).
 ShotData = Shot
 
@@ -56,6 +62,25 @@ class VideoWrite:
     def removed(self) -> list[int]:
         """Old shot ids whose vectors are stale: the gone ones and the kept ones (rewritten)."""
         return sorted(self.reshoot.kept | set(self.reshoot.gone))
+
+
+def _score_at(blob: bytes | None, slot: int | None) -> float:
+    """SQL ``vc_score(blob, slot)``: one concept's score from a packed row (0 past its end)."""
+    if blob is None or slot is None or 4 * slot + 4 > len(blob):
+        return 0.0
+    return struct.unpack_from("<f", blob, 4 * slot)[0]
+
+
+def unpack(blobs: Sequence[bytes], width: int) -> np.ndarray:
+    """Packed float32 rows → an ``(n, width)`` matrix; a shorter row (written before later
+    concepts got their slots) reads as 0 there, a longer one is cut."""
+    if blobs and all(len(b) == 4 * width for b in blobs):
+        return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), width).copy()
+    out = np.zeros((len(blobs), width), np.float32)
+    for i, b in enumerate(blobs):
+        row = np.frombuffer(b, np.float32)[:width]
+        out[i, : len(row)] = row
+    return out
 
 
 def now_iso() -> str:
@@ -81,6 +106,7 @@ class Store:
             else:
                 conn = sqlite3.connect(str(path), check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.create_function("vc_score", 2, _score_at, deterministic=True)
             db = sqlite_utils.Database(conn)
             if not readonly:
                 db.execute("PRAGMA journal_mode = WAL")
@@ -197,7 +223,8 @@ class Store:
                                  [video_id]))
         kept = match_shots(old, shots)
         gone = {r["id"]: (r["start_s"], r["end_s"]) for r in old if r["id"] not in set(kept.values())}
-        self.db.execute("DELETE FROM scores WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
+        self.db.execute("DELETE FROM shot_scores WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)",
+                        [video_id])
         self.db.execute("DELETE FROM features WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
         self.db.conn.executemany("DELETE FROM shots WHERE id = ?", [(i,) for i in gone])
         # kept shots may change position: move them out of the way of UNIQUE (video_id, idx)
@@ -218,15 +245,20 @@ class Store:
         return int(cur.lastrowid)
 
     def _insert_scores(self, shot_ids: Sequence[int], scores: np.ndarray, concept_ids: Sequence[int]) -> None:
+        """One packed row per shot (scores below :data:`SCORE_FLOOR` stored as 0)."""
         if not len(shot_ids):
             return
-        rows, cols = np.nonzero(scores >= SCORE_FLOOR)
-        cids = np.asarray(concept_ids)
-        sids = np.asarray(shot_ids)
+        slots = self.slots()
+        width = max(slots.values(), default=-1) + 1
+        mat = np.zeros((len(shot_ids), width), np.float32)
+        mat[:, [slots[int(c)] for c in concept_ids]] = np.where(scores >= SCORE_FLOOR, scores, 0)
+        self._put_rows(shot_ids, mat)
+
+    def _put_rows(self, shot_ids: Sequence[int], mat: np.ndarray, table: str = "shot_scores") -> None:
+        mat = np.ascontiguousarray(mat, np.float32)
         self.db.conn.executemany(
-            "INSERT INTO scores (shot_id, concept_id, score) VALUES (?, ?, ?)",
-            zip(sids[rows].tolist(), cids[cols].tolist(), scores[rows, cols].astype(float).tolist()),
-        )
+            f"INSERT INTO {table} (shot_id, scores) VALUES (?, ?) ON CONFLICT(shot_id) DO UPDATE SET scores = excluded.scores",
+            zip(np.asarray(shot_ids, np.int64).tolist(), (r.tobytes() for r in mat)))
 
     def _insert_features(self, shot_ids: Sequence[int], features: np.ndarray, norms: np.ndarray | None = None) -> None:
         blobs = (np.asarray(f, dtype=np.float16).tobytes() for f in features)
@@ -237,7 +269,7 @@ class Store:
 
     def _delete_shots(self, video_id: int) -> list[int]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM shots WHERE video_id = ?", [video_id])]
-        self.db.execute("DELETE FROM scores WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
+        self.db.execute("DELETE FROM shot_scores WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
         self.db.execute("DELETE FROM features WHERE shot_id IN (SELECT id FROM shots WHERE video_id = ?)", [video_id])
         self.db.execute("DELETE FROM shots WHERE video_id = ?", [video_id])
         return ids
@@ -307,25 +339,82 @@ class Store:
                 "SELECT s.id FROM shots s JOIN videos v ON v.id = s.video_id ORDER BY v.path, s.idx")
         return [r[0] for r in rows]
 
+    # ---- packed scores (one float32 row per shot, by concept slot) ---------
+    def slots(self) -> dict[int, int]:
+        """Concept id → slot: the position of its score in every packed row."""
+        return dict(self.db.execute("SELECT id, slot FROM concepts").fetchall())
+
+    def scan_scores(self, batch: int = SCAN_BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every shot's packed scores as ``(ids, float32 matrix by slot)`` chunks, in id order
+        (shots without scores are left out)."""
+        width = self.db.execute("SELECT coalesce(max(slot), -1) + 1 FROM concepts").fetchone()[0]
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT shot_id, scores FROM shot_scores WHERE shot_id > ? ORDER BY shot_id LIMIT ?",
+                                   [last, batch]).fetchall()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            yield ids, unpack([r[1] for r in rows], width)
+            last = int(ids[-1])
+
+    def scores_of(self, shot_ids: Sequence[int] | np.ndarray, concept_ids: Sequence[int]) -> np.ndarray:
+        """``(len(shot_ids), len(concept_ids))`` float32 scores (0 where none is stored), in the
+        order given: the exact scores a ranking needs for a few hundred shots."""
+        ids = np.asarray(shot_ids, np.int64)
+        out = np.zeros((len(ids), len(concept_ids)), np.float32)
+        if not len(ids) or not len(concept_ids):
+            return out
+        slot_of = self.slots()
+        cols = np.array([slot_of.get(int(c), -1) for c in concept_ids], np.int64)
+        uniq = np.unique(ids)
+        found: dict[int, bytes] = {}
+        for lo in range(0, len(uniq), 20_000):
+            chunk = json.dumps(uniq[lo : lo + 20_000].tolist())
+            found.update(self.db.execute(
+                "SELECT shot_id, scores FROM shot_scores WHERE shot_id IN (SELECT value FROM json_each(?))",
+                [chunk]).fetchall())
+        if not found:
+            return out
+        keys = np.fromiter(found, np.int64, len(found))
+        mat = unpack(list(found.values()), max(int(cols.max()) + 1, 1))
+        order = np.argsort(keys)
+        rows = order[np.minimum(np.searchsorted(keys[order], ids), len(keys) - 1)]
+        hit = keys[rows] == ids
+        ok = cols >= 0
+        out[np.ix_(hit, ok)] = mat[np.ix_(rows[hit], cols[ok])]
+        return out
+
     def concept_column(self, concept_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """All stored ``(shot_ids, scores)`` of one concept."""
-        rows = self.db.execute("SELECT shot_id, score FROM scores WHERE concept_id = ?", [concept_id]).fetchall()
-        if not rows:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        arr = np.asarray(rows)
-        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.float32)
+        """All stored ``(shot_ids, scores)`` of one concept (scores > 0, in id order)."""
+        slot = self.slots().get(concept_id)
+        ids, vals = [np.empty(0, np.int64)], [np.empty(0, np.float32)]
+        if slot is not None:
+            for chunk_ids, mat in self.scan_scores():
+                col = mat[:, slot]
+                keep = col > 0
+                ids.append(chunk_ids[keep])
+                vals.append(col[keep])
+        return np.concatenate(ids), np.concatenate(vals)
 
     def top_by_concept(self, concept_id: int, limit: int, offset: int = 0, min_score: float = 0.0) -> list[tuple[int, float]]:
-        """Shots ranked by one concept's score: an index scan of ``scores_concept_score``."""
-        return self.db.execute(
-            "SELECT shot_id, score FROM scores WHERE concept_id = ? AND score >= ? ORDER BY score DESC, shot_id LIMIT ? OFFSET ?",
-            [concept_id, min_score, limit, offset],
-        ).fetchall()
+        """Shots ranked by one concept's score (ties by shot id): a scan of the packed rows."""
+        ids, scores = self.concept_column(concept_id)
+        keep = scores >= min_score
+        ids, scores = ids[keep], scores[keep]
+        order = np.lexsort((ids, -scores))[offset : offset + limit]
+        return [(int(ids[i]), float(scores[i])) for i in order]
 
     def count_by_concept(self, concept_id: int, min_score: float) -> int:
-        return self.db.execute(
-            "SELECT count(*) FROM scores WHERE concept_id = ? AND score >= ?", [concept_id, min_score]
-        ).fetchone()[0]
+        return int(np.count_nonzero(self.concept_column(concept_id)[1] >= max(min_score, 1e-12)))
+
+    def concept_counts(self, min_score: float) -> dict[int, int]:
+        """Concept id → shots scoring at least ``min_score`` (and above 0), in one scan."""
+        slot_of = self.slots()
+        counts = np.zeros(max(slot_of.values(), default=-1) + 1, np.int64)
+        for _, mat in self.scan_scores():
+            counts[: mat.shape[1]] += np.count_nonzero(mat >= max(min_score, 1e-12), axis=0)
+        return {cid: int(counts[slot]) for cid, slot in slot_of.items()}
 
     def shots(self, shot_ids: Sequence[int]) -> dict[int, dict]:
         """Shot rows joined with their video's path and rate, keyed by shot id."""
@@ -342,19 +431,17 @@ class Store:
         return out
 
     def shot_scores(self, shot_id: int) -> dict[str, float]:
-        rows = self.db.execute(
-            "SELECT c.name, s.score FROM scores s JOIN concepts c ON c.id = s.concept_id WHERE s.shot_id = ? ORDER BY s.score DESC",
-            [shot_id],
-        )
-        return {name: score for name, score in rows}
+        """Concept name → stored score (> 0) of one shot, best first."""
+        names = dict(self.db.execute("SELECT slot, name FROM concepts").fetchall())
+        row = self.db.execute("SELECT scores FROM shot_scores WHERE shot_id = ?", [shot_id]).fetchone()
+        if row is None:
+            return {}
+        vec = np.frombuffer(row[0], np.float32)
+        pairs = [(names[i], float(vec[i])) for i in np.flatnonzero(vec > 0) if i in names]
+        return dict(sorted(pairs, key=lambda p: -p[1]))
 
     def top_concepts(self, shot_id: int, k: int) -> dict[str, float]:
-        rows = self.db.execute(
-            "SELECT c.name, s.score FROM scores s JOIN concepts c ON c.id = s.concept_id "
-            "WHERE s.shot_id = ? ORDER BY s.score DESC LIMIT ?",
-            [shot_id, k],
-        )
-        return {name: round(score, 4) for name, score in rows}
+        return {name: round(score, 4) for name, score in list(self.shot_scores(shot_id).items())[:k]}
 
     def feature(self, shot_id: int) -> np.ndarray | None:
         row = self.db.execute("SELECT vector FROM features WHERE shot_id = ?", [shot_id]).fetchone()
@@ -443,15 +530,61 @@ class Store:
         return cid
 
     def replace_concept_scores(self, concept_id: int, shot_ids: np.ndarray, scores: np.ndarray) -> None:
-        """All scores of one concept: old rows deleted, rows >= :data:`SCORE_FLOOR` written."""
-        keep = scores >= SCORE_FLOOR
+        """All scores of one concept: its slot of every packed row rewritten (scores below
+        :data:`SCORE_FLOOR`, and shots not given, read 0)."""
+        slot = self.slots()[concept_id]
+        given = np.asarray(shot_ids, np.int64)
+        values = np.where(np.asarray(scores, np.float32) >= SCORE_FLOOR, np.asarray(scores, np.float32), 0)
+        order = np.argsort(given)
+        given, values = given[order], values[order]
         with self.db.atomic():
-            self.db.execute("DELETE FROM scores WHERE concept_id = ?", [concept_id])
-            self.db.conn.executemany(
-                "INSERT INTO scores (shot_id, concept_id, score) VALUES (?, ?, ?)",
-                zip(np.asarray(shot_ids)[keep].tolist(), [concept_id] * int(keep.sum()),
-                    np.asarray(scores, np.float64)[keep].tolist()))
+            seen = np.zeros(len(given), bool)
+            for ids, mat in list(self.scan_scores()):
+                if mat.shape[1] <= slot:
+                    mat = np.pad(mat, ((0, 0), (0, slot + 1 - mat.shape[1])))
+                pos = np.minimum(np.searchsorted(given, ids), max(len(given) - 1, 0))
+                hit = given[pos] == ids if len(given) else np.zeros(len(ids), bool)
+                new = np.zeros(len(ids), np.float32)
+                new[hit] = values[pos[hit]]
+                seen[pos[hit]] = True
+                if not np.array_equal(mat[:, slot], new):
+                    mat[:, slot] = new
+                    self._put_rows(ids, mat)
+            rest = np.flatnonzero(~seen & (values > 0))  # shots that had no packed row yet
+            if len(rest):
+                mat = np.zeros((len(rest), slot + 1), np.float32)
+                mat[:, slot] = values[rest]
+                self._put_rows(given[rest], mat)
             self.bump_generation()
+
+    # ---- an upgrade's staged scores (by the new model's concept positions) ---
+    def stage_upgrade_scores(self, shot_ids: Sequence[int], scores: np.ndarray) -> None:
+        """Packed rows of an upgrade's new scores, by model position (see :mod:`vidconcept.upgrade`)."""
+        scores = np.asarray(scores, np.float32)
+        self._put_rows(shot_ids, np.where(scores >= SCORE_FLOOR, scores, 0), table="upgrade_shot_scores")
+
+    def swap_in_upgrade_scores(self) -> None:
+        """Inside the upgrade's swap transaction: every shot's scores replaced by its staged ones,
+        positions mapped to the slots of the concepts named in ``upgrade_concepts`` (others 0)."""
+        self.db.execute("DELETE FROM shot_scores")
+        slot_of = dict(self.db.execute("SELECT uc.pos, c.slot FROM upgrade_concepts uc "
+                                       "JOIN concepts c ON c.name = uc.name").fetchall())
+        if not slot_of:
+            return
+        pos = np.fromiter(slot_of, np.int64, len(slot_of))
+        slots = np.array([slot_of[p] for p in pos.tolist()], np.int64)
+        width = self.db.execute("SELECT coalesce(max(slot), -1) + 1 FROM concepts").fetchone()[0]
+        last = -1
+        while True:
+            rows = self.db.execute("SELECT shot_id, scores FROM upgrade_shot_scores WHERE shot_id > ? "
+                                   "ORDER BY shot_id LIMIT ?", [last, SCAN_BATCH]).fetchall()
+            if not rows:
+                return
+            staged = unpack([r[1] for r in rows], int(pos.max()) + 1)
+            mat = np.zeros((len(rows), width), np.float32)
+            mat[:, slots] = staged[:, pos]
+            self._put_rows([r[0] for r in rows], mat)
+            last = rows[-1][0]
 
     def find_concept(self, name: str) -> dict | None:
         """The concept named ``name``, else one whose name matches case-insensitively (as queries resolve)."""
@@ -461,8 +594,8 @@ class Store:
         return rows[0] if rows else None
 
     def delete_concept(self, concept_id: int) -> None:
-        """A concept and its scores."""
+        """A concept and its scores: its slot is never given again, so what the packed rows
+        still hold there is never read (rows are rewritten shorter as shots are re-ingested)."""
         with self.db.atomic():
-            self.db.execute("DELETE FROM scores WHERE concept_id = ?", [concept_id])
             self.db.execute("DELETE FROM concepts WHERE id = ?", [concept_id])
             self.bump_generation()

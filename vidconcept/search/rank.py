@@ -8,10 +8,12 @@ bounds every shot's exact score. The exact pass reads float32 scores only for
 the shots whose page or total the bounds cannot decide: so pages and totals are
 the same as ranking the exact scores, in the same order (score, then shot id).
 
-Without one (an ingest is writing, or the store cannot be written), as before: a
-query of one concept is an index scan of ``scores(concept_id, score)``; any other
-combines dense per-concept columns read from SQLite, kept in a
-:class:`ColumnCache` until the database changes.
+The exact scores come from SQLite's packed rows (:meth:`Store.scores_of`), read
+once per query for all the shots and concepts that need them.
+
+Without a column store (a crashed writer's store is being rebuilt in the background,
+or the folder cannot be written) a query combines dense per-concept columns read
+from SQLite in one scan, kept in a :class:`ColumnCache` until the database changes.
 """
 from __future__ import annotations
 
@@ -100,16 +102,26 @@ class ColumnCache:
 
     def column(self, concept_id: int) -> np.ndarray:
         self._check()
-        col = self._columns.get(concept_id)
-        if col is None:
-            valid = self.valid()
-            col = np.zeros(int(valid.max()) + 1 if len(valid) else 1, np.float32)
-            shot_ids, scores = self.store.concept_column(concept_id)
-            col[shot_ids] = scores
+        if concept_id not in self._columns:
+            self._load([concept_id])
+        return self._columns[concept_id]
+
+    def _load(self, concept_ids: list[int]) -> None:
+        """Columns of several concepts in one scan of the packed rows."""
+        valid = self.valid()
+        slot_of = self.store.slots()
+        size = int(valid.max()) + 1 if len(valid) else 1
+        cols = {cid: np.zeros(size, np.float32) for cid in concept_ids}
+        for ids, mat in self.store.scan_scores():
+            ok = ids < size
+            for cid in concept_ids:
+                slot = slot_of.get(cid)
+                if slot is not None and slot < mat.shape[1]:
+                    cols[cid][ids[ok]] = mat[ok, slot]
+        for cid, col in cols.items():
             if len(self._columns) >= self.max_columns:
                 self._columns.pop(next(iter(self._columns)))
-            self._columns[concept_id] = col
-        return col
+            self._columns[cid] = col
 
 
     def columns(self, concept_ids: dict[str, int]) -> dict[str, np.ndarray]:
@@ -118,6 +130,9 @@ class ColumnCache:
         for _ in range(5):
             self._check()
             version = self._version
+            missing = [cid for cid in dict.fromkeys(concept_ids.values()) if cid not in self._columns]
+            if missing:
+                self._load(missing)
             cols = {name: self.column(cid) for name, cid in concept_ids.items()}
             if self.store.version() == version:
                 return cols
@@ -131,19 +146,18 @@ def rank(store: Store, node: Node, top: int = 20, offset: int = 0, min_score: fl
     """Return ``([(shot_id, score), …], total)``: one page of shots scoring above
     ``min_score`` (and above 0), best first, and how many match in all.
     ``within`` restricts the ranking to these shot ids (e.g. one video's)."""
-    cs = columns.get() if columns is not None else None
-    ids = resolve_concepts(store, node, columns.names if cs is not None else None)
     floor = max(min_score, 1e-12)
-    if cs is not None and all(cs.has(cid) for cid in ids.values()):
+    for _ in range(3):  # a store replaced under us: read the manifest again
+        cs = columns.get() if columns is not None else None
+        ids = resolve_concepts(store, node, columns.names if cs is not None else None)
+        if cs is None or not all(cs.has(cid) for cid in ids.values()):
+            break
         try:
             return rank_columns(cs, node, ids, top, offset, floor, within)
-        except StaleColumns:  # replaced under us: this query goes through SQLite
+        except StaleColumns:
             columns.current = None
     if within is not None:
         return _rank_dense(node, ids, cache or ColumnCache(store), np.asarray(within, np.int64), top, offset, floor)
-    if isinstance(node, Concept):  # an index scan for the page, an index range count for the total
-        cid = ids[node.name]
-        return [(int(s), float(v)) for s, v in store.top_by_concept(cid, top, offset, floor)], store.count_by_concept(cid, floor)
     cache = cache or ColumnCache(store)
     return _rank_dense(node, ids, cache, cache.valid(), top, offset, floor)
 
@@ -194,9 +208,10 @@ def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, off
         col = cs.codes(cid)
         return col if rows is None else col[rows]
 
-    def exact(sel: np.ndarray) -> np.ndarray:  # the query's exact score at selected rows (of ``rows``)
+    def exact(sel: np.ndarray) -> np.ndarray:  # the query's exact score at selected rows (of ``rows``): one read
         at = sel if rows is None else rows[sel]
-        return evaluate(node, {name: cs.exact_at(cid, at) for name, cid in ids.items()})
+        got = cs.exact_rows(at, list(dict.fromkeys(ids.values())))
+        return evaluate(node, {name: got[cid] for name, cid in ids.items()})
 
     k = offset + top
     tiny = least_positive(node)
@@ -207,11 +222,12 @@ def rank_columns(cs: ColumnStore, node: Node, ids: dict[str, int], top: int, off
         code = evaluate(node, {name: coarse(cid) for name, cid in ids.items()}, one=255)
         hist = cs.histogram(ids[node.name]) if isinstance(node, Concept) and rows is None else None
         sure, maybe, cand = _select_codes(code, floor, tiny, k, hist)
-    maybe_score = exact(maybe)
+    both = exact(np.concatenate([maybe, cand]))
+    maybe_score, cand_score = both[: len(maybe)], both[len(maybe):]
     passed = maybe_score >= floor
     total = sure + int(np.count_nonzero(passed))
     sel = np.concatenate([cand, maybe[passed]])
-    score = np.concatenate([exact(cand), maybe_score[passed]])
+    score = np.concatenate([cand_score, maybe_score[passed]])
     keep = score >= floor
     sel, score = sel[keep], score[keep]
     shot = cs.ids[sel if rows is None else rows[sel]]
