@@ -204,6 +204,7 @@ class TransitionDetector(SceneDetector):
         self.gradual_spans: deque[tuple[int, int]] = deque(maxlen=64)
         self._last_cut = -(10**9)  # last boundary emitted
         self._last_abrupt = -(10**9)  # last frame that was a hard cut or black edge
+        self._last_gradual = -(10**9)  # peak of the last accepted gradual transition
 
     @property
     def event_buffer_length(self) -> int:
@@ -420,14 +421,26 @@ class TransitionDetector(SceneDetector):
         lo, hi = max(0, centre - k), min(len(window) - 1, centre + k)
         return hist_distance(window[lo].hist, window[hi].hist)
 
-    def _same_transition(self, extent: tuple[int, int]) -> bool:
-        """Whether a gradual candidate's frames overlap the last accepted transition's: a
-        long dissolve seen twice is one transition (its span grows to cover both)."""
-        if not self.gradual_spans or extent[0] > self.gradual_spans[-1][1]:
+    def _same_transition(self, frame: int) -> bool:
+        """Whether a gradual candidate is the last accepted transition seen again: its frames
+        overlap that one's, or follow within ``K`` frames while the picture between the two
+        peaks is still one blend (a dissolve longer than the window peaks twice; back-to-back
+        dissolves have a clean shot between them). The span then grows to cover both."""
+        if not self.gradual_spans:
             return False
-        first, last = self.gradual_spans[-1]
+        extent, (first, last) = self._extent[frame], self.gradual_spans[-1]
+        if extent[0] > last and (extent[0] - last > self._k or not self._one_blend(self._last_gradual, frame)):
+            return False
         self.gradual_spans[-1] = (first, max(last, extent[1]))
         return True
+
+    def _one_blend(self, a: int, b: int) -> bool:
+        """Whether the frame halfway between frames ``a`` and ``b`` is their mix (both still in the buffer)."""
+        by_index = {f.index: f.small for f in self._buf}
+        mid = by_index.get((a + b) // 2)
+        if a not in by_index or b not in by_index or mid is None:
+            return False
+        return self._nonlinearity(by_index[a], mid, by_index[b]) <= LINEARITY
 
     def _accept(self, candidates: list[tuple[int, str]]) -> list[int]:
         """Order candidates, apply the minimum shot length, drop duplicates."""
@@ -435,7 +448,7 @@ class TransitionDetector(SceneDetector):
         for frame, kind in sorted(candidates):
             if frame <= self._last_cut:
                 continue
-            if kind == "gradual" and self._same_transition(self._extent[frame]):
+            if kind == "gradual" and self._same_transition(frame):
                 continue
             if kind == "gradual" and frame - self._last_abrupt < 2 * self._k:
                 continue
@@ -445,6 +458,7 @@ class TransitionDetector(SceneDetector):
                 self._last_abrupt = frame
             else:
                 self.gradual_spans.append(self._extent[frame])
+                self._last_gradual = frame
             self._last_cut = frame
             accepted.append(frame)
         for frame in [f for f in self._extent if f <= self._last_cut]:
