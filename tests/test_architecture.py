@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vidconcept"
 #: The longest matching prefix names a module's layer (docs/ARCHITECTURE.md draws the same table).
 LAYERS: dict[str, int] = {
     "vidconcept.cli": 4, "vidconcept.__main__": 4, "vidconcept.web": 4,          # interfaces
-    "vidconcept": 3, "vidconcept.api": 3, "vidconcept.concepts": 3,               # api
+    "vidconcept": 3, "vidconcept.api": 3, "vidconcept.concepts": 3, "vidconcept.shards": 3,  # api
     "vidconcept.ingest": 2, "vidconcept.engines": 2, "vidconcept.upgrade": 2,     # pipeline
     "vidconcept.video": 1, "vidconcept.model": 1, "vidconcept.data": 1, "vidconcept.index": 1,
     "vidconcept.search": 1, "vidconcept.export": 1, "vidconcept.evaluate": 1,     # parts
