@@ -135,11 +135,70 @@ def test_keyframes_served_only_inside_the_index(client, index_dir):
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert client.get("/keyframes/999.jpg").status_code == 404
     assert client.get("/keyframes/..%2F..%2Findex.db").status_code in (404, 422)
+    assert client.get("/keyframes/2.jpg").status_code == 200  # now the server holds it (cache)
     store = Store.open(index_dir)
     store.db.execute("UPDATE shots SET keyframe = '../../../etc/passwd' WHERE id = 2")
     store.db.conn.commit()
     store.close()
     assert client.get("/keyframes/2.jpg").status_code == 404
+
+
+def test_keyframe_etag_answers_304(client, index_dir):
+    first = client.get("/keyframes/1.jpg")
+    etag = first.headers["etag"]
+    assert first.content == (index_dir / "keyframes/v0/00000.jpg").read_bytes()
+    assert etag.startswith('"') and first.headers["cache-control"].startswith("private")
+    again = client.get("/keyframes/1.jpg", headers={"if-none-match": f'W/"other", {etag}'})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    assert client.get("/keyframes/1.jpg", headers={"if-none-match": '"other"'}).status_code == 200
+    assert client.get("/keyframes/2.jpg").headers["etag"] != etag
+
+
+def test_cached_answers_follow_each_commit(index_dir):
+    """Pages and keyframes are kept per generation of the database: a commit by another connection
+    (an ingest, a retrain, the CLI) is seen by the next request."""
+    from vidconcept import concepts
+
+    with Index(index_dir) as index:
+        concepts.add_concept(index, "mine", positive=[1, 2], negative=[7, 8])
+    with TestClient(create_app(index_dir, load_model=False), base_url="http://localhost") as client:
+        params = {"q": "mine", "top": 3}
+        before = client.get("/api/search", params=params).json()
+        assert client.get("/api/search", params=params).json() == before  # the cached copy
+        with Index(index_dir) as index:
+            assert before == _page(index.search("mine", top=3))
+            concepts.refine_concept(index, "mine", positive=[7, 8, 9], negative=[1, 2, 3])
+            assert client.get("/api/search", params=params).json() == _page(index.search("mine", top=3))
+            concepts.remove_concept(index, "mine")
+        assert client.get("/api/search", params=params).status_code == 400
+
+
+def _page(found) -> dict:
+    from vidconcept.web.schemas import Result
+
+    return {"results": [Result.from_record(r).model_dump() for r in found.results], "total": found.total}
+
+
+def test_concurrent_misses_share_one_search(index_dir):
+    """32 requests for a page the server does not hold yet cost one search."""
+    import asyncio
+
+    import httpx
+
+    app = create_app(index_dir, load_model=False)
+    calls = []
+    search = app.state.library.search
+    app.state.library.search = lambda *a: calls.append(a) or search(*a)
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
+            pages = await asyncio.gather(*(http.get("/api/search", params={"q": "cat"}) for _ in range(32)))
+        return [p.json() for p in pages]
+
+    pages = asyncio.run(main())
+    assert all(p == pages[0] for p in pages) and pages[0]["results"] and len(calls) == 1
+    app.state.library.close()
 
 
 @pytest.mark.parametrize("header, status, body", [

@@ -149,6 +149,32 @@ def test_bearer_tokens_and_revocation(app, clients):
     assert _client(app, headers={"authorization": "Bearer vc_forged"}).get("/api/videos").status_code == 401
 
 
+def test_revocation_elsewhere_is_honoured_at_once(app, index_dir, clients):
+    """The server remembers who a token or cookie is (hashed, for a moment), but a commit by any
+    connection (the CLI in another process here) drops that: revocation, removal and expiry count
+    from the next request, and a lower role has no effect it should not."""
+    with Index(index_dir) as index:
+        token, secret = index.add_token("viewer", "script")
+    script = _client(app, headers={"authorization": f"Bearer {secret}"})
+    for _ in range(3):
+        assert script.get("/keyframes/1.jpg").status_code == 200
+        assert script.get("/api/search", params={"q": "cat"}).status_code == 200
+    with Index(index_dir) as index:
+        index.revoke_token(token.id)
+    assert script.get("/keyframes/1.jpg").status_code == 401
+    assert script.get("/keyframes/1.jpg", headers={"if-none-match": "*"}).status_code == 401
+    assert script.get("/api/search", params={"q": "cat"}).status_code == 401
+    assert clients["editor"].get("/api/audit").status_code == 200
+    with Index(index_dir) as index:
+        index.store.db.execute("UPDATE sessions SET expires = 0 WHERE user = 'editor'")
+        index.store.db.conn.commit()
+    assert clients["editor"].get("/api/audit").status_code == 401
+    assert clients["admin"].get("/api/users").status_code == 200
+    with Index(index_dir) as index:
+        index.set_role("admin", "viewer")
+    assert clients["admin"].get("/api/users").status_code == 403
+
+
 @pytest.mark.parametrize("host, status", [
     ("attacker.example", 421), ("localhost:8000", 200), ("127.0.0.1:8000", 200), ("[::1]:8000", 200),
     ("archive.example.org", 200),

@@ -1,14 +1,16 @@
 """The REST API under ``/api``: thin routes over :class:`~vidconcept.web.library.Library`.
 
-Routes are plain ``def`` functions on purpose: index and model calls block, and
-FastAPI runs such routes in its thread pool instead of on the event loop.
+Routes are plain ``def`` functions where index and model calls block: FastAPI runs them in its
+thread pool instead of on the event loop. Search and similar-shot are ``async``: the event loop
+answers a page the server already has for the current generation of the index (:mod:`.cache`) and
+otherwise awaits a reader thread (:meth:`~vidconcept.web.library.Library.cached_page`).
 """
 from __future__ import annotations
 
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile
 
 from ..errors import ImageError, UsageError
 from ..images import load_array
@@ -37,17 +39,23 @@ def concepts(lib: Lib, min_score: Annotated[float, Query(ge=0, le=1)] = 0.5) -> 
 
 
 @router.get("/search", response_model=ResultPage)
-def search(lib: Lib, q: Annotated[str, Query(min_length=1, description="concept query, e.g. dog AND grass NOT night")],
-           top: Top = 20, min_score: Annotated[float, Query(ge=0, le=1)] = 0.0,
-           offset: Annotated[int, Query(ge=0)] = 0, video: int | None = None) -> dict:
+async def search(lib: Lib,
+                 q: Annotated[str, Query(min_length=1, description="concept query, e.g. dog AND grass NOT night")],
+                 top: Top = 20, min_score: Annotated[float, Query(ge=0, le=1)] = 0.0,
+                 offset: Annotated[int, Query(ge=0)] = 0, video: int | None = None) -> Response:
     """Shots ranked by a concept query (the CLI's query language), optionally of one video."""
-    return lib.search(q, top=top, min_score=min_score, offset=offset, video=video)
+    return _json(await lib.search_json(q, top, min_score, offset, video))
 
 
 @router.get("/similar", response_model=ResultPage)
-def similar_to_shot(lib: Lib, shot: int, top: Top = 20) -> dict:
+async def similar_to_shot(lib: Lib, shot: int, top: Top = 20) -> Response:
     """Shots that look like a shot of the index (nearest feature vectors)."""
-    return lib.similar_shot(shot, top)
+    return _json(await lib.similar_shot_json(shot, top))
+
+
+def _json(body: bytes) -> Response:
+    """A page already validated against :class:`ResultPage` and encoded (see ``Library.cached_page``)."""
+    return Response(body, media_type="application/json")
 
 
 @router.post("/similar", response_model=ResultPage, dependencies=[Depends(limited("image"))])

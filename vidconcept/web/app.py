@@ -12,12 +12,11 @@ Example::
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-
-from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -88,9 +87,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await run_in_threadpool(library.load_model)
         except VidconceptError as exc:  # concept queries still work without the model
             log.warning("image queries will fail until the model loads: %s", exc)
+        await run_in_threadpool(_warm_imports)
     yield
     library.close()
     app.state.gate.close()
+
+
+def _warm_imports() -> None:
+    """Import what training a user concept needs now: imported by the first retrain instead, it held
+    the interpreter (and so every other request) for a second or more."""
+    for module in ("sklearn.linear_model", "sklearn.model_selection"):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # the retrain will say what is missing
+            pass
 
 
 def _status(exc: VidconceptError) -> int:

@@ -5,26 +5,40 @@ each route asking for a role (``viewer`` < ``editor`` < ``admin``); an index wit
 served on this machine only is open to the one person using it (as before accounts existed), and
 the page says so. :func:`check_policy` refuses to serve another address without accounts unless
 the server is read-only.
+
+Who a request is costs no thread and no query when it was looked up a moment ago: :class:`Gate`
+keeps each looked-up principal under the SHA-256 of its secret (never the secret) for at most
+:data:`AUTH_CACHE_S`, and only while the index's database is unchanged (:class:`~.cache.Generation`:
+any commit, e.g. ``vidconcept user revoke`` in another process, a password change or a sign-out,
+drops them all). A session that expires is refused at most that long after its expiry.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from ..api import Index
 from ..errors import UsageError
 from ..index.accounts import ROLES, Account, Role, local_actor
+from .cache import Generation
 from .security import RateLimiter, is_loopback
 
 log = logging.getLogger(__name__)
 
 COOKIE = "vidconcept_session"
+#: How long a looked-up principal is reused while the database is unchanged (seconds).
+AUTH_CACHE_S = 1.0
+#: Principals remembered at most (a flood of new secrets empties it rather than growing it).
+AUTH_CACHE_ITEMS = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,9 @@ class Gate:
         self.index, self.bind, self.read_only, self.limiter = index, bind, read_only, limiter
         self.local = is_loopback(bind)
         self._lock = threading.Lock()
+        self.generation = Generation(index.root)
+        self._known: dict[tuple[str, str], tuple[Principal, int, float]] = {}
+        self._known_lock = threading.Lock()
 
     def call(self, fn: Callable, *args, **kwargs):
         """Run an accounts call of the Python API under this gate's lock."""
@@ -60,18 +77,41 @@ class Gate:
         return Principal(local_actor(), "admin" if self.local and not self.read_only else "viewer", open=True)
 
     def principal(self, request: Request) -> Principal | None:
+        """Who the request is (``None``: nobody), looked up in the index's accounts (blocks: a thread)."""
+        generation = self.generation.current()  # before the lookup: a later commit makes the entry stale
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             account = self.call(self.index.accounts.token_user, auth[7:].strip())
         elif COOKIE in request.cookies:
             account = self.call(self.index.accounts.session_user, request.cookies[COOKIE])
         else:
-            return self.open_principal()
-        return _principal(account) if account else self.open_principal()
+            account = None
+        who = _principal(account) if account else self.open_principal()
+        if who is not None:
+            with self._known_lock:
+                if len(self._known) >= AUTH_CACHE_ITEMS:
+                    self._known.clear()
+                self._known[_credential(request)] = (who, generation, time.monotonic() + AUTH_CACHE_S)
+        return who
+
+    def known(self, request: Request) -> Principal | None:
+        """The principal looked up for the same credential under the current generation, if fresh (no I/O
+        but one ``PRAGMA data_version``)."""
+        with self._known_lock:
+            found = self._known.get(_credential(request))
+        if found is None:
+            return None
+        who, generation, until = found
+        return who if time.monotonic() < until and generation == self.generation.current() else None
+
+    async def who(self, request: Request) -> Principal | None:
+        """:meth:`known`, else :meth:`principal` in a worker thread."""
+        return self.known(request) or await run_in_threadpool(self.principal, request)
 
     def close(self) -> None:
         with self._lock:
             self.index.close()
+        self.generation.close()
 
 
 def check_policy(index: Index, bind: str, read_only: bool) -> None:
@@ -85,16 +125,27 @@ def _principal(account: Account) -> Principal:
     return Principal(account.name, account.role)
 
 
-def get_gate(request: Request) -> Gate:
+def _credential(request: Request) -> tuple[str, str]:
+    """What identifies a request's credential, as :meth:`Gate.principal` reads it: its kind and the
+    SHA-256 of its secret (the secret itself is never kept)."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return "bearer", hashlib.sha256(auth[7:].strip().encode()).hexdigest()
+    if COOKIE in request.cookies:
+        return "cookie", hashlib.sha256(request.cookies[COOKIE].encode()).hexdigest()
+    return "none", ""
+
+
+async def get_gate(request: Request) -> Gate:
     return request.app.state.gate
 
 
 GateDep = Annotated[Gate, Depends(get_gate)]
 
 
-def current(request: Request, gate: GateDep) -> Principal:
+async def current(request: Request, gate: GateDep) -> Principal:
     """The request's principal, or 401 (sign in, or send a token)."""
-    who = gate.principal(request)
+    who = await gate.who(request)
     if who is None:
         raise HTTPException(401, "sign in first (or send 'Authorization: Bearer TOKEN')",
                             headers={"www-authenticate": "Bearer"})
@@ -107,7 +158,7 @@ Who = Annotated[Principal, Depends(current)]
 def require(role: Role) -> Callable[[Principal], Principal]:
     """A dependency: the principal if it has ``role`` (or more), else 403."""
 
-    def check(who: Who) -> Principal:
+    async def check(who: Who) -> Principal:
         if not who.may(role):
             raise HTTPException(403, f"this needs the {role} role; {who.name} is a {who.role}")
         return who
@@ -121,12 +172,12 @@ Editor = Annotated[Principal, Depends(require("editor"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
 
-def limited(kind: str) -> Callable[..., Iterator[None]]:
+def limited(kind: str) -> Callable[..., AsyncIterator[None]]:
     """A dependency holding one of the client's ``kind`` slots (:class:`~.security.RateLimiter`) for the
     request; the client is its account when signed in, else its address (sign-in attempts)."""
 
-    def hold(request: Request, gate: GateDep) -> Iterator[None]:
-        who = gate.principal(request)
+    async def hold(request: Request, gate: GateDep) -> AsyncIterator[None]:
+        who = await gate.who(request)
         client = who.name if who and not who.open else (request.client.host if request.client else "?")
         gate.limiter.acquire(kind, client)
         try:

@@ -8,8 +8,9 @@ from fastapi import Depends, Request
 from .library import Library
 
 
-def get_library(request: Request) -> Library:
-    """The one :class:`Library` the app opened at start-up (``app.state.library``)."""
+async def get_library(request: Request) -> Library:
+    """The one :class:`Library` the app opened at start-up (``app.state.library``); ``async`` so that
+    FastAPI does not send it to a worker thread (a thread hop costs more than the lookup)."""
     return request.app.state.library
 
 

@@ -7,26 +7,44 @@ and :meth:`~vidconcept.api.Index.snapshot` keeps each page on one committed stat
 sees a half-written change), and writes (labels, concepts) go through one writer index, one at a
 time. A page also needs more than the Python API returns (URLs, a video filter, files checked
 against the index), which belongs here, not in the library.
+
+Under load (docs/web.md, "Under load"): answers that only change when the index does are kept
+for the current generation of the database (:mod:`.cache`): result pages as their JSON bytes,
+keyframes as their bytes, video paths. The event loop answers from these without a thread; a
+miss is computed in a worker thread. Searches and similar-shot queries hold one of ``readers``
+slots of :attr:`Library.limiter` (they wait as tasks, not as blocked threads), and file lookups
+use their own reader index, so a keyframe never queues behind a search.
 """
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
+import anyio
 import numpy as np
 
 from ..api import Index, SearchResults
-from .schemas import Result, Shot, video_url
+from .cache import Generation, GenerationCache
+from .schemas import Result, ResultPage, Shot, video_url
 
 #: Concept scores listed by ``/api/shots/{id}``: a 1000-class model stores hundreds per shot.
 SHOT_DETAIL_CONCEPTS = 30
 #: Reader indexes: at least 4, so keyframe and video lookups rarely queue behind searches; each
 #: loads its own FAISS copy on its first similarity query, hence at most 8.
 READERS = max(4, min(8, os.cpu_count() or 4))
+#: Memory for answers of the current generation: result pages (JSON) and keyframes (JPEG bytes).
+PAGE_CACHE_BYTES = 32 * 2**20
+FILE_CACHE_BYTES = 64 * 2**20
+#: Keyframes larger than this are read for each request rather than kept (ingest writes small JPEGs).
+MAX_CACHED_KEYFRAME = 2 * 2**20
 
 ShotId = int
 VideoId = int
@@ -50,6 +68,54 @@ class Library:
         for reader in self._all:
             reader.rebuild_columns_in_background()
             self._readers.put(reader)
+        self.readers = readers
+        self._files = Index(index.root, model=index.model_dir)  # keyframe and video lookups: never behind a search
+        self._files_lock = threading.Lock()
+        self.generation = Generation(self.root)
+        self.pages = GenerationCache(max_items=2048, max_bytes=PAGE_CACHE_BYTES)
+        self.file_cache = GenerationCache(max_items=8192, max_bytes=FILE_CACHE_BYTES)
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self._flights: dict[tuple[int, Hashable], asyncio.Future] = {}
+
+    def limiter(self, kind: str) -> anyio.CapacityLimiter:
+        """Worker-thread slots: ``"read"`` (searches, one per reader index) and ``"files"`` (lookups)."""
+        if kind not in self._limiters:
+            self._limiters[kind] = anyio.CapacityLimiter(self.readers if kind == "read" else 2)
+        return self._limiters[kind]
+
+    async def run(self, kind: str, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` in a worker thread, holding one of ``kind``'s slots."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.limiter(kind))
+
+    async def cached_page(self, key: Hashable, fn: Callable, *args) -> bytes:
+        """The JSON of a result page: the current generation's copy, else ``fn(*args)`` in a reader thread.
+        Requests for a page that is being computed wait for that one (after a commit empties the cache,
+        32 clients asking for the same page cost one search, not 32)."""
+        generation = self.generation.current()
+        body = self.pages.get(generation, key)
+        if body is not None:
+            return body
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get((generation, key))
+        if flight is not None and flight.get_loop() is loop:
+            body = await asyncio.shield(flight)
+            if body is not None:
+                return body
+        own, body = loop.create_future(), None
+        self._flights[(generation, key)] = own
+        try:
+            body = await self.run("read", self._page_json, key, fn, *args)
+        finally:
+            own.set_result(body)  # None after an error: the waiters compute it themselves
+            if self._flights.get((generation, key)) is own:
+                del self._flights[(generation, key)]
+        return body
+
+    def _page_json(self, key: Hashable, fn: Callable, *args) -> bytes:
+        generation = self.generation.current()  # before the snapshot: the answer is this state or newer
+        body = ResultPage.model_validate(fn(*args)).model_dump_json().encode()
+        self.pages.put(generation, key, body, size=len(body))
+        return body
 
     @contextmanager
     def locked(self) -> Iterator[Index]:
@@ -72,6 +138,9 @@ class Library:
             index.close()
         for reader in self._all:
             reader.close()
+        with self._files_lock:
+            self._files.close()
+        self.generation.close()
 
     def load_model(self) -> None:
         """Load the concept model now, so the first image query does not wait for it; readers share it."""
@@ -104,6 +173,14 @@ class Library:
     def page(self, index: Index, found: SearchResults) -> dict:
         return {"results": [Result.from_record(r).model_dump() for r in found.results], "total": found.total}
 
+    def search_json(self, query: str, top: int, min_score: float, offset: int, video: VideoId | None) -> Awaitable:
+        """:meth:`search` as JSON bytes, from the cache of the current generation when it has it."""
+        return self.cached_page(("search", query, top, min_score, offset, video), self.search,
+                                query, top, min_score, offset, video)
+
+    def similar_shot_json(self, shot: ShotId, top: int) -> Awaitable:
+        return self.cached_page(("similar", shot, top), self.similar_shot, shot, top)
+
     # ---- records ----------------------------------------------------------
     def concepts(self, min_score: float) -> list[dict]:
         with self.reading() as index:
@@ -126,24 +203,62 @@ class Library:
         return Shot.from_record(hit, scores=scores).model_dump()
 
     # ---- files ------------------------------------------------------------
+    @contextmanager
+    def _file_reader(self) -> Iterator[Index]:
+        with self._files_lock, self._files.snapshot() as index:
+            yield index
+
     def keyframe_file(self, shot: ShotId) -> Path:
         """The keyframe JPEG of a shot; only paths inside the index folder are served."""
-        with self.reading() as index:
+        with self._file_reader() as index:
             path = index.keyframe_path(shot)
         if path is None:
             raise NotFound(f"no keyframe for shot {shot} in {self.root} (missing? re-run ingest)")
         return path
 
+    def cached_keyframe(self, shot: ShotId) -> Keyframe | None:
+        """The current generation's copy of a shot's keyframe, if the server has it (no I/O)."""
+        return self.file_cache.get(self.generation.current(), ("keyframe", shot))
+
+    def load_keyframe(self, shot: ShotId) -> Keyframe:
+        """A shot's keyframe (bytes and a strong ETag), read now and kept for this generation."""
+        generation = self.generation.current()
+        path = self.keyframe_file(shot)
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            data = f.read(MAX_CACHED_KEYFRAME + 1)
+            if len(data) > MAX_CACHED_KEYFRAME:
+                data += f.read()
+        found = Keyframe(data, _etag(path, st))
+        if len(data) <= MAX_CACHED_KEYFRAME:
+            self.file_cache.put(generation, ("keyframe", shot), found, size=len(data) + 200)
+        return found
+
+    def cached_video(self, video: VideoId) -> Path | None:
+        return self.file_cache.get(self.generation.current(), ("video", video))
+
     def video_file(self, video: VideoId) -> Path:
         """The file of an indexed video: only videos the index knows, by id, are served."""
-        with self.reading() as index:
+        generation = self.generation.current()
+        with self._file_reader() as index:
             row = index.video(video)
         if row is None or row.get("status") != "indexed":
             raise NotFound(f"no indexed video with id {video} (see /api/videos)")
         path = Path(row["path"])
         if not path.is_file():
             raise NotFound(f"{path} was moved or deleted since it was indexed; re-run ingest")
+        self.file_cache.put(generation, ("video", video), path, size=len(str(path)) + 100)
         return path
+
+
+class Keyframe(NamedTuple):
+    data: bytes
+    etag: str
+
+
+def _etag(path: Path, st: os.stat_result) -> str:
+    """Strong: keyframe folders are per (video path, content), and a rewritten file changes size or time."""
+    return '"' + hashlib.sha256(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32] + '"'
 
 
 def _video(row: dict) -> dict:
