@@ -17,9 +17,14 @@ UI's "shots >= 0.5"), and ``similar`` with its recall@10 against exact search.
     python benchmarks/search_scale.py --shots 1000000 --concepts 300 --dir runs/scale-1m-300 --json
     python benchmarks/search_scale.py --extrapolate runs/a.json runs/b.json   # growth, and 10M on paper
 
-With ``--concepts`` (a synthetic model) the scores are written to the column store
-only: 300 million SQLite rows would take hours to fill here; queries read the column
-store either way. Such an index has no features (no ``similar``).
+With ``--concepts`` (a synthetic model) the index has no features (no ``similar``).
+``--during-ingest PATH`` times the queries again while a real ``vidconcept ingest PATH``
+writes to the same index (searches read the segments it publishes). ``--migration N``
+builds an index of N shots as schema 4 stored scores (one row per shot and concept) and
+times its migration to packed rows.
+
+    python benchmarks/search_scale.py --shots 1000000 --dir runs/scale-1m --json --during-ingest sample_videos
+    python benchmarks/search_scale.py --migration 100000 --json
 """
 from __future__ import annotations
 
@@ -74,8 +79,6 @@ def fill(store: Store, concepts: list[str], dim: int, kind: str, n: int, seed: i
     store.set_meta("feature_dim", dim)
     ids = [cids[c] for c in concepts]
     start = time.perf_counter()
-    # Bulk load: the ranking index is built once at the end (sorting beats 38M random inserts).
-    store.db.execute("DROP INDEX IF EXISTS scores_concept_score")
     store.db.execute("PRAGMA synchronous = OFF")
     for v in range(0, n, per_video):
         k = min(per_video, n - v)
@@ -83,32 +86,24 @@ def fill(store: Store, concepts: list[str], dim: int, kind: str, n: int, seed: i
         feats = centres[rng.integers(0, len(centres), k)] + rng.normal(scale=0.5 / np.sqrt(dim), size=(k, dim))
         store.replace_video({"path": f"/synthetic/{v // per_video:06d}.mp4", "duration_s": 2.0 * k},
                             shots, synthetic_scores(rng, k, len(concepts), kind), ids, feats.astype(np.float32))
-    store.db.execute("CREATE INDEX IF NOT EXISTS scores_concept_score ON scores (concept_id, score DESC)")
     store.db.execute("PRAGMA synchronous = NORMAL")
     return time.perf_counter() - start
 
 
-def fill_columns_only(store: Store, n_concepts: int, n: int, seed: int, per_video: int = 500) -> float:
-    """Shots in SQLite, scores of ``n_concepts`` synthetic concepts in the column store only."""
+def fill_scores_only(store: Store, n_concepts: int, n: int, seed: int, per_video: int = 2000) -> float:
+    """Shots and packed scores of ``n_concepts`` synthetic sigmoid concepts; no features."""
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     cids = store.ensure_concepts([f"c{i:03d}" for i in range(n_concepts)])
+    store.db.execute("PRAGMA synchronous = OFF")
+    for v in range(0, n, per_video):
+        k = min(per_video, n - v)
+        shots = [ShotData(i, i * 50, i * 50 + 50, i * 2.0, i * 2.0 + 2, None) for i in range(k)]
+        store.replace_video({"path": f"/synthetic/{v // per_video:06d}.mp4", "duration_s": 2.0 * k}, shots,
+                            synthetic_scores(rng, k, n_concepts, "sigmoid"), list(cids.values()), np.zeros((k, 0)))
     with store.db.atomic():
-        for v in range(0, n, per_video):
-            k = min(per_video, n - v)
-            vid = store.db["videos"].insert({"path": f"/synthetic/{v // per_video:06d}.mp4", "duration_s": 2.0 * k,
-                                             "status": "indexed", "ingested_at": now_iso()}).last_pk
-            store.db.conn.executemany(
-                "INSERT INTO shots (video_id, idx, start_frame, end_frame, start_s, end_s) VALUES (?,?,?,?,?,?)",
-                ((vid, i, i * 50, i * 50 + 50, i * 2.0, i * 2.0 + 2) for i in range(k)))
-        store.bump_generation()
-    ids = np.sort(store.shot_ids())
-    writer = columns.Writer(store.root, store.scores_generation(), ids, store.shot_digest())
-    for cid in cids.values():
-        col = synthetic_scores(rng, n, 1, "sigmoid")[:, 0]
-        col[col < 1e-3] = 0.0  # not stored, as SQLite would keep them
-        writer.add(cid, col)
-    writer.commit(store.root)
+        store.db.execute("DELETE FROM features")
+    store.db.execute("PRAGMA synchronous = NORMAL")
     return time.perf_counter() - start
 
 
@@ -145,7 +140,8 @@ class _NoColumns:
         return None
 
 
-def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int, similar: bool = True) -> dict:
+def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int, similar: bool = True,
+                during: str | None = None) -> dict:
     """Run in a fresh process: everything a searcher sees."""
     t = time.perf_counter()
     from vidconcept.api import Index
@@ -195,8 +191,95 @@ def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int, simi
     out["peak_rss_mb"] = rss_mb("VmHWM")
     if dim and similar:
         out["similar_recall_at_10"] = recall_at_10(index, probes[:50])
+    if during:
+        out["during_ingest"] = during_ingest(index, during, single, boolean)
     index.close()
     return out
+
+
+def during_ingest(index, path: str, single: list[str], boolean: list[str]) -> dict:
+    """The same queries while ``vidconcept ingest PATH`` writes to the index (a real ingest:
+    decoding and the model share the machine's cores with the searches)."""
+    from vidconcept.index.columns import writer_running
+
+    cmd = [sys.executable, "-m", "vidconcept", "ingest", path, "--index", str(index.root)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    t = time.perf_counter()
+    while not writer_running(index.root) and proc.poll() is None:
+        time.sleep(0.05)
+    lock_s = time.perf_counter() - t
+    walls: tuple[list[float], list[float]] = ([], [])
+    kinds = {"concept": ([], []), "boolean": ([], [])}
+    fallbacks = segments = 0
+    i = 0
+    while proc.poll() is None:
+        kind, q = ("concept", single[i % len(single)]) if i % 2 else ("boolean", boolean[i % len(boolean)])
+        w, c = timed(lambda q: index.search(q, top=20), [q])
+        kinds[kind][0].extend(w)
+        kinds[kind][1].extend(c)
+        cs = index._score_columns.current
+        fallbacks += cs is None
+        segments = max(segments, len(cs.segments) if cs is not None else 0)
+        i += 1
+    err = proc.stderr.read()
+    out = {"command": " ".join(cmd[1:]), "exit": proc.returncode, "lock_wait_s": round(lock_s, 1),
+           "ingest_s": round(time.perf_counter() - t, 1), "queries": i, "sqlite_fallbacks": fallbacks,
+           "max_segments_seen": segments}
+    out |= {f"{k}_query": pct(v) for k, v in kinds.items() if v[0]}
+    if proc.returncode:
+        out["stderr_tail"] = err[-500:]
+    del walls
+    return out
+
+
+def migration_bench(n: int, n_concepts: int, seed: int) -> dict:
+    """An index of ``n`` shots as schema 4 stored scores (one row per shot and concept >= the floor),
+    then the time ``Store.open`` takes to migrate it, and the file before and after."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from vidconcept.index import migrations
+    from vidconcept.index.store import SCORE_FLOOR
+
+    root = Path(tempfile.mkdtemp(prefix="vidconcept-migrate-"))
+    try:
+        db = sqlite_utils.Database(sqlite3.connect(root / "index.db"))
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = OFF")
+        for version, _, fn in migrations.MIGRATIONS:
+            if version <= 4:
+                with db.atomic():
+                    fn(db)
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '4')")
+        db.conn.executemany("INSERT INTO concepts (id, name) VALUES (?, ?)",
+                            [(c + 1, f"c{c:03d}") for c in range(n_concepts)])
+        rng = np.random.default_rng(seed)
+        db.execute("DROP INDEX scores_concept_score")  # built once at the end, as a bulk load
+        for v in range(0, n, 2000):
+            k = min(2000, n - v)
+            db.execute("INSERT INTO videos (id, path) VALUES (?, ?)", [v // 2000 + 1, f"/s/{v}.mp4"])
+            db.conn.executemany("INSERT INTO shots (id, video_id, idx, start_frame, end_frame, start_s, end_s) "
+                                "VALUES (?, ?, ?, 0, 1, 0, 1)", [(v + i + 1, v // 2000 + 1, i) for i in range(k)])
+            sc = synthetic_scores(rng, k, n_concepts, "sigmoid")
+            r, c = np.nonzero(sc >= SCORE_FLOOR)
+            db.conn.executemany("INSERT INTO scores VALUES (?, ?, ?)",
+                                zip((r + v + 1).tolist(), (c + 1).tolist(), sc[r, c].astype(float).tolist()))
+        db.execute("CREATE INDEX scores_concept_score ON scores (concept_id, score DESC)")
+        db.conn.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rows = db.execute("SELECT count(*) FROM scores").fetchone()[0]
+        db.close()
+        before = sum(p.stat().st_size for p in root.glob("index.db*"))
+        t, c = time.perf_counter(), time.process_time()
+        Store.open(root).close()
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        after = sum(p.stat().st_size for p in root.glob("index.db*"))
+        return {"migration_shots": n, "concepts": n_concepts, "score_rows": rows, "migration_s": round(wall, 1),
+                "migration_cpu_s": round(cpu, 1), "migration_s_per_million_shots": round(wall * 1e6 / n, 1),
+                "db_mb_before": round(before / 2**20, 1), "db_mb_after": round(after / 2**20, 1)}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def recall_at_10(index, probes) -> float:
@@ -230,7 +313,7 @@ def build(args, root: Path) -> dict:
     info: dict = {}
     if store.shot_count() != args.shots:
         if args.concepts:
-            info["fill_s"] = round(fill_columns_only(store, args.concepts, args.shots, args.seed), 1)
+            info["fill_s"] = round(fill_scores_only(store, args.concepts, args.shots, args.seed), 1)
         else:
             concepts, dim, kind = default_model_shape()
             info["fill_s"] = round(fill(store, concepts, dim, kind, args.shots, args.seed), 1)
@@ -241,6 +324,7 @@ def build(args, root: Path) -> dict:
     cs = columns.open_columns(store)  # builds it from SQLite when the fill did not
     info["column_build_s"] = round(time.perf_counter() - t, 1)
     info["concepts"] = len(cs.files)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # disk figures without a leftover write-ahead log
     store.close()
     return info
 
@@ -271,7 +355,10 @@ def main() -> None:
     ap.add_argument("--concepts", type=int, default=0,
                     help="a synthetic model of this many sigmoid concepts (default: the shipped model's)")
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--sqlite-queries", type=int, default=20, help="queries timed through SQLite (0: none)")
+    ap.add_argument("--sqlite-queries", type=int, default=5,
+                    help="queries timed through SQLite, as a reader does while a crashed writer's store is rebuilt (0: none)")
+    ap.add_argument("--during-ingest", metavar="PATH", help="also time queries while `vidconcept ingest PATH` runs")
+    ap.add_argument("--migration", type=int, metavar="N", help="time the migration of an N-shot schema 4 index")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dir", help="index folder to (re)use; default: a temporary folder, deleted after")
     ap.add_argument("--json", action="store_true")
@@ -283,15 +370,23 @@ def main() -> None:
     if args.extrapolate:
         print(json.dumps(extrapolate(args.extrapolate), indent=None if args.json else 2))
         return
+    if args.migration:
+        concepts = args.concepts or len(default_model_shape()[0])
+        out = migration_bench(args.migration, concepts, args.seed)
+        out["machine"] = f"{platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+        print(json.dumps(out, indent=None if args.json else 2))
+        return
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="vidconcept-scale-"))
     if args.query_only:
-        print(json.dumps(query_phase(root, args.queries, args.sqlite_queries, args.seed, not args.no_similar)))
+        print(json.dumps(query_phase(root, args.queries, args.sqlite_queries, args.seed, not args.no_similar,
+                                     args.during_ingest)))
         return
     try:
         info = build(args, root)
         sqlite_queries = 0 if args.concepts else args.sqlite_queries  # its scores are not in SQLite
         cmd = [sys.executable, __file__, "--query-only", "--dir", str(root), "--queries", str(args.queries),
-               "--sqlite-queries", str(sqlite_queries), "--seed", str(args.seed)] + ["--no-similar"] * args.no_similar
+               "--sqlite-queries", str(sqlite_queries), "--seed", str(args.seed)] + ["--no-similar"] * args.no_similar \
+            + (["--during-ingest", args.during_ingest] if args.during_ingest else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out = {"shots": args.shots, "model": f"synthetic {args.concepts} sigmoid" if args.concepts else "models/default",
                **info, **json.loads(proc.stdout.strip().splitlines()[-1]), "disk": disk(root),

@@ -7,10 +7,13 @@ rebuilt from the database.
 
 The index type follows the collection's size: exact inner-product search
 (``IDMap2,Flat``) below :data:`IVF_MIN_SHOTS` vectors, an inverted file with
-8-bit scalar quantisation (``IVF{nlist},SQ8``, k-means trained on a sample of
-the data, :data:`NPROBE` lists probed) above it, which keeps a million 1280-d
-shots at ~1.3 GB and a query at a few milliseconds. With a CUDA build of FAISS
-and a GPU present, searches run on the GPU.
+product quantisation (``IVF{nlist},PQ{m}``: :data:`PQ_BYTES` bytes a vector,
+k-means trained on a sample of the data, :data:`NPROBE` lists probed) above it,
+whose best :data:`RERANK` candidates are re-scored exactly against the stored
+float16 features (a few hundred kB read from SQLite per query). Measured on the
+benchmark's vectors (docs/speed.md, "Vectors"): recall@10 as the earlier 8-bit
+scalar quantiser, at 1/18 of its size on disk and in memory. With a CUDA build of
+FAISS and a GPU present, searches run on the GPU.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,10 @@ IVF_MIN_SHOTS = 50_000
 #: Inverted lists probed per query (of ``nlist`` ≈ 4·√N, at most 4096).
 NPROBE = 24
 TRAIN_PER_LIST = 40
+#: Bytes of a product-quantised vector (sub-quantisers of 8 bits; fewer when the dimension needs).
+PQ_BYTES = 64
+#: Candidates re-scored exactly with the stored features, beyond the ``k`` asked for.
+RERANK = 100
 
 
 def _faiss():
@@ -62,6 +70,11 @@ def right_kind(vi: "VectorIndex", n: int) -> bool:
     return vi.kind == choose_kind(n) or n < 2 * IVF_MIN_SHOTS
 
 
+def pq_bytes(dim: int) -> int:
+    """The largest divisor of ``dim`` up to :data:`PQ_BYTES` (PQ splits a vector into equal parts)."""
+    return max(m for m in range(1, PQ_BYTES + 1) if dim % m == 0)
+
+
 def nlist_for(n: int) -> int:
     return int(min(4096, max(64, 4 * math.sqrt(max(n, 1)))))
 
@@ -75,10 +88,11 @@ class VectorIndex:
         if kind == "flat":
             self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         elif kind == "ivf":
-            self.index = faiss.index_factory(dim, f"IVF{nlist or 1024},SQ8", faiss.METRIC_INNER_PRODUCT)
+            self.index = faiss.index_factory(dim, f"IVF{nlist or 1024},PQ{pq_bytes(dim)}", faiss.METRIC_INNER_PRODUCT)
         else:
             raise ValueError(f"unknown vector index kind {kind!r}")
         self._search_index = None
+        self.exact: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def ntotal(self) -> int:
@@ -108,7 +122,16 @@ class VectorIndex:
         # One query is a few ms of work: OpenMP threads cost more than they bring
         # (waking them, and spinning when the other core is busy decoding).
         _faiss().omp_set_num_threads(1 if len(queries) < 16 else os.cpu_count() or 1)
-        return self._searcher().search(queries, k)
+        if self.kind != "ivf" or self.exact is None:
+            return self._searcher().search(queries, k)
+        sims, ids = self._searcher().search(queries, min(k + RERANK, self.ntotal))
+        out_s, out_i = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        for row, (q, cand) in enumerate(zip(queries, ids)):
+            found, mat = self.exact(cand[cand >= 0])
+            exact = normalise(mat) @ q if len(found) else np.empty(0, np.float32)
+            best = np.lexsort((found, -exact))[:k]
+            out_s[row, : len(best)], out_i[row, : len(best)] = exact[best], found[best]
+        return out_s, out_i
 
     def _searcher(self):
         if self._search_index is None:
@@ -138,7 +161,7 @@ class VectorIndex:
         faiss = _faiss()
         index = faiss.read_index(str(path))
         obj = cls.__new__(cls)
-        obj.index, obj.dim, obj._search_index = index, index.d, None
+        obj.index, obj.dim, obj._search_index, obj.exact = index, index.d, None, None
         obj.kind = "ivf" if faiss.try_extract_index_ivf(index) is not None else "flat"
         return obj
 
@@ -151,9 +174,10 @@ class VectorIndex:
         if kind == "ivf":
             nlist = nlist_for(n)
             obj.train(_sample_features(store, nlist * TRAIN_PER_LIST, n))
-            log.info("trained IVF%d,SQ8 on %d of %d vectors", nlist, min(n, nlist * TRAIN_PER_LIST), n)
+            log.info("trained IVF%d,PQ%d on %d of %d vectors", nlist, pq_bytes(dim), min(n, nlist * TRAIN_PER_LIST), n)
         for ids, mat in store.iter_features():
             obj.add(ids, mat)
+        obj.exact = store.features_of
         return obj
 
 
@@ -184,6 +208,7 @@ def open_vectors(store: Store, dim: int | None, *, rebuild: bool = False, save: 
             if stored == digest:
                 vi = VectorIndex.read(path)
                 if vi.ntotal == digest["count"] and (dim is None or vi.dim == dim) and right_kind(vi, vi.ntotal):
+                    vi.exact = store.features_of
                     return vi
             log.warning("%s is stale; rebuilding it from the database", path)
         except Exception as exc:  # any unreadable file is rebuilt, never trusted
