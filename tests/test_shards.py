@@ -291,9 +291,11 @@ def _split(results) -> tuple[list, list]:
 
 @pytest.mark.slow
 @pytest.mark.logs_errors  # the missing folder is logged as one failed file
-def test_ingest_routes_each_video_to_its_shard(photo_videos, tmp_path):
+def test_ingest_routes_each_video_to_its_shard(photo_videos, tmp_path, capsys):
     """Copies of the photo videos, placed so that each shard gets one of each: the sharded ingest
-    finds what one index of the folder finds, and a second run changes nothing."""
+    finds what one index of the folder finds, and a second run (through the CLI) changes nothing."""
+    import skimage.data
+
     folder = tmp_path / "videos"
     folder.mkdir()
     names = ["shard-00", "shard-01"]
@@ -304,9 +306,11 @@ def test_ingest_routes_each_video_to_its_shard(photo_videos, tmp_path):
             placed.setdefault(route(str(path.resolve()), names), path)
         for path in placed.values():
             shutil.copy(photo_videos / f"{source}.mp4", path)
+    photo = skimage.data.chelsea()
     with Index(tmp_path / "single", create=True) as one:
         one.ingest([folder], workers=1)
         want = {q: one.search(q, top=50) for q in ("tabby", "NOT tabby", "espresso OR tabby")}
+        want_similar = one.similar(image=photo, top=6)
     manifest = ShardedIndex.init(tmp_path / "archive" / "shards.json", count=2)
     with ShardedIndex(manifest.path) as archive:
         summary = archive.ingest([folder, tmp_path / "nothing-here"], workers=1)
@@ -319,8 +323,12 @@ def test_ingest_routes_each_video_to_its_shard(photo_videos, tmp_path):
             (videos, scores), (videos_want, scores_want) = _split(got), _split(page)
             assert videos == videos_want and scores == pytest.approx(scores_want, abs=1e-4)  # the model's float noise
             assert all(h.shard == route(h.video, names) for h in got)
-        again = archive.ingest([folder], workers=1)
-        assert again.count("unchanged") == 4 and archive.info()["shots"] == info["shots"]
+        got = archive.similar(image=photo, top=6)  # one embedding per shard, the model shared
+        (videos, scores), (videos_want, scores_want) = _split(got), _split(want_similar)
+        assert videos == videos_want and scores == pytest.approx(scores_want, abs=1e-4)
+    assert main(["shards", "ingest", str(manifest.path), str(folder), "--workers", "1", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["unchanged"] == 4 and again["videos"] == 0
 
 
 # ---- served through Ray ---------------------------------------------------------------------------
