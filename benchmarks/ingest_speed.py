@@ -14,7 +14,8 @@ then times, alternating within one run, the whole process of:
 and prints each one's median wall time, realtime factor, peak memory and the
 ratios. ``--json`` prints one JSON object. The ingest is timed as it runs by default (reference
 frames decoded, exact second look: vidconcept.video.skim); ``--full-decode`` adds
-``vidconcept_full``, the ingest with ``VIDCONCEPT_SKIM=0`` (every frame decoded). Each
+``vidconcept_full``, the ingest with ``VIDCONCEPT_SKIM=0`` (every frame decoded); ``--detectors A B``
+times the ingest with ``--detector A`` (as ``vidconcept``) and with each other one (``vidconcept_B``). Each
 command also reports its CPU seconds (user + system of its process tree): steadier than
 wall time when the machine is shared.
 
@@ -131,6 +132,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+",
                     help="passed to vidconcept ingest --workers; several values time one ingest each "
                          "(vidconcept_w1, vidconcept_w2, ...), alternating with the rest")
+    ap.add_argument("--detectors", nargs="+",
+                    help="passed to vidconcept ingest --detector; several values time one ingest each "
+                         "(vidconcept_<name>; the first is the default's, 'vidconcept'), alternating with the rest")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--full-decode", action="store_true",
                     help="also time the ingest with VIDCONCEPT_SKIM=0 (every frame decoded)")
@@ -143,12 +147,16 @@ def main() -> None:
         print(f"building {videos[0]} (once)...", file=sys.stderr)
         build_test_video(videos[0])
     ffmpeg = ffmpeg_binary()
-    def ingest(workers: int | None):
+    def ingest(workers: int | None, detector: str | None = None):
         return lambda idx: [str(BIN / "vidconcept"), "ingest", *map(str, videos), "--index", idx, "-q"] + \
-            (["--workers", str(workers)] if workers else [])
+            (["--workers", str(workers)] if workers else []) + (["--detector", detector] if detector else [])
 
     workers = args.workers or [None]
     commands = {("vidconcept" if len(workers) == 1 else f"vidconcept_w{w}"): ingest(w) for w in workers}
+    for detector in (args.detectors or [])[1:]:
+        commands[f"vidconcept_{detector}"] = ingest(workers[0], detector)
+    if args.detectors:
+        commands[next(iter(commands))] = ingest(workers[0], args.detectors[0])
     first = next(iter(commands))
     commands["scenedetect"] = lambda idx: [str(BIN / "scenedetect"), "-q", "-i", str(videos[0]), "detect-adaptive"]
     if args.full_decode:

@@ -12,12 +12,12 @@ listed as ``missing`` and left out of the figures.
 
 Per clip and per split (``dev``: clips the detector was developed on;
 ``heldout``: never tuned on) it reports precision/recall/F1 for hard cuts, for
-gradual transitions and for all, plus time (best of ``--repeat`` interleaved
-runs, each a full decode):
+gradual transitions and for all, plus wall and CPU time (this process, all its
+threads; best of ``--repeat`` interleaved runs, each a full decode):
 
 * ours: ``detect_shots(path, detector="vidconcept")`` (the cheap cues alone, no keyframes),
-* hybrid: ``detect_shots(path, detector="hybrid")`` (the cues, TransNetV2 on the windows they
-  flag; on CPU),
+* hybrid: ``detect_shots(path, detector="hybrid")`` (the cues, TransNetV2 as the arbiter where
+  they are unsure; on CPU, short windows only),
 * transnetv2: ``detect_shots(path, detector="transnetv2", skim=False)`` (TransNetV2 on every
   frame, the published tiling and threshold 0.5; on CPU unless ``$TORCH_DEVICE`` says otherwise),
 * adaptive: ``scenedetect.detect(path, AdaptiveDetector())`` (= ``scenedetect detect-adaptive``),
@@ -31,7 +31,8 @@ Usage::
     python benchmarks/shots.py [--json] [--repeat N] [--no-fixtures] [--shared DIR]
         [--systems ours,hybrid,transnetv2,adaptive,content] [--clips a,b]
 
-Per group it also gives each system's seconds per minute of video (``s_per_min``).
+Per group it also gives each system's wall and CPU seconds per minute of video (``s_per_min``,
+``cpu_s_per_min``).
 
 Targets (issue 20), on the held-out split: F1 >= 0.95, cuts F1 >= 0.98,
 gradual F1 >= 0.85, hard-cut recall >= adaptive's on every clip, time <= 0.64x adaptive.
@@ -120,19 +121,21 @@ RUNS: dict[str, Run] = {"ours": ours, "hybrid": hybrid, "transnetv2": transnetv2
 def bench_clip(path: Path, truth: dict, repeat: int, systems: tuple[str, ...] = DETECTORS) -> dict:
     """Scores and best-of-``repeat`` times of each system on one clip (runs interleaved)."""
     times: dict[str, list[float]] = {name: [] for name in systems}
+    cpus: dict[str, list[float]] = {name: [] for name in systems}
     found: dict[str, list[int]] = {}
     for _ in range(repeat):
         for name in systems:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             found[name] = RUNS[name](path)
             times[name].append(time.perf_counter() - start)
+            cpus[name].append(time.process_time() - cpu)
     minutes = truth["frames"] / truth["fps"] / 60 if truth.get("fps") else None
     out: dict = {"split": truth["split"], "file": str(path), "minutes": minutes,
                  "transitions": {k: v.false_negatives for k, v in score_typed([], truth).items()}}
     for name in systems:
         scores = score_typed(found[name], truth)
         out[name] = {**{k: scores[k].to_dict() for k in KINDS}, "boundaries": found[name],
-                     "time_s": round(min(times[name]), 4)}
+                     "time_s": round(min(times[name]), 4), "cpu_s": round(min(cpus[name]), 4)}
     return out
 
 
@@ -152,7 +155,9 @@ def total(per_clip: dict[str, dict]) -> dict:
                 s = s + BoundaryScore(c["true_positives"], c["false_positives"], c["false_negatives"])
             row[kind] = s.to_dict()
         row["time_s"] = round(sum(c[name]["time_s"] for c in per_clip.values()), 4)
+        row["cpu_s"] = round(sum(c[name].get("cpu_s", 0.0) for c in per_clip.values()), 4)
         row["s_per_min"] = round(row["time_s"] / minutes, 3) if minutes else None
+        row["cpu_s_per_min"] = round(row["cpu_s"] / minutes, 3) if minutes else None
         out[name] = row
     adaptive_time = out.get("adaptive", {}).get("time_s")
     for name in ("ours", "hybrid", "transnetv2"):

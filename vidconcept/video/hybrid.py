@@ -7,11 +7,12 @@ transitions, whose frames get no keyframe.
 
 :class:`HybridDetector` (``--detector hybrid``) runs our cheap detector
 (:class:`~vidconcept.video.transitions.TransitionDetector`) and asks the network only about
-the windows around what it flags: its candidate boundaries and weaker spikes of the frame
-difference. A candidate stays when the network agrees (:class:`HybridRule`), or when the
-cues' evidence alone is strong (black edges; a very large cut on black-and-white film, where
-the network is weak); a transition the network finds in a window the cues opened is added.
-On a GPU (``every_frame``) the network sees every window, and the same rule decides.
+what the cues are unsure of: their weaker cuts, their dissolves and wipes, and spikes of the
+frame difference they did not report. The network is the arbiter there (:class:`HybridRule`);
+strong cuts and black edges stand on the cues' evidence alone (the network misses some
+black-and-white cuts); a transition the network finds where it was asked is added. On CPU it
+runs on 48-frame windows centred on those frames only; on a GPU (``every_frame``) on every
+frame, and the same rule decides.
 
 The two detectors fail on different transitions (issue 32: the network misses some
 black-and-white cuts and dissolves, the cues split shots on camera motion), which is why
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scenedetect import FrameTimecode, SceneDetector
 
-from vidconcept.video.transitions import TransitionDetector
+from vidconcept.video.transitions import STRONG_CUT, TransitionDetector
 from vidconcept.video.transnet import STEP, WINDOW, WindowedTransNet, load_transnet, transnet_frame
 
 log = logging.getLogger(__name__)
@@ -141,24 +142,33 @@ class TransNetDetector(SceneDetector):
 class HybridRule:
     """How the cues' candidates and the network's probabilities make boundaries.
 
-    Fitted on the dev clips only (``benchmarks/fit_hybrid.py``; the held-out clips are
-    never looked at).
+    The network is the arbiter of what the cues are unsure of, and the cues point it at
+    what they half-see:
 
-    Attributes:
-        confirm: Least network probability near a cue's cut (``REACH`` frames) that keeps it.
-        confirm_gradual: Least network probability inside a cue's gradual span that keeps it.
-        strong: A cue's cut whose frame difference is this many times the cue threshold
-            stays whatever the network says.
-        add: Network probability above which a run the cues did not report is added.
-        suspect: Spikes of the frame difference this share of the cue threshold (and twice
-            their neighbours') open a window too.
+    * a cue's cut at least ``sure`` times the cue threshold stands (no network run: most
+      cuts, and the black-and-white cuts the network misses); a weaker one stands only if the
+      network's probability within ``REACH`` frames reaches ``confirm`` (camera motion and
+      flashes split shots in the cues, seldom in the network);
+    * a cue's dissolve or wipe stands if the network reaches ``confirm_gradual`` inside it
+      (only a network that sees nothing there vetoes it);
+    * a spike of the frame difference the cues did not report (``suspect`` times their
+      threshold, twice its neighbours) is shown to the network: a run of it above ``add``
+      is a boundary, and so is the spike itself when it is a strong, sharp one (``sure``
+      times the threshold, the cues' ``ratio`` times its neighbours) that the network
+      half-sees (``agree``): two weak pieces of evidence that agree;
+    * black edges stand; a run of the network above ``add`` anywhere it ran is added.
+
+    Fitted on the dev clips only (``benchmarks/fit_hybrid.py``; held-out clips never read):
+    F1 is flat for ``confirm`` 0.3-0.5, ``agree`` 0.1-0.2, ``confirm_gradual`` 0.02-0.5 and
+    ``suspect`` 0.5-1.0, and ``sure`` = 2 is the cues' own :data:`~vidconcept.video.transitions.STRONG_CUT`.
     """
 
-    confirm: float = 0.05
-    confirm_gradual: float = 0.02
-    strong: float = 4.0
+    confirm: float = 0.3
+    confirm_gradual: float = 0.05
+    sure: float = STRONG_CUT
     add: float = 0.5
-    suspect: float = 0.5
+    agree: float = 0.15
+    suspect: float = 1.0
 
 
 #: The rule of :class:`HybridDetector` (see :class:`HybridRule`).
@@ -168,9 +178,10 @@ DEFAULT_RULE = HybridRule()
 @dataclass
 class _Candidate:
     frame: int
-    kind: str  # "cut", "gradual" or "black"
+    kind: str  # "cut", "gradual", "black" or "spike" (a spike of the difference the cues did not report)
     diff: float
     span: tuple[int, int] | None = None
+    sharp: bool = False  # a spike: the cues' ``ratio`` times its neighbours
 
 
 @dataclass
@@ -179,15 +190,20 @@ class _Frames:
 
     diff: dict[int, float] = field(default_factory=dict)
     black: dict[int, bool] = field(default_factory=dict)
+    spikes: dict[int, bool] = field(default_factory=dict)  # frame -> sharp
 
     def forget_before(self, frame: int) -> None:
-        for store in (self.diff, self.black):
+        for store in (self.diff, self.black, self.spikes):
             for i in [i for i in store if i < frame]:
                 del store[i]
 
 
 class HybridDetector(SceneDetector):
-    """Cheap cues everywhere, TransNetV2 where they flag (see the module docstring).
+    """Cheap cues everywhere, TransNetV2 where they are unsure (see the module docstring).
+
+    On CPU the network runs only on short windows (:meth:`WindowedTransNet.probe`) around the
+    cues' weak cuts, their dissolves and wipes, and the spikes they did not report; with
+    ``every_frame`` (a GPU) it runs on every frame and the same rule decides.
 
     Args:
         threshold: The cues' cut threshold (see :class:`TransitionDetector`).
@@ -209,7 +225,6 @@ class HybridDetector(SceneDetector):
         self.rule = rule
         self._frames = _Frames()
         self._candidates: list[_Candidate] = []
-        self._wanted: set[int] = set()
         self._scanner = _RunScanner(rule.add)
         self._next = 0  # next frame the decision has not reached
         self._last = -1  # last boundary handed out
@@ -217,8 +232,8 @@ class HybridDetector(SceneDetector):
 
     @property
     def _lag(self) -> int:
-        """Frames between the newest frame and the last one decided: the cues' delay plus
-        the lookahead of a window around their latest candidate."""
+        """Frames between the newest frame and the last one decided: the cues' delay plus the
+        lookahead of the network's window around their latest candidate."""
         return self.cues.event_buffer_length + WINDOW + STEP
 
     def process_frame(self, timecode: FrameTimecode, frame_img: np.ndarray) -> list[FrameTimecode]:
@@ -229,41 +244,48 @@ class HybridDetector(SceneDetector):
         for c in cut_frames:
             self._add_candidate(c.frame_num)
         if self.every_frame:
-            self._wanted.add(self.tiles.window_of(f))
-        self.tiles.compute([w for w in self._wanted if self.tiles.ready(w)])
+            self.tiles.compute([w for w in range(self.tiles.window_of(f) - 2, self.tiles.window_of(f) + 1)
+                                if w >= 0 and self.tiles.ready(w)])
         return [FrameTimecode(b, fps=timecode) for b in self._decide(f - self._lag)]
 
     def post_process(self, timecode: FrameTimecode) -> list[FrameTimecode]:
         for c in self.cues.post_process(timecode):
             self._add_candidate(c.frame_num)
         self.tiles.finish()
-        self.tiles.compute(self._wanted)
+        if self.every_frame:
+            self.tiles.compute(range(self.tiles.windows_total()))
         return [FrameTimecode(b, fps=timecode) for b in self._decide(None)]
 
     def _observe(self, f: int) -> None:
-        """Remember the cues' view of the newest frame; a spike of its difference opens a window."""
+        """Remember the cues' view of the newest frame and whether its difference spikes."""
         diff, black = self.cues.newest_stats
         self._frames.diff[f], self._frames.black[f] = diff, black
-        recent = [self._frames.diff.get(f - i, 0.0) for i in range(1, 5)]
-        if diff >= self.rule.suspect * self.cues.threshold and diff >= 2 * (sum(recent) / 4):
-            self._want_around(f, f)
-
-    def _want_around(self, first: int, last: int) -> None:
-        for w in range(self.tiles.window_of(first - REACH), self.tiles.window_of(last + REACH) + 1):
-            self._wanted.add(w)
+        near = sum(self._frames.diff.get(f - i, 0.0) for i in range(1, 5)) / 4
+        if diff >= self.rule.suspect * self.cues.threshold and diff >= 2 * near:
+            self._frames.spikes[f] = diff >= self.cues.ratio * near
 
     def _add_candidate(self, frame: int) -> None:
         span = next((s for s in reversed(self.cues.gradual_spans) if s[0] < frame < s[1]), None)
         black = self._frames.black.get(frame) != self._frames.black.get(frame - 1)
         kind = "gradual" if span is not None else ("black" if black else "cut")
         self._candidates.append(_Candidate(frame, kind, self._frames.diff.get(frame, 0.0), span))
-        self._want_around(*(span or (frame, frame)))
+
+    def _spikes(self, upto: int | None, near: list[int]) -> list[_Candidate]:
+        """Spikes up to ``upto`` that no cue candidate (frames ``near``) reports."""
+        return [_Candidate(f, "spike", self._frames.diff[f], None, sharp)
+                for f, sharp in sorted(self._frames.spikes.items())
+                if f >= self._next and (upto is None or f <= upto) and all(abs(f - n) > REACH for n in near)]
 
     def _decide(self, upto: int | None) -> list[int]:
         """Boundaries up to frame ``upto`` (all when ``None``), in order."""
+        near = [c.frame for c in self._candidates] + [self._last]
         kept = [c for c in self._candidates if upto is None or c.frame <= upto]
         self._candidates = [c for c in self._candidates if upto is not None and c.frame > upto]
-        chosen = {c.frame: c for c in kept if self._keep(c)}
+        asked = [c for c in kept + self._spikes(upto, near) if not self._sure(c)]
+        for c in asked:
+            self._probe(*self._reach(c))
+        chosen = {c.frame: c for c in kept if self._sure(c)}
+        chosen.update({c.frame: c for c in asked if self._keep(c)})
         for run in self._runs(upto):
             if not any(self._same(run, c) for c in chosen.values()):
                 chosen[run.boundary] = _Candidate(run.boundary, "gradual" if run.gradual else "cut", 0.0,
@@ -279,16 +301,30 @@ class HybridDetector(SceneDetector):
             self._forget(upto)
         return out
 
+    def _sure(self, c: _Candidate) -> bool:
+        """Black edges and strong cuts stand without the network."""
+        return c.kind == "black" or (c.kind == "cut" and c.diff >= self.rule.sure * self.cues.threshold)
+
+    @staticmethod
+    def _reach(c: _Candidate) -> tuple[int, int]:
+        """The frames whose probability decides about ``c``."""
+        lo, hi = c.span if c.span else (c.frame, c.frame)
+        return lo - REACH, hi + (REACH if c.span else REACH - 1)
+
+    def _probe(self, first: int, last: int) -> None:
+        if not self.every_frame:
+            self.tiles.probe(max(0, first), last if self.tiles.end is None else min(last, self.tiles.end - 1))
+
     def _keep(self, c: _Candidate) -> bool:
-        if c.kind == "black":
-            return True
+        peak = self._peak(*self._reach(c))
         if c.kind == "gradual":
-            return self._peak(c.span[0] - REACH, c.span[1] + REACH) >= self.rule.confirm_gradual
-        return self._peak(c.frame - REACH, c.frame + REACH - 1) >= self.rule.confirm or \
-            c.diff >= self.rule.strong * self.cues.threshold
+            return peak >= self.rule.confirm_gradual
+        if c.kind == "spike":
+            return c.sharp and c.diff >= self.rule.sure * self.cues.threshold and peak >= self.rule.agree
+        return peak >= self.rule.confirm
 
     def _peak(self, first: int, last: int) -> float:
-        return max((self.tiles.prob(i) or 0.0) for i in range(first, last + 1))
+        return max((self.tiles.prob(i) or 0.0) for i in range(max(0, first), last + 1))
 
     @staticmethod
     def _same(run: _Run, c: _Candidate) -> bool:
@@ -298,7 +334,7 @@ class HybridDetector(SceneDetector):
 
     def _runs(self, upto: int | None) -> list[_Run]:
         """Finished runs of the network's probability above ``rule.add`` up to ``upto``
-        (frames whose window was not run count as 0)."""
+        (frames the network did not see count as 0)."""
         runs = []
         end = (self.tiles.end or 0) if upto is None else upto + 1
         for f in range(self._next, end):
@@ -314,4 +350,3 @@ class HybridDetector(SceneDetector):
         keep_from = upto - WINDOW
         self.tiles.forget_before(keep_from)
         self._frames.forget_before(keep_from)
-        self._wanted = {w for w in self._wanted if w * STEP + STEP > keep_from}
