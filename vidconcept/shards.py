@@ -370,6 +370,7 @@ class ShardedIndex:
         self.order = OrderLog(self.manifest.path.with_name(self.manifest.path.stem + ".order.db"))
         self._position = {name: i for i, name in enumerate(self.shards)}
         self._own_ray = False
+        self.unavailable: list[str] = []  # shards that could not be opened (with partial)
         model = str(model) if model is not None else None
         if serve == "ray":
             actor_class = self._ray_actor_class(ray_address)
@@ -444,7 +445,7 @@ class ShardedIndex:
              per_shard: dict[str, dict] | None = None, **kwargs) -> tuple[dict[str, Any], list[str]]:
         """Call ``method`` on each live shard (``only`` these; ``per_shard`` extra keyword arguments)
         and wait for all: ``({name: reply}, [shards that did not answer])``."""
-        names = [n for n in (only or self.shards) if n not in getattr(self, "unavailable", ())]
+        names = [n for n in (only or self.shards) if n not in self.unavailable]
         pending = {n: self._clients[n].call(method, *args, **{**kwargs, **(per_shard or {}).get(n, {})})
                    for n in names}
         return self._gather(pending)
@@ -474,7 +475,7 @@ class ShardedIndex:
                                  ) from exc
             log.warning("shard %r (%s) %s: left out of the results", name, self.shards[name].path, problem)
         down = list(faults)
-        return replies, sorted(set(down) | set(getattr(self, "unavailable", ())))
+        return replies, sorted(set(down) | set(self.unavailable))
 
     def _tagged(self, name: str, hits: list[Scored]) -> list[ShardHit]:
         pos = self._position[name]
