@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .api import Index, SearchResult, SearchResults
     from .errors import VidconceptError
+    from .shards import ShardedIndex
 
 __version__ = "0.1.0"
 
-__all__ = ["Index", "SearchResult", "SearchResults", "VidconceptError", "detect_shots", "__version__"]
+__all__ = ["Index", "SearchResult", "SearchResults", "ShardedIndex", "VidconceptError", "detect_shots", "__version__"]
 
 
 def detect_shots(path, **kwargs):
@@ -33,7 +34,8 @@ def detect_shots(path, **kwargs):
     return _detect(path, **kwargs)
 
 
-_LAZY = {"Index": ".api", "SearchResult": ".api", "SearchResults": ".api", "VidconceptError": ".errors"}
+_LAZY = {"Index": ".api", "SearchResult": ".api", "SearchResults": ".api", "ShardedIndex": ".shards",
+         "VidconceptError": ".errors"}
 
 
 def __getattr__(name: str):
