@@ -7,10 +7,11 @@ the page says so. :func:`check_policy` refuses to serve another address without 
 the server is read-only.
 
 Who a request is costs no thread and no query when it was looked up a moment ago: :class:`Gate`
-keeps each looked-up principal under the SHA-256 of its secret (never the secret) for at most
-:data:`AUTH_CACHE_S`, and only while the index's database is unchanged (:class:`~.cache.Generation`:
-any commit, e.g. ``vidconcept user revoke`` in another process, a password change or a sign-out,
-drops them all). A session that expires is refused at most that long after its expiry.
+keeps each looked-up principal under the SHA-256 of its secret (never the secret) only while the
+index's database is unchanged (:class:`~.cache.Generation`: any commit, e.g. ``vidconcept user
+revoke`` in another process, a role or password change or a sign-out, drops them all), and a
+session's at most :data:`SESSION_CACHE_S`, so one that expires is refused at most that long after
+its expiry (tokens do not expire). Concurrent requests with the same unknown credential share one lookup.
 """
 from __future__ import annotations
 
@@ -29,14 +30,16 @@ from starlette.concurrency import run_in_threadpool
 from ..api import Index
 from ..errors import UsageError
 from ..index.accounts import ROLES, Account, Role, local_actor
-from .cache import Generation
+from .cache import Flights, Generation
 from .security import RateLimiter, is_loopback
 
 log = logging.getLogger(__name__)
 
 COOKIE = "vidconcept_session"
-#: How long a looked-up principal is reused while the database is unchanged (seconds).
-AUTH_CACHE_S = 1.0
+#: How long a looked-up principal is reused while the database is unchanged (seconds): a session
+#: (it expires) and an API token or the open principal (they change only by a commit).
+SESSION_CACHE_S = 1.0
+TOKEN_CACHE_S = 60.0
 #: Principals remembered at most (a flood of new secrets empties it rather than growing it).
 AUTH_CACHE_ITEMS = 10_000
 
@@ -64,6 +67,7 @@ class Gate:
         self.generation = Generation(index.root)
         self._known: dict[tuple[str, str], tuple[Principal, int, float]] = {}
         self._known_lock = threading.Lock()
+        self._flights = Flights()
 
     def call(self, fn: Callable, *args, **kwargs):
         """Run an accounts call of the Python API under this gate's lock."""
@@ -91,7 +95,9 @@ class Gate:
             with self._known_lock:
                 if len(self._known) >= AUTH_CACHE_ITEMS:
                     self._known.clear()
-                self._known[_credential(request)] = (who, generation, time.monotonic() + AUTH_CACHE_S)
+                credential = _credential(request)
+                ttl = SESSION_CACHE_S if credential[0] == "cookie" else TOKEN_CACHE_S
+                self._known[credential] = (who, generation, time.monotonic() + ttl)
         return who
 
     def known(self, request: Request) -> Principal | None:
@@ -105,8 +111,9 @@ class Gate:
         return who if time.monotonic() < until and generation == self.generation.current() else None
 
     async def who(self, request: Request) -> Principal | None:
-        """:meth:`known`, else :meth:`principal` in a worker thread."""
-        return self.known(request) or await run_in_threadpool(self.principal, request)
+        """:meth:`known`, else :meth:`principal` in a worker thread (one at a time per credential)."""
+        return self.known(request) or await self._flights.run(
+            _credential(request), lambda: self.known(request), lambda: run_in_threadpool(self.principal, request))
 
     def close(self) -> None:
         with self._lock:

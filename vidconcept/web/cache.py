@@ -21,10 +21,11 @@ Example::
 """
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,30 @@ class GenerationCache:
         with self._lock:
             self._items.clear()
             self._bytes, self._generation = 0, None
+
+
+class Flights:
+    """One computation at a time per key on an event loop: who asks for a key that is being computed
+    waits for it, then looks in the cache again (``lookup``), and computes it only if still missing
+    (e.g. the first one failed). After a commit empties a cache, 32 clients asking for the same
+    answer cost one computation, not 32."""
+
+    def __init__(self):
+        self._running: dict[Hashable, asyncio.Future] = {}
+
+    async def run(self, key: Hashable, lookup: Callable[[], Any | None], compute: Callable[[], Awaitable[Any]]) -> Any:
+        loop = asyncio.get_running_loop()
+        running = self._running.get(key)
+        if running is not None and running.get_loop() is loop:
+            await asyncio.shield(running)
+            found = lookup()
+            if found is not None:
+                return found
+        own = loop.create_future()
+        self._running[key] = own
+        try:
+            return await compute()
+        finally:
+            own.set_result(None)
+            if self._running.get(key) is own:
+                del self._running[key]

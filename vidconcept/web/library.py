@@ -17,7 +17,6 @@ use their own reader index, so a keyframe never queues behind a search.
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import queue
@@ -32,7 +31,7 @@ import anyio
 import numpy as np
 
 from ..api import Index, SearchResults
-from .cache import Generation, GenerationCache
+from .cache import Flights, Generation, GenerationCache
 from .schemas import Result, ResultPage, Shot, video_url
 
 #: Concept scores listed by ``/api/shots/{id}``: a 1000-class model stores hundreds per shot.
@@ -75,7 +74,7 @@ class Library:
         self.pages = GenerationCache(max_items=2048, max_bytes=PAGE_CACHE_BYTES)
         self.file_cache = GenerationCache(max_items=8192, max_bytes=FILE_CACHE_BYTES)
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
-        self._flights: dict[tuple[int, Hashable], asyncio.Future] = {}
+        self._flights = Flights()
 
     def limiter(self, kind: str) -> anyio.CapacityLimiter:
         """Worker-thread slots: ``"read"`` (searches, one per reader index) and ``"files"`` (lookups)."""
@@ -88,27 +87,13 @@ class Library:
         return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=self.limiter(kind))
 
     async def cached_page(self, key: Hashable, fn: Callable, *args) -> bytes:
-        """The JSON of a result page: the current generation's copy, else ``fn(*args)`` in a reader thread.
-        Requests for a page that is being computed wait for that one (after a commit empties the cache,
-        32 clients asking for the same page cost one search, not 32)."""
+        """The JSON of a result page: the current generation's copy, else ``fn(*args)`` in a reader thread
+        (one at a time per page: :class:`~.cache.Flights`)."""
         generation = self.generation.current()
         body = self.pages.get(generation, key)
-        if body is not None:
-            return body
-        loop = asyncio.get_running_loop()
-        flight = self._flights.get((generation, key))
-        if flight is not None and flight.get_loop() is loop:
-            body = await asyncio.shield(flight)
-            if body is not None:
-                return body
-        own, body = loop.create_future(), None
-        self._flights[(generation, key)] = own
-        try:
-            body = await self.run("read", self._page_json, key, fn, *args)
-        finally:
-            own.set_result(body)  # None after an error: the waiters compute it themselves
-            if self._flights.get((generation, key)) is own:
-                del self._flights[(generation, key)]
+        if body is None:
+            body = await self._flights.run((generation, key), lambda: self.pages.get(generation, key),
+                                           lambda: self.run("read", self._page_json, key, fn, *args))
         return body
 
     def _page_json(self, key: Hashable, fn: Callable, *args) -> bytes:
@@ -219,6 +204,16 @@ class Library:
     def cached_keyframe(self, shot: ShotId) -> Keyframe | None:
         """The current generation's copy of a shot's keyframe, if the server has it (no I/O)."""
         return self.file_cache.get(self.generation.current(), ("keyframe", shot))
+
+    async def keyframe(self, shot: ShotId) -> Keyframe:
+        """:meth:`cached_keyframe`, else :meth:`load_keyframe` in a file-lookup thread (one per shot at a time)."""
+        return self.cached_keyframe(shot) or await self._flights.run(
+            ("keyframe", shot), lambda: self.cached_keyframe(shot), lambda: self.run("files", self.load_keyframe, shot))
+
+    async def video_path(self, video: VideoId) -> Path:
+        """The file of an indexed video (:meth:`video_file`), remembered for the current generation."""
+        return self.cached_video(video) or await self._flights.run(
+            ("video", video), lambda: self.cached_video(video), lambda: self.run("files", self.video_file, video))
 
     def load_keyframe(self, shot: ShotId) -> Keyframe:
         """A shot's keyframe (bytes and a strong ETag), read now and kept for this generation."""

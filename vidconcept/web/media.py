@@ -50,7 +50,7 @@ def signin_page() -> FileResponse:
 
 @router.get("/keyframes/{shot_id}.jpg", dependencies=[Viewer])
 async def keyframe(lib: Lib, shot_id: int, request: Request) -> Response:
-    found = lib.cached_keyframe(shot_id) or await lib.run("files", lib.load_keyframe, shot_id)
+    found = await lib.keyframe(shot_id)
     headers = {"cache-control": FILE_CACHE_CONTROL, "etag": found.etag}
     if _matches(request.headers.get("if-none-match", ""), found.etag):
         return Response(status_code=304, headers=headers)
@@ -59,7 +59,7 @@ async def keyframe(lib: Lib, shot_id: int, request: Request) -> Response:
 
 @router.get("/videos/{video_id}", dependencies=[Viewer])
 async def video(lib: Lib, video_id: int) -> FileResponse:
-    path = lib.cached_video(video_id) or await lib.run("files", lib.video_file, video_id)
+    path = await lib.video_path(video_id)
     try:
         st = os.stat(path)  # a known path: one stat, no thread (FileResponse would take one for it)
     except OSError:
