@@ -618,9 +618,10 @@ class Columns:
 
 
 class Update:
-    """A writer's record of the videos it writes: published as segments every
-    :data:`SEGMENT_SHOTS` shots or :data:`SEGMENT_SECONDS` seconds (so searches see them
-    while it runs), and merged into new main columns at the end (:meth:`finish`).
+    """A writer's record of the videos it writes: published as a segment once
+    :data:`SEGMENT_SHOTS` shots have gathered or :data:`SEGMENT_SECONDS` seconds have passed
+    since the last one (so searches see them while it runs), and merged into new main
+    columns at the end (:meth:`finish`).
 
     Every recorded write must be the one transaction that moved the generation by one;
     anything else (a write it did not see) makes :meth:`finish` rebuild instead.
@@ -636,7 +637,7 @@ class Update:
                 self.base = open_columns(store)
         self.expected = self.base.generation if self.base is not None else -1
         self.pending: list[tuple[np.ndarray, np.ndarray, list[int], np.ndarray]] = []
-        self.since: float | None = None
+        self.published_at = time.monotonic()
 
     def before_write(self) -> None:
         if self.base is not None and self.store.scores_generation() != self.expected:
@@ -649,8 +650,9 @@ class Update:
         self.expected += 1
         self.pending.append((np.asarray(shot_ids, np.int64), np.asarray(scores, np.float32), list(concept_ids),
                              np.asarray(list(removed), np.int64)))
-        self.since = self.since or time.monotonic()
-        if sum(len(p[0]) for p in self.pending) >= SEGMENT_SHOTS or time.monotonic() - self.since >= SEGMENT_SECONDS:
+        # a slow ingest (one long video a minute) publishes every video; a fast one every few seconds
+        if sum(len(p[0]) for p in self.pending) >= SEGMENT_SHOTS or \
+                time.monotonic() - self.published_at >= SEGMENT_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -676,7 +678,7 @@ class Update:
         keep[last] = True
         ids, codes = ids[keep], codes[:, keep]
         self.base = self._publish_segment(ids, dead, cids, codes)
-        self.pending, self.since = [], None
+        self.pending, self.published_at = [], time.monotonic()
         if len(self.base.segments) > MAX_SEGMENTS:
             self.base = merge(self.store, self.base)
 

@@ -539,7 +539,7 @@ class Store:
         given, values = given[order], values[order]
         with self.db.atomic():
             seen = np.zeros(len(given), bool)
-            for ids, mat in list(self.scan_scores()):
+            for ids, mat in self.scan_scores():  # each chunk is read anew after the last one's writes
                 if mat.shape[1] <= slot:
                     mat = np.pad(mat, ((0, 0), (0, slot + 1 - mat.shape[1])))
                 pos = np.minimum(np.searchsorted(given, ids), max(len(given) - 1, 0))
