@@ -47,6 +47,36 @@ def stage_file(args, spec: str, split: str) -> Path:
     return args.out / "stages" / f"{set_name(spec)}-{split}.pt"
 
 
+def gray_stage_file(args, spec: str, split: str) -> Path:
+    """Stage maps of grey copies: a ``--gray`` share of the training photos, or every test photo."""
+    tag = f"gray{args.gray}" if split == "train" else "gray"
+    return args.out / "stages" / f"{set_name(spec)}-{split}-{tag}.pt"
+
+
+class GrayCopies:
+    """Rows ``rows`` of a photo set as greyscale (three equal channels): black-and-white film and archive
+    footage, which no photo set shows, seen through the photos' labels."""
+
+    def __init__(self, data, rows):
+        self.data, self.rows = data, list(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def load_image(self, index: int):
+        return self.data.load_image(self.rows[index]).convert("L").convert("RGB")
+
+
+def gray_rows(args, n: int, spec: str) -> list[int]:
+    """The training rows of one set whose grey copy joins the detectors' rows: a seeded ``--gray`` share."""
+    import zlib
+
+    import numpy as np
+
+    rng = np.random.default_rng([args.seed, zlib.crc32(set_name(spec).encode())])
+    return np.flatnonzero(rng.random(n) < args.gray).tolist()
+
+
 def step_cache(args) -> None:
     """Stage outputs below the fine-tuned top of every photo, on the inference path (whole image)."""
     import torch
@@ -66,6 +96,19 @@ def step_cache(args) -> None:
         maps = stage_outputs(model, data, args.cache_stages, workers=args.workers, desc=f"{set_name(spec)}/{split}")
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"paths": [str(p) for p in data.paths], "maps": maps}, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    gray_jobs = ([(spec, "train") for spec in specs(args.data)] if args.gray else []) + \
+        ([(spec, eval_split(spec)) for spec in specs(args.data)] if args.gray_test else [])
+    for spec, split in gray_jobs:
+        path = gray_stage_file(args, spec, split)
+        if path.is_file():
+            continue
+        data = open_dataset(spec, split)
+        rows = gray_rows(args, len(data), spec) if split == "train" else list(range(len(data)))
+        maps = stage_outputs(model, GrayCopies(data, rows), args.cache_stages, workers=args.workers,
+                             desc=f"{set_name(spec)}/{split} grey")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"rows": rows, "of": len(data), "maps": maps}, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
 
@@ -115,6 +158,20 @@ def load_maps(args, split: str) -> list:
         stored = torch.load(stage_file(args, spec, eval_split(spec) if split == "test" else split), weights_only=True)
         maps += stored["maps"]
     return maps
+
+
+def load_gray_maps(args, split: str) -> tuple[list, list[int]]:
+    """Grey copies' stage maps and their rows in :func:`load_maps`' order (``split`` ``train`` or ``test``)."""
+    import torch
+
+    maps, rows, start = [], [], 0
+    for spec in specs(args.data):
+        real = eval_split(spec) if split == "test" else split
+        stored = torch.load(gray_stage_file(args, spec, real), weights_only=True)
+        maps += stored["maps"]
+        rows += [start + r for r in stored["rows"]]
+        start += stored["of"]
+    return maps, rows
 
 
 def top_outputs(net, maps: list, batch_size: int = 128) -> dict:
@@ -452,7 +509,7 @@ def step_detectors(args) -> None:
     from vidconcept.model.train import _calibrate
 
     keep = shipped_concepts(args)
-    bundle = args.out / ("bundle" if keep is None else f"bundle-ap{args.min_ap}")
+    bundle = bundle_dir(args, keep)
     if (bundle / "config.json").is_file():
         return
     net, init_config, state = trained_net(args, keep)
@@ -463,9 +520,14 @@ def step_detectors(args) -> None:
     stored = np.load(args.out / "train_labels.npz")
     extra_maps, extra_labels, extra_mask = extra_rows(args, concepts, aliases)
     maps = load_maps(args, "train") + extra_maps
-    outputs = top_outputs(net, maps)
     labels = np.concatenate([stored["labels"][:, columns], extra_labels])
     mask = np.concatenate([stored["mask"][:, columns], extra_mask])
+    if args.gray:
+        gray_maps, gray_of = load_gray_maps(args, "train")
+        maps += gray_maps
+        labels = np.concatenate([labels, stored["labels"][gray_of][:, columns]])
+        mask = np.concatenate([mask, stored["mask"][gray_of][:, columns]])
+    outputs = top_outputs(net, maps)
     detectors, used_c = fit_layers(outputs, labels, mask, DETECTOR_C, args.seed)
     calibration, calibration_record = _calibrate(outputs, labels, mask, used_c, args.seed, "auto")
     record = {"backbone": init_config.backbone, "strategy": init_config.strategy,
@@ -480,7 +542,9 @@ def step_detectors(args) -> None:
                           f"on the training rows >= {args.min_ap} (select.json), or a name of the previous default"
                           if keep is not None else "every trained concept"),
               "train_time": f"{state['minutes']} minutes wall for the network (stage maps cached)",
-              "detectors": {"datasets": [*specs(args.data), f"background:{BACKGROUND}", "csv:runs/release/devframes"],
+              "detectors": {"datasets": [*specs(args.data), f"background:{BACKGROUND}", "csv:runs/release/devframes",
+                                         *([f"greyscale copies of a seeded {args.gray} share of the training photos"]
+                                           if args.gray else [])],
                             "split": "train", "images": len(labels), "c": used_c, "background": BACKGROUND,
                             "open_world": True, "calibration": "auto",
                             "time": f"{(time.perf_counter() - started) / 60:.1f} minutes wall",
@@ -495,6 +559,11 @@ def step_detectors(args) -> None:
     save_bundle(bundle, config, net, detectors, calibration)
     write_model_card(bundle)
     print(f"bundle written to {bundle}")
+
+
+def bundle_dir(args, keep: list[str] | None) -> Path:
+    name = "bundle" if keep is None else f"bundle-ap{args.min_ap}"
+    return args.out / (f"{name}-gray{args.gray}" if args.gray else name)
 
 
 def hardware() -> str:
@@ -569,7 +638,12 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
     net = build_network(bundle, config)
     net.cached_stages = args.cache_stages
     sets = load_sets(args, "test")  # each set's own labels: a merged concept is judged by each set's name for it
-    outputs = top_outputs(net, load_maps(args, "test"))
+    if args.gray_test:  # the same photos, in the same order, as greyscale copies
+        gray_maps, gray_of = load_gray_maps(args, "test")
+        assert gray_of == list(range(len(gray_of))), "every test photo has its grey copy"
+        outputs = top_outputs(net, gray_maps)
+    else:
+        outputs = top_outputs(net, load_maps(args, "test"))
     detectors = bundle_detectors(bundle, config)
     scores = fuse([d.predict(outputs[d.layer]) for d in detectors])
     calibration = bundle_calibration(bundle, config)
@@ -596,7 +670,8 @@ def step_evaluate(args, bundle: Path | None = None) -> dict:
     report["concepts"] = {c: round(float(np.mean(v)), 4) for c, v in sorted(ap.items())}
     report["map"] = round(float(np.mean(list(report["concepts"].values()))), 4)
     report["n_concepts"] = len(report["concepts"])
-    (args.out / f"eval-{bundle.name}.json").write_text(json.dumps(report, indent=1))
+    report["photos"] = "greyscale copies" if args.gray_test else "as they are"
+    (args.out / f"eval-{bundle.name}{'-graytest' if args.gray_test else ''}.json").write_text(json.dumps(report, indent=1))
     if args.record:
         record_photo_metrics(args, bundle, report)
     print(json.dumps({"map": report["map"], "n": report["n_concepts"],
@@ -611,7 +686,8 @@ def record_photo_metrics(args, bundle: Path, report: dict) -> None:
     from vidconcept.model.card import record_metrics
 
     command = shlex.join(["python", "benchmarks/release_default.py", *[a for a in sys.argv[1:] if a != "--record"]])
-    record_metrics(bundle, {"dataset": "every photo set (benchmarks/release_default.py)", "split": "held-out",
+    dataset = "every photo set" + (" as greyscale copies" if args.gray_test else "")
+    record_metrics(bundle, {"dataset": f"{dataset} (benchmarks/release_default.py)", "split": "held-out",
                             "metric": "ap", "images": sum(v["photos"] for v in report["sets"].values()),
                             "outputs": {"fused": {"map": report["map"], "ap": report["concepts"]}},
                             "summary": {"concepts": report["n_concepts"],
@@ -636,6 +712,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-ap", type=float, default=0.0,
                         help="ship only concepts with this cross-validated AP on the training rows (select step)")
+    parser.add_argument("--gray", type=float, default=0.0,
+                        help="detectors: add greyscale copies of this share of the training photos (cache step first)")
+    parser.add_argument("--gray-test", action="store_true",
+                        help="cache: also the test photos' greyscale copies; evaluate/baseline: score those copies")
     parser.add_argument("--bundle", type=Path, help="evaluate this bundle (default: the one the options name)")
     parser.add_argument("--record", action="store_true", help="evaluate: store the result in the bundle's MODEL.md")
     args = parser.parse_args()
@@ -652,8 +732,7 @@ def main() -> None:
     if args.step in ("select", "all"):
         step_select(args)
     if args.step in ("evaluate", "all"):
-        keep = shipped_concepts(args)
-        step_evaluate(args, args.bundle or args.out / ("bundle" if keep is None else f"bundle-ap{args.min_ap}"))
+        step_evaluate(args, args.bundle or bundle_dir(args, shipped_concepts(args)))
     if args.step == "baseline":
         step_evaluate(args, args.init)
 
