@@ -149,6 +149,24 @@ def test_bearer_tokens_and_revocation(app, clients):
     assert _client(app, headers={"authorization": "Bearer vc_forged"}).get("/api/videos").status_code == 401
 
 
+def test_answers_the_server_holds_still_need_a_principal_and_a_served_host(clients, app):
+    """Keyframes and result pages are answered from memory once a viewer fetched them
+    (:mod:`vidconcept.web.fastpath`): never to a request without a valid credential or with a foreign Host."""
+    cached = ["/keyframes/1.jpg", "/api/search?q=cat&top=5", "/api/similar?shot=1&top=5"]
+    for path in cached:
+        assert clients["viewer"].get(path).status_code == 200
+        assert clients["viewer"].get(path).status_code == 200  # from memory now
+        assert clients["anonymous"].get(path).status_code == 401
+        assert clients["anonymous"].get(path, headers={"if-none-match": "*"}).status_code == 401
+        forged = _client(app, headers={"authorization": "Bearer vc_forged"})
+        assert forged.get(path).status_code == 401
+        forged.cookies.set("vidconcept_session", "forged")
+        assert forged.get(path).status_code == 401
+        assert clients["viewer"].get(path, headers={"host": "attacker.example"}).status_code == 421
+    assert clients["viewer"].get("/api/search?q=cat&top=500").status_code == 422  # the route still validates
+    assert clients["viewer"].get("/api/search?q=cat&top=5&min_score=2").status_code == 422
+
+
 def test_revocation_elsewhere_is_honoured_at_once(app, index_dir, clients):
     """The server remembers who a token or cookie is (hashed, for a moment), but a commit by any
     connection (the CLI in another process here) drops that: revocation, removal and expiry count

@@ -28,6 +28,7 @@ from ..api import Index
 from ..errors import IndexError_, ModelError, VidconceptError
 from ..index.accounts import AccountError, AccountExistsError
 from . import api, auth, concepts_api, media
+from .fastpath import FastPath
 from .library import Library, NotFound
 from .security import Guard, Limit, RateLimiter, is_loopback, served_hosts
 
@@ -74,6 +75,7 @@ def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.P
     app.add_exception_handler(AccountError, _account_error)
     app.add_exception_handler(VidconceptError, _library_error)
     app.add_exception_handler(NotFound, _not_found)
+    app.add_middleware(FastPath)  # inside Guard: the Host check runs first
     app.add_middleware(Guard, hosts=served_hosts(host, allowed_hosts),
                        body_limits={"/api/similar": api.MAX_UPLOAD_BYTES + api.MULTIPART_SLACK})
     return app
