@@ -108,6 +108,9 @@ def test_a_release_4_index_migrates_and_answers_the_same(tmp_path):
         "SELECT id, name, source, created_at, info FROM concepts ORDER BY id").fetchall()
     store = Store.open(root)
     assert migrations.schema_version(store.db) == migrations.LATEST
+    # vacuumed at the larger page size (nothing else had it open), back in WAL mode
+    assert store.db.execute("PRAGMA page_size").fetchone()[0] == migrations.PAGE_SIZE
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = set(store.db.table_names())
     assert "shot_scores" in tables and "scores" not in tables and "upgrade_scores" not in tables
     assert store.db.execute("SELECT id, name, source, created_at, info FROM concepts ORDER BY id").fetchall() \

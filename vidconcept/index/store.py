@@ -108,6 +108,8 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.create_function("vc_score", 2, _score_at, deterministic=True)
             db = sqlite_utils.Database(conn)
+            if not readonly and migrations.schema_version(db) == 0:
+                db.execute(f"PRAGMA page_size = {migrations.PAGE_SIZE}")  # only before the first table
             if not readonly:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
