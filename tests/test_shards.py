@@ -193,8 +193,9 @@ def test_partial_results_name_the_missing_shard(archive, sharded, tmp_path):
 
 
 def _broken(idx: ShardedIndex, name: str, fault):
+    """Make one locally served shard's ranking ``fault``."""
     server = idx._clients[name].server.result()
-    server.search = fault
+    server.rank = fault
 
 
 def test_a_shard_failing_or_slow_at_query_time(archive):

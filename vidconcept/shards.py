@@ -57,8 +57,8 @@ TIMEOUT_S = 60.0
 
 #: A shot of a sharded index: (shard name, shot id inside that shard); written ``NAME:ID``.
 ShotRef = tuple[str, int]
-#: A shard's hit and its score as ranked (``ShotHit.score`` is rounded for display).
-Scored = tuple[ShotHit, float]
+#: A shot of one shard as it ranks: (shot id, score unrounded; ``ShotHit.score`` is rounded for display).
+Ranked = tuple[int, float]
 Serve = Literal["local", "ray"]
 
 
@@ -199,7 +199,7 @@ class ShardHit:
 
     shard: str
     hit: ShotHit
-    order: tuple = field(default=(), repr=False, compare=False)  # the merge's sort key: see ShardedIndex._merged
+    order: tuple = field(default=(), repr=False, compare=False)  # the merge's sort key: see ShardedIndex._page
 
     @property
     def ref(self) -> ShotRef:
@@ -249,9 +249,10 @@ class ShardServer:
     def ping(self) -> str:
         return self.name
 
-    def search(self, query: str, depth: int, min_score: float, video: int | None) -> tuple[list[Scored], int]:
-        """The shard's best ``depth`` shots, best first (ranked in pages of :data:`PAGE`), and its total."""
-        ranked: list[tuple[int, float]] = []
+    def rank(self, query: str, depth: int, min_score: float, video: int | None) -> tuple[list[Ranked], int]:
+        """The shard's best ``depth`` shots as ``(shot id, score)``, best first (ranked in pages of
+        :data:`PAGE`), and its total."""
+        ranked: list[Ranked] = []
         total = 0
         for offset in range(0, depth, PAGE):
             try:
@@ -264,15 +265,14 @@ class ShardServer:
             ranked += page
             if offset + PAGE >= total:
                 break
-        return self._hits(ranked), total
+        return ranked, total
 
-    def similar(self, top: int, **query) -> list[Scored]:
-        return self._hits(self.index.nearest(top=top, **query))
+    def nearest(self, top: int, **query) -> list[Ranked]:
+        return self.index.nearest(top=top, **query)
 
-    def _hits(self, ranked: list[tuple[int, float]]) -> list[Scored]:
-        """Records of the ranked shots, each with its unrounded score (the merge's sort key)."""
-        exact = dict(ranked)
-        return [(hit, exact[hit.shot_id]) for hit in self.index.results_for(ranked)]
+    def records(self, ranked: list[Ranked]) -> list[ShotHit]:
+        """The records of ranked shots (video, times, top concepts …), in order."""
+        return self.index.results_for(ranked)
 
     def feature(self, shot: int) -> np.ndarray | None:
         return self.index.feature(shot)
@@ -445,7 +445,7 @@ class ShardedIndex:
              per_shard: dict[str, dict] | None = None, **kwargs) -> tuple[dict[str, Any], list[str]]:
         """Call ``method`` on each live shard (``only`` these; ``per_shard`` extra keyword arguments)
         and wait for all: ``({name: reply}, [shards that did not answer])``."""
-        names = [n for n in (only or self.shards) if n not in self.unavailable]
+        names = [n for n in (self.shards if only is None else only) if n not in self.unavailable]
         pending = {n: self._clients[n].call(method, *args, **{**kwargs, **(per_shard or {}).get(n, {})})
                    for n in names}
         return self._gather(pending)
@@ -477,18 +477,50 @@ class ShardedIndex:
         down = list(faults)
         return replies, sorted(set(down) | set(self.unavailable))
 
-    def _tagged(self, name: str, hits: list[Scored]) -> list[ShardHit]:
-        pos = self._position[name]
-        return [ShardHit(name, h, (-score, self.order.key(h.video), pos, h.shot_id)) for h, score in hits]
+    def _page(self, ranked: dict[str, list[Ranked]], start: int, stop: int) -> tuple[list[ShardHit], list[str]]:
+        """Shots ``start:stop`` of the shards' ranked lists merged best first, by the scores as ranked
+        (not as rounded for display), and the shards that failed to send records.
 
-    def _merged(self, replies: dict[str, list[Scored]], start: int, stop: int) -> list[ShardHit]:
-        """Shots ``start:stop`` of the shards' lists merged best first, by the scores as ranked (not
-        as rounded for display). Each list keeps its shard's own order; between shards, equal
-        scores go by ingest order (:class:`OrderLog`), as shot ids do in one index."""
-        if any(h.video not in self.order.seq for hits in replies.values() for h, _ in hits):
+        Each list keeps its shard's own order. Equal scores of different shards go by ingest order
+        (:class:`OrderLog`), as shot ids do in one index; only those ties and the page itself need
+        the shots' records, so a shard sends records for those, not for all it ranked.
+        """
+        pos = self._position
+        merged = list(heapq.merge(*[[(-score, pos[name], shot, name) for shot, score in shots]
+                                    for name, shots in ranked.items()]))
+        window = merged[:stop]
+        if window:  # a tie at the page's end may pull in a later shot of another shard
+            window += itertools.takewhile(lambda item: item[0] == window[-1][0], merged[stop:])
+        shards_of = {}
+        for item in window:
+            shards_of.setdefault(item[0], set()).add(item[3])
+        need = {item for i, item in enumerate(window) if start <= i < stop or len(shards_of[item[0]]) > 1}
+        records, down = self._records(need)
+        if any(records[item].video not in self.order.seq for item in need if item in records):
             self.adopt()
-        pages = [self._tagged(name, hits) for name, hits in replies.items()]
-        return list(itertools.islice(heapq.merge(*pages, key=lambda hit: hit.order), start, stop))
+
+        def key(item: tuple) -> tuple:
+            tied = len(shards_of[item[0]]) > 1
+            return item[0], self.order.key(records[item].video) if tied else 0, item[1], item[2]
+
+        kept = [item for item in window if item in records or len(shards_of[item[0]]) == 1]
+        lists = [[item for item in kept if item[3] == name] for name in ranked]
+        page = list(itertools.islice(heapq.merge(*lists, key=key), start, stop))
+        return [ShardHit(item[3], records[item], key(item)) for item in page if item in records], down
+
+    def _records(self, need: set[tuple]) -> tuple[dict[tuple, ShotHit], list[str]]:
+        """The records of the merged items ``need`` (``(-score, position, shot id, shard)``), asked
+        of their shards at once."""
+        by_shard: dict[str, list[tuple]] = {}
+        for item in sorted(need):
+            by_shard.setdefault(item[3], []).append(item)
+        calls = {name: {"ranked": [(item[2], -item[0]) for item in items]} for name, items in by_shard.items()}
+        replies, down = self._fan("records", only=list(calls), per_shard=calls)
+        records = {}
+        for name, hits in replies.items():
+            found = {hit.shot_id: hit for hit in hits}  # a shot deleted meanwhile has none
+            records |= {item: found[item[2]] for item in by_shard[name] if item[2] in found}
+        return records, down
 
     def adopt(self) -> int:
         """Record in the order log the videos shards hold that it has not seen (ingested into a shard
@@ -511,9 +543,10 @@ class ShardedIndex:
             self._check_shard(name)
             only = [name]
         depth = offset + top
-        replies, down = self._fan("search", query, depth, min_score, video_id, only=only)
-        merged = self._merged({n: hits for n, (hits, _) in replies.items()}, offset, depth)
-        return ShardedResults(merged, sum(total for _, total in replies.values()), down)
+        replies, down = self._fan("rank", query, depth, min_score, video_id, only=only)
+        page, lost = self._page({n: shots for n, (shots, _) in replies.items()}, offset, depth)
+        total = sum(total for _, total in replies.values())
+        return ShardedResults(page, total, sorted(set(down) | set(lost)))
 
     def similar(self, shot: ShotRef | str | None = None, image: str | os.PathLike | np.ndarray | None = None,
                 top: int = 20) -> ShardedResults:
@@ -530,15 +563,15 @@ class ShardedIndex:
                 raise UsageError(f"no shot with id {shot_id} in shard {name!r} ({self.shards[name].path})")
             queries = {n: {"vector": vector} for n in self.shards}
             queries[name] = {"shot": shot_id}
-            replies, down = self._fan("similar", top, per_shard=queries)
+            replies, down = self._fan("nearest", top, per_shard=queries)
         else:
             from .images import load_array
 
             if self.serve == "local":
                 self._share_model()
-            replies, down = self._fan("similar", top, image=load_array(image))
-        merged = self._merged(replies, 0, top)
-        return ShardedResults(merged, len(merged), down)
+            replies, down = self._fan("nearest", top, image=load_array(image))
+        page, lost = self._page(replies, 0, top)
+        return ShardedResults(page, len(page), sorted(set(down) | set(lost)))
 
     def _one(self, name: str, method: str, *args):
         replies, _ = self._fan(method, *args, only=[name])
