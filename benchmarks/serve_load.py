@@ -12,7 +12,11 @@ retrain's times, and what shared the CPUs: the load average before and after, an
 seconds of the server, the ingest and this load generator (all on the same machine).
 
 ``--nice-ingest N`` runs the ingest under ``nice -n N``, as a nightly cron job should
-(docs/cron.md); the retrain is a request to the server and is never niced.
+(docs/cron.md); the retrain is a request to the server and is never niced. The server keeps
+result pages per generation of the index, and the mix repeats six queries, so most searches are
+answered from memory: ``--uncached-search`` gives every search its own ``min_score`` (at most
+0.0001) to measure searches that run. ``--client httpx`` uses httpx instead of the default
+minimal HTTP/1.1 client (httpx costs more CPU per request than the server, on the same cores).
 
     python benchmarks/serve_load.py --clients 32 --duration 60 --json --out benchmarks/results/serve_load.json
 """
@@ -180,7 +184,8 @@ async def _timed(http, rec: Recorder, kind: str, path: str, **kwargs) -> Answer 
     return r if ok else None
 
 
-async def _client(http, rec: Recorder, stop: asyncio.Event, rng: random.Random, queries: list[str]) -> None:
+async def _client(http, rec: Recorder, stop: asyncio.Event, rng: random.Random, queries: list[str],
+                  uncached: bool = False) -> None:
     while not stop.is_set():
         r = await _timed(http, rec, "search", "/api/search", params={"q": "bench", "top": 50})
         shots = r.json()["results"] if r is not None else []
@@ -188,7 +193,10 @@ async def _client(http, rec: Recorder, stop: asyncio.Event, rng: random.Random, 
             kind = rng.choices(list(MIX), weights=list(MIX.values()))[0]
             shot = rng.choice(shots) if shots else None
             if kind == "search":
-                await _timed(http, rec, kind, "/api/search", params={"q": rng.choice(queries), "top": 24})
+                params = {"q": rng.choice(queries), "top": 24}
+                if uncached:  # a new min_score each time (at most 0.0001): never a page the server holds
+                    params["min_score"] = f"{rng.randrange(1, 10**9) / 10**13:.13f}"
+                await _timed(http, rec, kind, "/api/search", params=params)
             elif kind == "similar" and shot:
                 await _timed(http, rec, kind, "/api/similar", params={"shot": shot["shot_id"], "top": 24})
             elif kind == "keyframe" and shot:
@@ -217,7 +225,7 @@ def _loadavg() -> list[float] | None:
 
 
 async def _run(base: str, secret: str, clients: int, duration: float, index: Path, concept: str,
-               nice: int = 0, client: str = "raw") -> dict:
+               nice: int = 0, client: str = "raw", uncached: bool = False) -> dict:
     rec, stop = Recorder(), asyncio.Event()
     headers = {"authorization": f"Bearer {secret}"}
     http = RawHttp(base, headers) if client == "raw" else HttpxHttp(base, headers, clients)
@@ -225,7 +233,8 @@ async def _run(base: str, secret: str, clients: int, duration: float, index: Pat
         names = [c["name"] for c in sorted((await http.request("GET", "/api/concepts")).json(),
                                            key=lambda c: -c["shots"])]
         queries = [f.format(a=names[0], b=names[1], c=names[2]) for f in QUERY_FORMS] + [concept]
-        tasks = [asyncio.create_task(_client(http, rec, stop, random.Random(i), queries)) for i in range(clients)]
+        tasks = [asyncio.create_task(_client(http, rec, stop, random.Random(i), queries, uncached))
+                 for i in range(clients)]
         t0 = time.perf_counter()
         await asyncio.sleep(duration / 4)
         ingest = await asyncio.create_subprocess_exec(
@@ -295,6 +304,9 @@ def main() -> None:
                         help="run the ingest under `nice -n N` (as a nightly cron job should; default 0: not niced)")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="HTTP client of the load generator: raw asyncio streams (default, cheap) or httpx")
+    parser.add_argument("--uncached-search", action="store_true",
+                        help="give each search its own min_score (below every score), so that no search is "
+                             "answered from the server's cache of result pages: the cost of the search itself")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
@@ -311,7 +323,7 @@ def main() -> None:
             _wait_up(base, secret, server)
             server_cpu0, own_cpu0 = _cpu_s(server.pid), time.process_time()
             result = asyncio.run(_run(base, secret, args.clients, args.duration, index, "bench", args.nice_ingest,
-                                      args.client))
+                                      args.client, args.uncached_search))
             server_cpu = _cpu_s(server.pid)
             own_cpu = time.process_time() - own_cpu0
         finally:
@@ -319,7 +331,8 @@ def main() -> None:
             server.wait(30)
     cpu = {"server": round(server_cpu - server_cpu0, 1) if server_cpu is not None else None,
            "load_generator": round(own_cpu, 1)}
-    result = {"clients": args.clients, "duration_s": args.duration, "client": args.client, "cpus": os.cpu_count(),
+    result = {"clients": args.clients, "duration_s": args.duration, "client": args.client,
+              "uncached_search": args.uncached_search, "cpus": os.cpu_count(),
               "loadavg_before": loadavg_before, "loadavg_after": _loadavg(), **result, "cpu_s": cpu}
     text = json.dumps(result, indent=2)
     print(text if args.json else _table(result))

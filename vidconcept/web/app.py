@@ -64,7 +64,8 @@ def create_app(index_dir: str | os.PathLike | None = None, model_dir: str | os.P
     app = FastAPI(title="vidconcept", version=__version__, lifespan=_lifespan,
                   description="Search an index of videos by concept; see the query syntax on the page.")
     app.state.library = Library(index)
-    app.state.gate = auth.Gate(Index(index.root, model=model_dir), host, read_only, RateLimiter(limits or LIMITS))
+    app.state.gate = auth.Gate(Index(index.root, model=model_dir), host, read_only, RateLimiter(limits or LIMITS),
+                               generation=app.state.library.generation)
     app.state.load_model = load_model
     for router in (api.router, concepts_api.router, auth.router, media.router):
         app.include_router(router)
@@ -91,8 +92,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             log.warning("image queries will fail until the model loads: %s", exc)
         await run_in_threadpool(_warm_imports)
     yield
-    library.close()
     app.state.gate.close()
+    library.close()
 
 
 def _warm_imports() -> None:

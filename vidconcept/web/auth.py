@@ -60,11 +60,13 @@ class Gate:
     """The server's accounts (its own connection to the index, so sign-in checks never queue
     behind searches) and its policy: the bound address, read-only, rate limits."""
 
-    def __init__(self, index: Index, bind: str, read_only: bool, limiter: RateLimiter):
+    def __init__(self, index: Index, bind: str, read_only: bool, limiter: RateLimiter,
+                 generation: Generation | None = None):
         self.index, self.bind, self.read_only, self.limiter = index, bind, read_only, limiter
         self.local = is_loopback(bind)
         self._lock = threading.Lock()
-        self.generation = Generation(index.root)
+        self._own_generation = generation is None
+        self.generation = generation or Generation(index.root)
         self._known: dict[tuple[str, str], tuple[Principal, int, float]] = {}
         self._known_lock = threading.Lock()
         self._flights = Flights()
@@ -80,9 +82,9 @@ class Gate:
             return None
         return Principal(local_actor(), "admin" if self.local and not self.read_only else "viewer", open=True)
 
-    def principal(self, request: Request) -> Principal | None:
-        """Who the request is (``None``: nobody), looked up in the index's accounts (blocks: a thread)."""
-        generation = self.generation.current()  # before the lookup: a later commit makes the entry stale
+    def principal(self, request: Request, generation: int | None = None) -> Principal | None:
+        """Who the request is (``None``: nobody), looked up in the index's accounts (blocks: a thread).
+        Kept for ``generation`` if given, read before (a later commit makes the entry stale)."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             account = self.call(self.index.accounts.token_user, auth[7:].strip())
@@ -91,7 +93,7 @@ class Gate:
         else:
             account = None
         who = _principal(account) if account else self.open_principal()
-        if who is not None:
+        if who is not None and generation is not None:
             with self._known_lock:
                 if len(self._known) >= AUTH_CACHE_ITEMS:
                     self._known.clear()
@@ -100,25 +102,29 @@ class Gate:
                 self._known[credential] = (who, generation, time.monotonic() + ttl)
         return who
 
-    def known(self, request: Request) -> Principal | None:
-        """The principal looked up for the same credential under the current generation, if fresh (no I/O
-        but one ``PRAGMA data_version``)."""
+    def known(self, request: Request, generation: int | None = None) -> Principal | None:
+        """The principal looked up for the same credential under ``generation`` (default: the current
+        one, one ``PRAGMA data_version``), if fresh; no other I/O."""
         with self._known_lock:
             found = self._known.get(_credential(request))
         if found is None:
             return None
-        who, generation, until = found
-        return who if time.monotonic() < until and generation == self.generation.current() else None
+        who, _, until = found
+        now = self.generation.current() if generation is None else generation
+        return who if time.monotonic() < until and found[1] == now else None
 
     async def who(self, request: Request) -> Principal | None:
         """:meth:`known`, else :meth:`principal` in a worker thread (one at a time per credential)."""
-        return self.known(request) or await self._flights.run(
-            _credential(request), lambda: self.known(request), lambda: run_in_threadpool(self.principal, request))
+        generation = self.generation.current()  # on the event loop only: the thread is given it
+        return self.known(request, generation) or await self._flights.run(
+            _credential(request), lambda: self.known(request),
+            lambda: run_in_threadpool(self.principal, request, generation))
 
     def close(self) -> None:
         with self._lock:
             self.index.close()
-        self.generation.close()
+        if self._own_generation:
+            self.generation.close()
 
 
 def check_policy(index: Index, bind: str, read_only: bool) -> None:

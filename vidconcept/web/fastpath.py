@@ -48,9 +48,10 @@ class FastPath:
                 return None
             request = Request(scope)
             state = request.app.state
-            if state.gate.known(request) is None:
+            generation = state.library.generation.current()  # one read for the request (the gate shares it)
+            if _known(state, request, generation) is None:
                 return None
-            found = state.library.cached_keyframe(shot)
+            found = state.library.cached_keyframe(shot, generation)
             if found is None:
                 return None
             headers = {"cache-control": FILE_CACHE_CONTROL, "etag": found.etag}
@@ -64,10 +65,18 @@ class FastPath:
         if key is None:
             return None
         state = request.app.state
-        if state.gate.known(request) is None:
+        generation = state.library.generation.current()
+        if _known(state, request, generation) is None:
             return None
-        body = state.library.pages.get(state.library.generation.current(), key)
+        body = state.library.pages.get(generation, key)
         return None if body is None else Response(body, media_type="application/json")
+
+
+def _known(state, request: Request, generation: int):
+    """The gate's principal for the request; ``generation`` is the library's, which the gate of
+    :func:`~.app.create_app` shares (another gate reads its own)."""
+    gate = state.gate
+    return gate.known(request, generation if gate.generation is state.library.generation else None)
 
 
 def _int(text: str | None) -> int | None:

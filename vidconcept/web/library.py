@@ -89,15 +89,16 @@ class Library:
     async def cached_page(self, key: Hashable, fn: Callable, *args) -> bytes:
         """The JSON of a result page: the current generation's copy, else ``fn(*args)`` in a reader thread
         (one at a time per page: :class:`~.cache.Flights`)."""
-        generation = self.generation.current()
+        generation = self.generation.current()  # on the event loop only: worker threads are given it
         body = self.pages.get(generation, key)
         if body is None:
             body = await self._flights.run((generation, key), lambda: self.pages.get(generation, key),
-                                           lambda: self.run("read", self._page_json, key, fn, *args))
+                                           lambda: self.run("read", self._page_json, generation, key, fn, *args))
         return body
 
-    def _page_json(self, key: Hashable, fn: Callable, *args) -> bytes:
-        generation = self.generation.current()  # before the snapshot: the answer is this state or newer
+    def _page_json(self, generation: int, key: Hashable, fn: Callable, *args) -> bytes:
+        """``fn(*args)`` as JSON, kept under ``generation``, read before the snapshot ``fn`` takes (so the
+        answer is of that state or a newer one, never an older one)."""
         body = ResultPage.model_validate(fn(*args)).model_dump_json().encode()
         self.pages.put(generation, key, body, size=len(body))
         return body
@@ -201,23 +202,26 @@ class Library:
             raise NotFound(f"no keyframe for shot {shot} in {self.root} (missing? re-run ingest)")
         return path
 
-    def cached_keyframe(self, shot: ShotId) -> Keyframe | None:
+    def cached_keyframe(self, shot: ShotId, generation: int | None = None) -> Keyframe | None:
         """The current generation's copy of a shot's keyframe, if the server has it (no I/O)."""
-        return self.file_cache.get(self.generation.current(), ("keyframe", shot))
+        return self.file_cache.get(self.generation.current() if generation is None else generation, ("keyframe", shot))
 
     async def keyframe(self, shot: ShotId) -> Keyframe:
         """:meth:`cached_keyframe`, else :meth:`load_keyframe` in a file-lookup thread (one per shot at a time)."""
-        return self.cached_keyframe(shot) or await self._flights.run(
-            ("keyframe", shot), lambda: self.cached_keyframe(shot), lambda: self.run("files", self.load_keyframe, shot))
+        generation = self.generation.current()
+        return self.cached_keyframe(shot, generation) or await self._flights.run(
+            ("keyframe", shot), lambda: self.cached_keyframe(shot),
+            lambda: self.run("files", self.load_keyframe, shot, generation))
 
     async def video_path(self, video: VideoId) -> Path:
         """The file of an indexed video (:meth:`video_file`), remembered for the current generation."""
-        return self.cached_video(video) or await self._flights.run(
-            ("video", video), lambda: self.cached_video(video), lambda: self.run("files", self.video_file, video))
-
-    def load_keyframe(self, shot: ShotId) -> Keyframe:
-        """A shot's keyframe (bytes and a strong ETag), read now and kept for this generation."""
         generation = self.generation.current()
+        return self.file_cache.get(generation, ("video", video)) or await self._flights.run(
+            ("video", video), lambda: self.file_cache.get(self.generation.current(), ("video", video)),
+            lambda: self.run("files", self.video_file, video, generation))
+
+    def load_keyframe(self, shot: ShotId, generation: int | None = None) -> Keyframe:
+        """A shot's keyframe (bytes and a strong ETag), read now and kept for ``generation`` (read before)."""
         path = self.keyframe_file(shot)
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -225,16 +229,13 @@ class Library:
             if len(data) > MAX_CACHED_KEYFRAME:
                 data += f.read()
         found = Keyframe(data, _etag(path, st))
-        if len(data) <= MAX_CACHED_KEYFRAME:
+        if len(data) <= MAX_CACHED_KEYFRAME and generation is not None:
             self.file_cache.put(generation, ("keyframe", shot), found, size=len(data) + 200)
         return found
 
-    def cached_video(self, video: VideoId) -> Path | None:
-        return self.file_cache.get(self.generation.current(), ("video", video))
-
-    def video_file(self, video: VideoId) -> Path:
-        """The file of an indexed video: only videos the index knows, by id, are served."""
-        generation = self.generation.current()
+    def video_file(self, video: VideoId, generation: int | None = None) -> Path:
+        """The file of an indexed video: only videos the index knows, by id, are served (kept for
+        ``generation``, read before, if given)."""
         with self._file_reader() as index:
             row = index.video(video)
         if row is None or row.get("status") != "indexed":
@@ -242,7 +243,8 @@ class Library:
         path = Path(row["path"])
         if not path.is_file():
             raise NotFound(f"{path} was moved or deleted since it was indexed; re-run ingest")
-        self.file_cache.put(generation, ("video", video), path, size=len(str(path)) + 100)
+        if generation is not None:
+            self.file_cache.put(generation, ("video", video), path, size=len(str(path)) + 100)
         return path
 
 
