@@ -344,7 +344,17 @@ class Store:
     # ---- packed scores (one float32 row per shot, by concept slot) ---------
     def slots(self) -> dict[int, int]:
         """Concept id → slot: the position of its score in every packed row."""
-        return dict(self.db.execute("SELECT id, slot FROM concepts").fetchall())
+        return dict(self._concept_slots()[0])
+
+    def _concept_slots(self) -> tuple[dict[int, int], dict[int, str]]:
+        """``(id → slot, slot → name)``, read again only when the database changed (a search reads
+        them for every hit)."""
+        version = self.version()
+        cached = getattr(self, "_slot_cache", None)
+        if cached is None or cached[0] != version:
+            rows = self.db.execute("SELECT id, slot, name FROM concepts").fetchall()
+            cached = self._slot_cache = (version, {i: s for i, s, _ in rows}, {s: n for _, s, n in rows})
+        return cached[1], cached[2]
 
     def scan_scores(self, batch: int = SCAN_BATCH) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every shot's packed scores as ``(ids, float32 matrix by slot)`` chunks, in id order
@@ -434,13 +444,14 @@ class Store:
 
     def shot_scores(self, shot_id: int) -> dict[str, float]:
         """Concept name → stored score (> 0) of one shot, best first."""
-        names = dict(self.db.execute("SELECT slot, name FROM concepts").fetchall())
+        names = self._concept_slots()[1]
         row = self.db.execute("SELECT scores FROM shot_scores WHERE shot_id = ?", [shot_id]).fetchone()
         if row is None:
             return {}
         vec = np.frombuffer(row[0], np.float32)
-        pairs = [(names[i], float(vec[i])) for i in np.flatnonzero(vec > 0) if i in names]
-        return dict(sorted(pairs, key=lambda p: -p[1]))
+        at = [int(i) for i in np.flatnonzero(vec > 0) if int(i) in names]
+        order = sorted(at, key=lambda i: -vec[i])  # stable: equal scores keep slot order
+        return {names[i]: float(vec[i]) for i in order}
 
     def top_concepts(self, shot_id: int, k: int) -> dict[str, float]:
         return {name: round(score, 4) for name, score in list(self.shot_scores(shot_id).items())[:k]}
