@@ -248,3 +248,30 @@ def test_image_query_with_the_wrong_model_says_what_to_do(index_dir):
     with TestClient(create_app(index_dir, load_model=False), base_url="http://localhost") as client:
         r = client.post("/api/similar", files={"image": ("a.jpg", image.getvalue(), "image/jpeg")})
     assert r.status_code == 503 and "--model" in r.json()["detail"]
+
+
+def test_generation_follows_commits_of_other_connections(tmp_path):
+    """The server's change detector: any commit by another connection, in a folder with an odd name."""
+    import sqlite3
+
+    from vidconcept.web.cache import Generation, GenerationCache
+
+    folder = tmp_path / "odd #1 ?x %20"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "index.db")
+    db.execute("PRAGMA journal_mode = wal")
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    generation, cache = Generation(folder), GenerationCache(max_items=2, max_bytes=100)
+    first = generation.current()
+    cache.put(first, "a", b"page", size=4)
+    assert generation.current() == first and cache.get(first, "a") == b"page"
+    db.execute("INSERT INTO t VALUES (1)")
+    db.commit()
+    now = generation.current()
+    assert now != first and cache.get(now, "a") is None
+    cache.put(now, "c", b"x" * 101, size=101)  # too large to keep
+    cache.put(first, "b", b"old", size=3)  # computed before the commit, stored after: dropped
+    assert cache.get(now, "b") is None and cache.get(now, "c") is None and cache.get(first, "b") is None
+    generation.close()
+    db.close()

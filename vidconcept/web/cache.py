@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..index.store import DB_NAME
 
@@ -36,9 +37,9 @@ class Generation:
     """A number that changes whenever a commit reaches the index's database (from any connection)."""
 
     def __init__(self, root: str | Path):
-        path = Path(root) / DB_NAME
+        path = Path(root).resolve() / DB_NAME
         # read-only, autocommit: it never holds a transaction open, so it never pins an old snapshot
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
+        self._conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, check_same_thread=False,
                                      isolation_level=None)
         self._conn.execute("PRAGMA busy_timeout = 1000")
         self._lock = threading.Lock()
