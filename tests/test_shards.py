@@ -36,12 +36,18 @@ QUERIES = [
 PAGES = [(5, 0), (7, 3), (20, 13), (100, 0), (3, 58), (4, 1000)]
 
 
-def _fill(root, only=None) -> None:
+def _fill(root, only=None, decimals: int | None = 1) -> None:
     store = Store.open(root)
     try:
-        fill_store(store, N_VIDEOS, SHOTS, SEED, only=only, decimals=1)
+        fill_store(store, N_VIDEOS, SHOTS, SEED, only=only, decimals=decimals)
     finally:
         store.close()
+
+
+def _fill_one(manifest: Manifest, names: list[str], v: int, decimals: int | None = 1) -> None:
+    """Video ``v`` of the archive into the shard it routes to."""
+    shard = next(s.path for s in manifest.shards if s.name == route(f"/videos/v{v}.mp4", names))
+    _fill(shard, only=lambda x: x == v, decimals=decimals)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +57,8 @@ def archive(tmp_path_factory):
     _fill(base / "single")
     manifest = ShardedIndex.init(base / "archive" / "shards.json", count=3)
     names = [s.name for s in manifest.shards]
-    paths = {s.name: s.path for s in manifest.shards}
     for v in range(N_VIDEOS):  # in the single index's order: the shards' ingest times follow it
-        _fill(paths[route(f"/videos/v{v}.mp4", names)], only=lambda x, v=v: x == v)
+        _fill_one(manifest, names, v)
     with Index(base / "single") as single:
         assert single.info()["shots"] == N_VIDEOS * SHOTS
     counts = [Index(s.path).info()["videos"] for s in manifest.shards]
@@ -163,6 +168,21 @@ def test_bad_pages(sharded, kwargs):
 def test_bad_shot_refs(sharded, ref):
     with pytest.raises((UsageError, UnknownNameError)):
         sharded.similar(shot=ref)
+
+
+def test_records_only_for_the_page_and_ties(tmp_path, monkeypatch):
+    """Shards rank first; records are built for the page's shots (and cross-shard ties), not for
+    every shot each shard ranked."""
+    manifest = ShardedIndex.init(tmp_path / "shards.json", count=2)
+    names = [s.name for s in manifest.shards]
+    for v in range(8):  # unrounded scores: no ties
+        _fill_one(manifest, names, v, decimals=None)
+    asked = []
+    real = shards_module.ShardServer.records
+    monkeypatch.setattr(shards_module.ShardServer, "records", lambda self, ranked: asked.append(len(ranked)) or real(self, ranked))
+    with ShardedIndex(manifest.path) as idx:
+        page = idx.search("cat OR dog", top=5, offset=10)
+    assert len(page) == 5 and sum(asked) == 5
 
 
 # ---- a shard that is gone or does not answer ------------------------------------------------------

@@ -490,7 +490,8 @@ class ShardedIndex:
                                     for name, shots in ranked.items()]))
         window = merged[:stop]
         if window:  # a tie at the page's end may pull in a later shot of another shard
-            window += itertools.takewhile(lambda item: item[0] == window[-1][0], merged[stop:])
+            edge = window[-1][0]
+            window += itertools.takewhile(lambda item: item[0] == edge, merged[stop:])
         shards_of = {}
         for item in window:
             shards_of.setdefault(item[0], set()).add(item[3])
