@@ -449,9 +449,9 @@ class Store:
         if row is None:
             return {}
         vec = np.frombuffer(row[0], np.float32)
-        at = [int(i) for i in np.flatnonzero(vec > 0) if int(i) in names]
-        order = sorted(at, key=lambda i: -vec[i])  # stable: equal scores keep slot order
-        return {names[i]: float(vec[i]) for i in order}
+        at = np.flatnonzero(vec > 0)
+        at = at[np.argsort(-vec[at], kind="stable")]  # best first; equal scores keep slot order
+        return {names[i]: v for i, v in zip(at.tolist(), vec[at].tolist()) if i in names}
 
     def top_concepts(self, shot_id: int, k: int) -> dict[str, float]:
         return {name: round(score, 4) for name, score in list(self.shot_scores(shot_id).items())[:k]}
