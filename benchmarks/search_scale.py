@@ -197,9 +197,11 @@ def query_phase(root: Path, n_queries: int, sqlite_queries: int, seed: int, simi
     return out
 
 
-def during_ingest(index, path: str, single: list[str], boolean: list[str]) -> dict:
+def during_ingest(index, path: str, single: list[str], boolean: list[str], limit_s: float = 600.0) -> dict:
     """The same queries while ``vidconcept ingest PATH`` writes to the index (a real ingest:
-    decoding and the model share the machine's cores with the searches)."""
+    decoding and the model share the machine's cores with the searches), for at most ``limit_s``
+    seconds (then the ingest is stopped with SIGTERM: its videos so far stay, the rest is redone
+    by the next run)."""
     from vidconcept.index.columns import writer_running
 
     cmd = [sys.executable, "-m", "vidconcept", "ingest", path, "--index", str(index.root)]
@@ -208,11 +210,10 @@ def during_ingest(index, path: str, single: list[str], boolean: list[str]) -> di
     while not writer_running(index.root) and proc.poll() is None:
         time.sleep(0.05)
     lock_s = time.perf_counter() - t
-    walls: tuple[list[float], list[float]] = ([], [])
     kinds = {"concept": ([], []), "boolean": ([], [])}
     fallbacks = segments = 0
     i = 0
-    while proc.poll() is None:
+    while proc.poll() is None and time.perf_counter() - t < limit_s:
         kind, q = ("concept", single[i % len(single)]) if i % 2 else ("boolean", boolean[i % len(boolean)])
         w, c = timed(lambda q: index.search(q, top=20), [q])
         kinds[kind][0].extend(w)
@@ -221,6 +222,9 @@ def during_ingest(index, path: str, single: list[str], boolean: list[str]) -> di
         fallbacks += cs is None
         segments = max(segments, len(cs.segments) if cs is not None else 0)
         i += 1
+    if proc.poll() is None:  # still running (at a million shots it may first rebuild FAISS): stopped
+        proc.terminate()
+        proc.wait()
     err = proc.stderr.read()
     out = {"command": " ".join(cmd[1:]), "exit": proc.returncode, "lock_wait_s": round(lock_s, 1),
            "ingest_s": round(time.perf_counter() - t, 1), "queries": i, "sqlite_fallbacks": fallbacks,
@@ -228,7 +232,7 @@ def during_ingest(index, path: str, single: list[str], boolean: list[str]) -> di
     out |= {f"{k}_query": pct(v) for k, v in kinds.items() if v[0]}
     if proc.returncode:
         out["stderr_tail"] = err[-500:]
-    del walls
+    out["videos_indexed_after"] = index.store.counts()["videos"]
     return out
 
 
@@ -317,9 +321,10 @@ def build(args, root: Path) -> dict:
         else:
             concepts, dim, kind = default_model_shape()
             info["fill_s"] = round(fill(store, concepts, dim, kind, args.shots, args.seed), 1)
-            t = time.perf_counter()
-            open_vectors(store, dim, rebuild=True)
-            info["vector_build_s"] = round(time.perf_counter() - t, 1)
+            if not args.no_similar:  # FAISS training dominates the build at a million shots
+                t = time.perf_counter()
+                open_vectors(store, dim, rebuild=True)
+                info["vector_build_s"] = round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     cs = columns.open_columns(store)  # builds it from SQLite when the fill did not
     info["column_build_s"] = round(time.perf_counter() - t, 1)
@@ -364,7 +369,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--query-only", action="store_true",
                     help="only time queries on the index in --dir (prints the query figures)")
-    ap.add_argument("--no-similar", action="store_true", help="skip `similar` (and its FAISS load)")
+    ap.add_argument("--no-similar", action="store_true", help="skip `similar` (no FAISS build or load)")
     ap.add_argument("--extrapolate", nargs=2, metavar="RUN.json", help="growth between two runs' JSON, and 10M")
     args = ap.parse_args()
     if args.extrapolate:
