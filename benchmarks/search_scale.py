@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from vidconcept.index import columns
-from vidconcept.index.store import ShotData, Store, now_iso
+from vidconcept.index.store import ShotData, Store
 from vidconcept.index.vectors import normalise, open_vectors
 
 PATTERNS = ["{0} AND ({1} OR {2})", "{0} AND {1} NOT {2}", "{0} OR {1} OR {2}"]

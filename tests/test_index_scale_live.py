@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CONCEPTS, fill_store
 from test_columns import QUERIES, reference
+
 from vidconcept.index import columns
 from vidconcept.index.store import ShotData, Store
 from vidconcept.search.query import parse

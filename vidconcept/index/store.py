@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import struct
 import json
 import logging
 import sqlite3
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -125,7 +125,7 @@ class VectorIndex:
         _faiss().omp_set_num_threads(1 if len(queries) < 16 else os.cpu_count() or 1)
         if self.kind != "ivf" or self.exact is None:
             return self._searcher().search(queries, k)
-        sims, ids = self._searcher().search(queries, min(k + RERANK, self.ntotal))
+        _, ids = self._searcher().search(queries, min(k + RERANK, self.ntotal))
         out_s, out_i = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         for row, (q, cand) in enumerate(zip(queries, ids)):
             found, mat = self.exact(cand[cand >= 0])
