@@ -235,10 +235,12 @@ def test_no_index_is_an_error_to_act_on(tmp_path):
 
 
 def test_serve_binds_loopback_by_default(index_dir, monkeypatch):
-    calls = []
+    calls, switches = [], []
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(web_app.sys, "setswitchinterval", switches.append)  # the server process's, not pytest's
     web_app.serve(index=index_dir)
     assert calls == [{"host": "127.0.0.1", "port": 8000, "log_level": "info"}]
+    assert switches == [web_app.SWITCH_INTERVAL_S]
 
 
 def test_image_query_with_the_wrong_model_says_what_to_do(index_dir):
