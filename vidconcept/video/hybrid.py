@@ -154,8 +154,8 @@ class HybridRule:
     * a spike of the frame difference the cues did not report (``suspect`` times their
       threshold, twice its neighbours) is shown to the network: a run of it above ``add``
       is a boundary, and so is the spike itself when it is a strong, sharp one (``sure``
-      times the threshold, the cues' ``ratio`` times its neighbours) that the network
-      half-sees (``agree``): two weak pieces of evidence that agree;
+      times the threshold, the cues' ``ratio`` times its neighbours) that persists (not a
+      flash) and that the network half-sees (``agree``): two weak pieces of evidence that agree;
     * black edges stand; a run of the network above ``add`` anywhere it ran is added.
 
     Fitted on the dev clips only (``benchmarks/fit_hybrid.py``; held-out clips never read):
@@ -226,7 +226,10 @@ class HybridDetector(SceneDetector):
         self._frames = _Frames()
         self._candidates: list[_Candidate] = []
         self._scanner = _RunScanner(rule.add)
-        self._next = 0  # next frame the decision has not reached
+        self._next = 0  # next frame whose probability the run scanner has not read
+        self._spiked = -1  # last frame whose spike was decided
+        self._chosen: dict[int, _Candidate] = {}  # boundaries decided, not handed out yet
+        self._recent: deque[_Candidate] = deque(maxlen=8)  # the latest handed out (runs near them are theirs)
         self._last = -1  # last boundary handed out
         self.gradual_spans: deque[tuple[int, int]] = deque(maxlen=64)
 
@@ -274,32 +277,43 @@ class HybridDetector(SceneDetector):
         """Spikes up to ``upto`` that no cue candidate (frames ``near``) reports."""
         return [_Candidate(f, "spike", self._frames.diff[f], None, sharp)
                 for f, sharp in sorted(self._frames.spikes.items())
-                if f >= self._next and (upto is None or f <= upto) and all(abs(f - n) > REACH for n in near)]
+                if f > self._spiked and (upto is None or f <= upto) and all(abs(f - n) > REACH for n in near)]
 
     def _decide(self, upto: int | None) -> list[int]:
-        """Boundaries up to frame ``upto`` (all when ``None``), in order."""
-        near = [c.frame for c in self._candidates] + [self._last]
-        kept = [c for c in self._candidates if upto is None or c.frame <= upto]
+        """Decide about the candidates up to frame ``upto`` (all when ``None``); hand out the
+        boundaries up to where the network's runs are known (:attr:`_back` frames earlier)."""
+        near = [c.frame for c in self._candidates] + [*self._chosen, *(c.frame for c in self._recent)]
+        due = [c for c in self._candidates if upto is None or c.frame <= upto]
         self._candidates = [c for c in self._candidates if upto is not None and c.frame > upto]
-        asked = [c for c in kept + self._spikes(upto, near) if not self._sure(c)]
+        asked = [c for c in due + self._spikes(upto, near) if not self._sure(c)]
         for c in asked:
             self._probe(*self._reach(c))
-        chosen = {c.frame: c for c in kept if self._sure(c)}
-        chosen.update({c.frame: c for c in asked if self._keep(c)})
-        for run in self._runs(upto):
-            if not any(self._same(run, c) for c in chosen.values()):
-                chosen[run.boundary] = _Candidate(run.boundary, "gradual" if run.gradual else "cut", 0.0,
-                                                  (run.first, run.last) if run.gradual else None)
+        self._chosen.update({c.frame: c for c in due if self._sure(c)})
+        self._chosen.update({c.frame: c for c in asked if self._keep(c)})
+        self._spiked = upto if upto is not None else self._spiked
+        emit = None if upto is None else upto - self._back
+        for run in self._runs(emit):
+            if not any(self._same(run, c) for c in [*self._chosen.values(), *self._recent]):
+                self._chosen[run.boundary] = _Candidate(run.boundary, "gradual" if run.gradual else "cut", 0.0,
+                                                        (run.first, run.last) if run.gradual else None)
         out = []
-        for frame in sorted(chosen):
+        for frame in sorted(f for f in self._chosen if emit is None or f <= emit):
+            c = self._chosen.pop(frame)
+            self._recent.append(c)
             if frame > self._last + 1:
-                if chosen[frame].span is not None:
-                    self.gradual_spans.append(chosen[frame].span)
+                if c.span is not None:
+                    self.gradual_spans.append(c.span)
                 out.append(frame)
                 self._last = frame
-        if upto is not None:
-            self._forget(upto)
+        if emit is not None:
+            self._forget(emit)
         return out
+
+    @property
+    def _back(self) -> int:
+        """How far before a candidate the frames deciding about it reach (a dissolve's start):
+        the network's runs are scanned this much behind the decisions."""
+        return self.cues.event_buffer_length + REACH
 
     def _sure(self, c: _Candidate) -> bool:
         """Black edges and strong cuts stand without the network."""
@@ -320,8 +334,19 @@ class HybridDetector(SceneDetector):
         if c.kind == "gradual":
             return peak >= self.rule.confirm_gradual
         if c.kind == "spike":
-            return c.sharp and c.diff >= self.rule.sure * self.cues.threshold and peak >= self.rule.agree
+            return c.sharp and c.diff >= self.rule.sure * self.cues.threshold and peak >= self.rule.agree \
+                and self._persists(c.frame)
         return peak >= self.rule.confirm
+
+    def _persists(self, f: int) -> bool:
+        """The change at ``f`` is still there ``persist`` frames on (a flash returns to the shot), as the
+        cues test their cuts; on the network's small frames, which the hybrid keeps anyway."""
+        frames, later = self.tiles.frames, f + self.cues.persist
+        if f - 1 not in frames or f not in frames:
+            return True
+        later_frame = frames.get(later, frames[max(i for i in frames if i <= later)])
+        before = frames[f - 1].astype(np.int16)
+        return np.abs(later_frame - before).mean() >= 0.5 * np.abs(frames[f] - before).mean()
 
     def _peak(self, first: int, last: int) -> float:
         return max((self.tiles.prob(i) or 0.0) for i in range(max(0, first), last + 1))
@@ -347,6 +372,6 @@ class HybridDetector(SceneDetector):
         return runs
 
     def _forget(self, upto: int) -> None:
-        keep_from = upto - WINDOW
+        keep_from = upto - WINDOW - self._back
         self.tiles.forget_before(keep_from)
         self._frames.forget_before(keep_from)
