@@ -97,7 +97,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shots", type=int, default=200_000, help="shots in the whole archive")
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--concepts", type=int, default=38, help="synthetic sigmoid concepts (38: the shipped model's count)")
+    ap.add_argument("--concepts", type=int, default=38,
+                    help="synthetic sigmoid concepts (38: the shipped model's count)")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--top", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
@@ -121,7 +122,8 @@ def main() -> None:
         result["shots_per_shard"] = args.shots // count
         result["fill"] = fills
         out["by_shards"][str(count)] = result
-        print(f"{count} shards: {json.dumps({k: v for k, v in result.items() if k != 'fill'})}", file=sys.stderr)
+        shown = {k: v for k, v in result.items() if k != "fill"}
+        print(f"{count} shards: {json.dumps(shown)}", file=sys.stderr)
     out["rss_mb"] = rss_mb()
     out["machine"] = f"{platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
     print(json.dumps(out, indent=None if args.json else 2))

@@ -130,7 +130,8 @@ def test_one_video(single, sharded):
 def _ref_of(sharded, video: str, shot_index: int) -> tuple[str, int]:
     name = route(video, list(sharded.shards))
     with Index(sharded.shards[name].path) as shard:
-        hit = next(h for h in shard.search("cat OR NOT cat", top=1000) if (h.video, h.shot_index) == (video, shot_index))
+        hits = shard.search("cat OR NOT cat", top=1000)
+        hit = next(h for h in hits if (h.video, h.shot_index) == (video, shot_index))
     return name, hit.shot_id
 
 
@@ -179,7 +180,8 @@ def test_records_only_for_the_page_and_ties(tmp_path, monkeypatch):
         _fill_one(manifest, names, v, decimals=None)
     asked = []
     real = shards_module.ShardServer.records
-    monkeypatch.setattr(shards_module.ShardServer, "records", lambda self, ranked: asked.append(len(ranked)) or real(self, ranked))
+    monkeypatch.setattr(shards_module.ShardServer, "records",
+                        lambda self, ranked: asked.append(len(ranked)) or real(self, ranked))
     with ShardedIndex(manifest.path) as idx:
         page = idx.search("cat OR dog", top=5, offset=10)
     assert len(page) == 5 and sum(asked) == 5

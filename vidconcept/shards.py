@@ -589,8 +589,8 @@ class ShardedIndex:
         """Counts of each shard and of all together (videos, shots …), and the shards that did not answer."""
         replies, down = self._fan("info")
         keys = ("videos", "failed", "missing", "shots", "video_seconds")
-        shards = [{"name": n, "path": str(self.shards[n].path), **{k: replies[n].get(k, 0) for k in (*keys, "concepts")}}
-                  for n in self.shards if n in replies]
+        shards = [{"name": n, "path": str(self.shards[n].path),
+                   **{k: replies[n].get(k, 0) for k in (*keys, "concepts")}} for n in self.shards if n in replies]
         totals = {k: round(sum(s[k] for s in shards), 3) for k in keys}
         return {"manifest": str(self.manifest.path), "serve": self.serve, **totals, "shards": shards,
                 "unavailable": down}
