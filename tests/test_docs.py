@@ -104,7 +104,9 @@ def _vidconcept_argv(line: str) -> list[str] | None:
     except ValueError:
         return None
     for i, token in enumerate(tokens):
-        is_cli = (token == "vidconcept" or token.endswith("/vidconcept")) and (i == 0 or tokens[i - 1] != "cd")
+        script_arg = any(t.endswith(".py") for t in tokens[:i])  # `benchmarks/x.py --detectors vidconcept`
+        is_cli = (token == "vidconcept" or token.endswith("/vidconcept")) and (i == 0 or tokens[i - 1] != "cd") \
+            and not script_arg
         is_module = token == "vidconcept" and i > 0 and tokens[i - 1] == "-m"
         if is_cli or is_module:
             argv = []
