@@ -3,7 +3,6 @@ the segments the writer publishes), never through SQLite; a ``kill -9`` of the w
 leaves an index that opens and answers exactly."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CONCEPTS, fill_store
-from test_columns import QUERIES, reference
+from test_columns import QUERIES, read_snapshot, reference
 
 from vidconcept.index import columns
 from vidconcept.index.store import ShotData, Store
@@ -52,15 +51,6 @@ def start_writer(root: Path, append_only: bool) -> subprocess.Popen:
     code = WRITER.format(root=str(root), concepts=CONCEPTS, append_only=append_only)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
-
-
-@contextlib.contextmanager
-def read_snapshot(store: Store):
-    store.db.execute("BEGIN")
-    try:
-        yield
-    finally:
-        store.db.execute("COMMIT")
 
 
 @pytest.mark.slow
